@@ -1,0 +1,166 @@
+"""portkit: everything a DevOps engineer does with ports and sockets.
+
+The public API is declared here once; names are imported from their modules on
+first use (PEP 562), so ``import portkit`` costs almost nothing and pulls in none of
+click, rich, yaml or asyncio (a test guards this).
+
+    >>> import portkit
+    >>> portkit.Endpoint.parse("192.168.1.100:8080/TCP").port
+    8080
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from portkit._version import __version__
+
+if TYPE_CHECKING:
+    from portkit.errors import (
+        ForwardError as ForwardError,
+    )
+    from portkit.errors import (
+        ParseError as ParseError,
+    )
+    from portkit.errors import (
+        PermissionDenied as PermissionDenied,
+    )
+    from portkit.errors import (
+        PlanError as PlanError,
+    )
+    from portkit.errors import (
+        PortkitError as PortkitError,
+    )
+    from portkit.errors import (
+        ProbeError as ProbeError,
+    )
+    from portkit.errors import (
+        ProbeTimeout as ProbeTimeout,
+    )
+    from portkit.errors import (
+        RegistryError as RegistryError,
+    )
+    from portkit.errors import (
+        ResourceExhausted as ResourceExhausted,
+    )
+    from portkit.errors import (
+        UsageError as UsageError,
+    )
+    from portkit.free import (
+        free_port as free_port,
+    )
+    from portkit.free import (
+        free_ports as free_ports,
+    )
+    from portkit.model import (
+        Connection as Connection,
+    )
+    from portkit.model import (
+        Endpoint as Endpoint,
+    )
+    from portkit.model import (
+        PortClass as PortClass,
+    )
+    from portkit.model import (
+        PortRange as PortRange,
+    )
+    from portkit.model import (
+        Protocol as Protocol,
+    )
+    from portkit.model import (
+        RangeClass as RangeClass,
+    )
+    from portkit.model import (
+        TcpState as TcpState,
+    )
+    from portkit.model import (
+        parse_ports as parse_ports,
+    )
+    from portkit.registry import (
+        Answer as Answer,
+    )
+    from portkit.registry import (
+        Entry as Entry,
+    )
+    from portkit.registry import (
+        classify as classify,
+    )
+    from portkit.registry import (
+        lookup as lookup,
+    )
+    from portkit.system import (
+        ephemeral_range as ephemeral_range,
+    )
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Answer": "portkit.registry",
+    "Connection": "portkit.model",
+    "Endpoint": "portkit.model",
+    "Entry": "portkit.registry",
+    "ForwardError": "portkit.errors",
+    "ParseError": "portkit.errors",
+    "PermissionDenied": "portkit.errors",
+    "PlanError": "portkit.errors",
+    "PortClass": "portkit.model",
+    "PortRange": "portkit.model",
+    "PortkitError": "portkit.errors",
+    "ProbeError": "portkit.errors",
+    "ProbeTimeout": "portkit.errors",
+    "Protocol": "portkit.model",
+    "RangeClass": "portkit.model",
+    "RegistryError": "portkit.errors",
+    "ResourceExhausted": "portkit.errors",
+    "TcpState": "portkit.model",
+    "UsageError": "portkit.errors",
+    "classify": "portkit.registry",
+    "ephemeral_range": "portkit.system",
+    "free_port": "portkit.free",
+    "free_ports": "portkit.free",
+    "lookup": "portkit.registry",
+    "parse_ports": "portkit.model",
+}
+
+__all__ = [
+    "Answer",
+    "Connection",
+    "Endpoint",
+    "Entry",
+    "ForwardError",
+    "ParseError",
+    "PermissionDenied",
+    "PlanError",
+    "PortClass",
+    "PortRange",
+    "PortkitError",
+    "ProbeError",
+    "ProbeTimeout",
+    "Protocol",
+    "RangeClass",
+    "RegistryError",
+    "ResourceExhausted",
+    "TcpState",
+    "UsageError",
+    "__version__",
+    "classify",
+    "ephemeral_range",
+    "free_port",
+    "free_ports",
+    "lookup",
+    "parse_ports",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,128 @@
+"""The click application: the root group, lazily loaded commands, error mapping.
+
+Commands live one capability per module under ``portkit.cli.commands`` and are
+imported only when run, so ``portkit --help`` and shell completion stay quick.
+Every error reaches the user as one line on stderr with the exit code its class
+carries (``portkit.errors``): 2 for bad input, 3 for the environment.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from portkit._version import __version__
+from portkit.cli._output import err
+from portkit.errors import PortkitError
+
+__all__ = ["COMMANDS", "cli", "run"]
+
+#: name -> (module, attribute, one-line help). The help is here so that listing
+#: the commands does not import them.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "lookup": (
+        "portkit.cli.commands.know",
+        "lookup_cmd",
+        "What a port is for: the registry and everyday use.",
+    ),
+    "free": (
+        "portkit.cli.commands.know",
+        "free_cmd",
+        "Ports that are free right now (bind-tested).",
+    ),
+    "completion": (
+        "portkit.cli.commands.shell",
+        "completion_cmd",
+        "Print the shell completion script (bash, zsh, fish).",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use, from :data:`COMMANDS`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module, attr, _ = spec
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, spec[2]) for name, spec in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+ROOT_HELP = """Ports and sockets for DevOps: know, see, reach, forward, plan, watch.
+
+\b
+Examples:
+  portkit                      overview of this machine
+  portkit lookup 5432          what is port 5432 for?
+  portkit lookup redis --json  which ports does Redis use?
+  portkit free -n 3            three free ports for a test
+"""
+
+
+def _overview(ctx: click.Context) -> int:
+    """``portkit`` alone: the overview when the see capability provides one."""
+    command = cli.get_command(ctx, "overview")
+    if command is None:
+        click.echo(ctx.get_help())
+        return 0
+    return int(ctx.invoke(command) or 0)
+
+
+@click.group(
+    cls=LazyGroup,
+    help=ROOT_HELP,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "-V", "--version", prog_name="portkit")
+@click.pass_context
+def cli(ctx: click.Context) -> int | None:
+    if ctx.invoked_subcommand is None:
+        return _overview(ctx)
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def _command_name(args: list[str]) -> str:
+    return f"portkit {args[0]}" if args and args[0] in COMMANDS else "portkit"
+
+
+def run(args: list[str]) -> int:
+    """Run the click application on ``args``; map every error to one line and a code."""
+    try:
+        result: Any = cli.main(args, prog_name="portkit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        err("portkit: aborted")
+        return 130
+    except click.ClickException as exc:
+        err(f"{_command_name(args)}: error: {_one_line(exc.format_message())}")
+        return exc.exit_code
+    except PortkitError as exc:
+        err(f"{_command_name(args)}: error: {_one_line(str(exc))}")
+        return exc.exit_code
+    except OSError as exc:
+        # Anything the capabilities did not translate is still an environment failure,
+        # reported in one line rather than as a traceback.
+        err(f"{_command_name(args)}: error: {exc.strerror or exc}")
+        return 3
+    finally:
+        sys.stdout.flush()
+    return result if isinstance(result, int) else 0

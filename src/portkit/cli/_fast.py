@@ -1,0 +1,48 @@
+"""Shortcuts for the hottest invocations, answered without importing click.
+
+Each shortcut recognises only the plainest form of its command (no options but
+``--json``) and returns None for anything else, so click parses it instead. A
+shortcut also declines on bad input: click's path prints the one-line error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from portkit.errors import PortkitError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def _lookup(args: list[str]) -> int | None:
+    as_json = False
+    queries: list[str] = []
+    for arg in args:
+        if arg == "--json":
+            as_json = True
+        elif arg.startswith("-") and not arg[1:2].isdigit():
+            return None
+        else:
+            queries.append(arg)
+    if not queries:
+        return None
+    from portkit.cli.lookup import write_lookup
+
+    try:
+        return write_lookup(queries, as_json=as_json, limit=None if as_json else 50)
+    except PortkitError:
+        return None
+
+
+SHORTCUTS: dict[str, Callable[[list[str]], int | None]] = {
+    "lookup": _lookup,
+}
+
+
+def try_fast(args: list[str]) -> int | None:
+    """Answer ``args`` through a shortcut, or return None to use the full CLI."""
+    shortcut = SHORTCUTS.get(args[0])
+    if shortcut is None:
+        return None
+    return shortcut(args[1:])

@@ -1,0 +1,416 @@
+"""Port knowledge: what a port is for, registered and in everyday use.
+
+``lookup("5432")``, ``lookup("53/udp")``, ``lookup("30000-32767")``,
+``lookup("10.0.0.5:9200")``, ``lookup("redis")``, ``lookup("node exporter")``.
+
+Answers come from the packaged index (see ``_index``): the IANA registry, the guide's
+table of common ports, curated DevOps defaults and the Prometheus exporter port
+allocations. Where the registry and everyday practice disagree, both are returned
+and :attr:`Answer.note` says which one people mean (9092 is registered to
+XmlIpcRegSvc, but everyone means Kafka).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from portkit.errors import ParseError, RegistryError
+from portkit.model import (
+    Endpoint,
+    PortClass,
+    PortRange,
+    Protocol,
+    RangeClass,
+    _Record,
+    classify_port,
+)
+from portkit.registry import _index
+from portkit.system import ephemeral_range
+
+if TYPE_CHECKING:
+    from portkit.registry._index import Row
+
+__all__ = ["Answer", "Entry", "classify", "lookup"]
+
+INDEX_PATH = os.path.join(os.path.dirname(__file__), "_data", "ports.idx")
+
+#: Everyday short names people type, mapped to the names the data uses.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "k8s": ("kubernetes", "kube"),
+    "kube": ("kubernetes",),
+    "apiserver": ("kube-apiserver",),
+    "pg": ("postgresql",),
+    "postgres": ("postgresql",),
+    "psql": ("postgresql",),
+    "es": ("elasticsearch",),
+    "elastic": ("elasticsearch",),
+    "mongo": ("mongodb",),
+    "prom": ("prometheus",),
+    "rabbit": ("rabbitmq",),
+    "mssql": ("ms-sql-s", "sql server"),
+    "dns": ("domain",),
+    "https": ("https",),
+    "smtp": ("smtp",),
+    "mariadb": ("mysql",),
+    "memcache": ("memcached",),
+    "zk": ("zookeeper",),
+}
+
+#: How matches on a name rank: higher first.
+_SCORE_EXACT, _SCORE_PREFIX, _SCORE_IN_NAME, _SCORE_WORDS, _SCORE_FUZZY = 100, 80, 60, 40, 20
+_SOURCE_RANK = {source: i for i, source in enumerate(_index.SOURCES)}
+
+
+class Entry(_Record):
+    """One row of port knowledge.
+
+    ``port`` and ``port_end`` are None for an IANA service name without a port; they
+    differ for a range (``30000-32767``). ``everyday`` is True for de-facto defaults
+    (the guide, the curated DevOps list, Prometheus allocations), False for the IANA
+    registry.
+    """
+
+    __slots__ = (
+        "port",
+        "port_end",
+        "protocol",
+        "service",
+        "description",
+        "source",
+        "status",
+        "note",
+    )
+    port: int | None
+    port_end: int | None
+    protocol: str
+    service: str
+    description: str
+    source: str
+    status: str
+    note: str
+
+    def __init__(self, row: Row) -> None:
+        self._init(**dict(zip(self.__slots__, row, strict=True)))
+
+    @property
+    def everyday(self) -> bool:
+        return self.source != "iana"
+
+    @property
+    def is_range(self) -> bool:
+        return self.port is not None and self.port != self.port_end
+
+    @property
+    def ports(self) -> str:
+        """``"22"``, ``"30000-32767"`` or ``""`` for a name with no port."""
+        if self.port is None:
+            return ""
+        return str(self.port) if not self.is_range else f"{self.port}-{self.port_end}"
+
+
+class Answer(_Record):
+    """What portkit knows in answer to one query.
+
+    ``kind`` is ``port``, ``range`` or ``name``. For ports and ranges, ``ports`` is the
+    range asked about and ``port_class`` classifies it (for a range: its first port,
+    with ``range_class`` widened by :attr:`range_classes`).
+    """
+
+    __slots__ = ("query", "kind", "ports", "protocol", "entries", "port_class", "ephemeral")
+    query: str
+    kind: str
+    ports: PortRange | None
+    protocol: Protocol | None
+    entries: tuple[Entry, ...]
+    port_class: PortClass | None
+    ephemeral: PortRange
+
+    def __init__(
+        self,
+        query: str,
+        kind: str,
+        ports: PortRange | None,
+        protocol: Protocol | None,
+        entries: tuple[Entry, ...],
+        ephemeral: PortRange,
+    ) -> None:
+        port_class = classify_port(ports.start, ephemeral) if ports is not None else None
+        self._init(
+            query=query,
+            kind=kind,
+            ports=ports,
+            protocol=protocol,
+            entries=entries,
+            port_class=port_class,
+            ephemeral=ephemeral,
+        )
+
+    @property
+    def range_classes(self) -> tuple[RangeClass, ...]:
+        """Every IANA range class the asked ports touch."""
+        if self.ports is None:
+            return ()
+        return tuple(c for c in RangeClass if c.ports.overlaps(self.ports))
+
+    @property
+    def in_ephemeral(self) -> bool:
+        return self.ports is not None and self.ports.overlaps(self.ephemeral)
+
+    @property
+    def in_nodeport(self) -> bool:
+        from portkit.model import NODEPORT_RANGE
+
+        return self.ports is not None and self.ports.overlaps(NODEPORT_RANGE)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.entries)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Plain-words remarks: registry vs everyday use, unassigned, ephemeral clashes."""
+        if self.ports is None or self.ports.start != self.ports.end:
+            return ()
+        port = self.ports.start
+        out: list[str] = []
+        by_proto: dict[str, tuple[list[Entry], list[Entry]]] = {}
+        for e in self.entries:
+            if e.is_range:
+                continue
+            everyday, registered = by_proto.setdefault(e.protocol, ([], []))
+            if e.everyday:
+                everyday.append(e)
+            elif e.status == "assigned" and e.service:
+                registered.append(e)
+        for proto, (everyday, registered) in by_proto.items():
+            if not everyday or not registered:
+                continue
+            names = {_norm(e.service) for e in registered}
+            # The guide's name, where it has one, is the everyday name to compare.
+            guide = [e for e in everyday if e.source == "guide"] or everyday
+            if any(_related(_norm(e.service), names) for e in guide):
+                continue
+            used = ", ".join(dict.fromkeys(e.service for e in everyday))
+            regs = ", ".join(dict.fromkeys(e.service for e in registered))
+            out.append(f"{port}/{proto} is registered to {regs}, but in everyday use it is {used}")
+        if not self.entries and port in RangeClass.DYNAMIC.ports:
+            out.append(
+                f"{port} is in the dynamic/private range 49152-65535, where IANA "
+                "assigns no services"
+            )
+        elif not any(e.status in ("assigned", "everyday") for e in self.entries):
+            status = (
+                "reserved" if any(e.status == "reserved" for e in self.entries) else "unassigned"
+            )
+            out.append(f"{port} is {status} in the IANA registry")
+        if self.in_ephemeral:
+            out.append(
+                f"{port} is in this OS's ephemeral range {self.ephemeral}: outgoing "
+                "connections may take it, so a server listening here can fail to bind"
+            )
+        return tuple(out)
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(" ", "-")
+
+
+#: Everyday names that IANA registers under another name.
+_SAME_SERVICE = {"dns": "domain", "http-alt": "http-alt", "ftp": "ftp-data"}
+
+
+def _related(name: str, names: set[str]) -> bool:
+    """True when ``name`` and one of ``names`` are the same service (postgresql ~ postgres)."""
+    if _SAME_SERVICE.get(name) in names:
+        return True
+    flat = name.replace("-", "")
+    for other in names:
+        o = other.replace("-", "")
+        if flat.startswith(o) or o.startswith(flat) or (len(o) >= 4 and o in flat):
+            return True
+    return False
+
+
+# --- the data ---------------------------------------------------------------------------
+
+_data: bytes | None = None
+_all: list[Entry] | None = None
+
+
+def _load() -> bytes:
+    global _data
+    if _data is None:
+        try:
+            with open(INDEX_PATH, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise RegistryError(f"cannot read the port index {INDEX_PATH}: {exc.strerror}") from exc
+        if not _index.check(data):
+            raise RegistryError(f"the port index {INDEX_PATH} is damaged: reinstall portkit")
+        _data = data
+    return _data
+
+
+def _rows_for(ports: PortRange) -> list[Row]:
+    data = _load()
+    rows: list[Row] = []
+    seen_ranges: set[Row] = set()
+    for shard_no in range(ports.start >> _index.SHARD_BITS, (ports.end >> _index.SHARD_BITS) + 1):
+        shard = _index.load_shard(data, shard_no << _index.SHARD_BITS)
+        for key, shard_rows in shard.items():
+            if key == _index.RANGES_KEY:
+                for row in shard_rows:
+                    start, end = row[0], row[1]
+                    assert start is not None
+                    assert end is not None
+                    overlaps = start <= ports.end and ports.start <= end
+                    if overlaps and row[6] != "marker" and row not in seen_ranges:
+                        seen_ranges.add(row)
+                        rows.append(row)
+            elif ports.start <= key <= ports.end:
+                rows.extend(shard_rows)
+    return rows
+
+
+def _sort_key(e: Entry) -> tuple[int, int, str, int]:
+    return (
+        e.port if e.port is not None else -1,
+        int(e.is_range),
+        e.protocol,
+        _SOURCE_RANK[e.source],
+    )
+
+
+def all_entries() -> list[Entry]:
+    """Every row of the index (loads the whole index: about 15,000 rows)."""
+    global _all
+    if _all is None:
+        _all = [Entry(row) for row in _index.load_all(_load())]
+    return _all
+
+
+# --- queries ----------------------------------------------------------------------------
+
+
+def _port_answer(
+    query: str, ports: PortRange, protocol: Protocol | None, ephemeral: PortRange
+) -> Answer:
+    entries = [Entry(row) for row in _rows_for(ports)]
+    if protocol is not None:
+        entries = [e for e in entries if e.protocol in (protocol.value, "")]
+    entries.sort(key=_sort_key)
+    kind = "port" if ports.start == ports.end else "range"
+    return Answer(query, kind, ports, protocol, tuple(entries), ephemeral)
+
+
+def _looks_numeric(text: str) -> bool:
+    return (
+        bool(text)
+        and all(c.isdigit() or c in "-, " for c in text)
+        and any(c.isdigit() for c in text)
+    )
+
+
+def _name_score(entry: Entry, terms: list[str], words: list[str]) -> int:
+    name = _norm(entry.service)
+    if not name:
+        return 0
+    best = 0
+    for term in terms:
+        if name == term:
+            return _SCORE_EXACT
+        if name.startswith(term):
+            best = max(best, _SCORE_PREFIX)
+        elif len(term) >= 3 and term in name:
+            best = max(best, _SCORE_IN_NAME)
+    if not best and words:
+        hay = f"{name} {entry.description.lower()}"
+        if all(w in hay for w in words):
+            best = _SCORE_WORDS
+    return best
+
+
+def _name_answer(
+    query: str, text: str, protocol: Protocol | None, limit: int | None, ephemeral: PortRange
+) -> Answer:
+    term = _norm(text.strip())
+    terms = [term, *ALIASES.get(term, ())]
+    terms = [_norm(t) for t in terms]
+    words = [w for w in text.lower().replace("-", " ").replace("_", " ").split() if w]
+    scored: list[tuple[int, Entry]] = []
+    for entry in all_entries():
+        if protocol is not None and entry.protocol not in (protocol.value, ""):
+            continue
+        score = _name_score(entry, terms, words if len(words) > 1 or len(term) >= 3 else [])
+        if score:
+            scored.append((score, entry))
+    if not scored:
+        import difflib  # only for typos ("postgress"): about 2 ms
+
+        names = {_norm(e.service) for e in all_entries() if e.service}
+        close = set(difflib.get_close_matches(term, names, n=5, cutoff=0.8))
+        scored = [(_SCORE_FUZZY, e) for e in all_entries() if _norm(e.service) in close]
+    scored.sort(key=lambda se: (-se[0], not se[1].everyday, _sort_key(se[1])))
+    entries = tuple(e for _, e in scored)
+    if limit:
+        entries = entries[:limit]
+    return Answer(query, "name", None, protocol, entries, ephemeral)
+
+
+def lookup(query: str, *, limit: int | None = None) -> list[Answer]:
+    """Answer a lookup query; a port list gives one answer per item.
+
+    Args:
+        query: a port (``5432``), port/protocol (``53/udp``), range (``30000-32767``),
+            port list (``22,80``), endpoint (``10.0.0.5:9200``, ``[::1]:53/udp``) or a
+            service name or keywords (``redis``, ``node exporter``), case-insensitive.
+        limit: at most this many entries for a name query (None: all).
+
+    Raises:
+        ParseError: for a malformed port, range, protocol or endpoint.
+
+    >>> [e.service for e in lookup("6379/tcp")[0].entries][:2]
+    ['Redis', 'redis']
+    """
+    text = query.strip()
+    if not text:
+        raise ParseError(
+            "empty query",
+            text=query,
+            accepted="a port, PORT/PROTO, START-END, HOST:PORT or a service name",
+        )
+    eph = ephemeral_range()
+    if text.startswith(("(", "[")) or ":" in text:
+        ep = Endpoint.parse(text)
+        explicit = "/" in text or (text.startswith("(") and text.count(",") == 2)
+        return [_port_answer(query, PortRange(ep.port), ep.protocol if explicit else None, eph)]
+    body, sep, proto_text = text.rpartition("/")
+    if not sep:
+        body, protocol = text, None
+    elif _looks_numeric(body):
+        protocol = Protocol.parse(proto_text)
+    else:  # a name: "/udp" filters, anything else is part of the name ("tcp/ip")
+        try:
+            protocol = Protocol.parse(proto_text)
+        except ParseError:
+            body, protocol = text, None
+    if _looks_numeric(body):
+        from portkit.model import parse_ports
+
+        return [
+            _port_answer(query if "," not in body else str(r), r, protocol, eph)
+            for r in parse_ports(body)
+        ]
+    if any(c.isdigit() for c in body) and body.replace("-", "").isdigit():
+        raise ParseError(f"bad port range {body!r}", text=query, accepted="START-END")
+    return [_name_answer(query, body, protocol, limit, eph)]
+
+
+def classify(port: int) -> PortClass:
+    """Classify a port against IANA's ranges, this OS's ephemeral range and NodePort.
+
+    >>> classify(22).range_class.value
+    'well-known'
+    """
+    return classify_port(port, ephemeral_range())

@@ -1,0 +1,216 @@
+"""Build and read portkit's port index: pure functions of text and bytes.
+
+The index merges four sources into one list of rows::
+
+    (start, end, protocol, service, description, source, status, note)
+
+``source`` is ``iana`` (the registry), ``guide`` (the ports-and-sockets guide's table),
+``devops`` (curated everyday defaults) or ``prometheus`` (exporter port allocations).
+``status`` is ``assigned``, ``unassigned``, ``reserved``, ``name-only`` (an IANA service
+name with no port), ``everyday`` (a de-facto default) or ``marker`` (a range such as the
+NodePort range, answered by the range flags rather than listed under every port).
+
+The file written by :func:`dump` is laid out so that ``lookup 22`` unmarshals only the
+256-port shard holding port 22 instead of all 15,000 rows::
+
+    magic (8 bytes) | 257 little-endian uint32 offsets | shard 0 .. shard 255 | all rows
+
+Each shard is a marshalled ``{port: [row, ...]}`` (single ports, plus every range row
+overlapping the shard under the key ``-1``); the last blob is the marshalled row list.
+"""
+
+from __future__ import annotations
+
+import marshal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+Row = tuple[int | None, int | None, str, str, str, str, str, str]
+
+MAGIC = b"PKIDX\x00\x01\x00"
+SHARD_BITS = 8
+SHARDS = 65536 >> SHARD_BITS
+RANGES_KEY = -1
+SOURCES = ("guide", "devops", "prometheus", "iana")
+
+# Rows of the curated list that describe whole ranges the lookup flags already answer.
+_MARKER_SERVICES = frozenset(
+    {
+        "iana-system-ports",
+        "iana-user-ports",
+        "iana-dynamic-ports",
+        "linux-ephemeral",
+        "windows-ephemeral",
+        "k8s-nodeport",
+    }
+)
+
+
+def _span(text: str) -> tuple[int, int] | None:
+    text = text.strip()
+    if not text:
+        return None
+    first, _, last = text.partition("-")
+    return int(first), int(last or first)
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def iana_rows(text: str) -> list[Row]:
+    """Rows from the IANA CSV export (fields may hold newlines: read with csv)."""
+    import csv
+    import io
+
+    rows: list[Row] = []
+    for rec in csv.DictReader(io.StringIO(text)):
+        span = _span(rec["Port Number"])
+        name = rec["Service Name"].strip()
+        desc = _clean(rec["Description"])
+        if span is None:
+            status = "name-only"
+        elif desc.lower() == "unassigned":
+            status = "unassigned"
+        elif desc.lower() == "reserved" and not name:
+            status = "reserved"
+        else:
+            status = "assigned"
+        notes = [
+            _clean(rec["Reference"]),
+            _clean(rec["Assignee"]),
+            _clean(rec["Unauthorized Use Reported"])
+            and "unauthorized use reported: " + _clean(rec["Unauthorized Use Reported"]),
+            _clean(rec["Assignment Notes"]),
+        ]
+        start, end = span if span else (None, None)
+        rows.append(
+            (
+                start,
+                end,
+                rec["Transport Protocol"].strip().lower(),
+                name,
+                desc,
+                "iana",
+                status,
+                "; ".join(n for n in notes if n),
+            )
+        )
+    return rows
+
+
+def curated_rows(text: str, source: str) -> list[Row]:
+    """Rows from ``port,protocol,service,description,source`` files (guide, devops)."""
+    import csv
+    import io
+
+    rows: list[Row] = []
+    for rec in csv.DictReader(io.StringIO(text)):
+        span = _span(rec["port"])
+        assert span is not None, rec
+        status = "marker" if rec["service"] in _MARKER_SERVICES else "everyday"
+        for proto in rec["protocol"].split("/"):
+            rows.append(
+                (
+                    span[0],
+                    span[1],
+                    proto.strip(),
+                    rec["service"].strip(),
+                    _clean(rec["description"]),
+                    source,
+                    status,
+                    _clean(rec["source"]),
+                )
+            )
+    return rows
+
+
+def prometheus_rows(text: str) -> list[Row]:
+    """Rows from the Prometheus default port allocations (``port,http_protocol,component,section``).
+
+    "FREE" and "UNALLOCATED" markers are dropped: they record that nobody is on the port.
+    """
+    import csv
+    import io
+
+    rows: list[Row] = []
+    for rec in csv.DictReader(io.StringIO(text)):
+        component = _clean(rec["component"])
+        if component.strip('"').upper().startswith(("FREE", "UNALLOCATED")):
+            continue
+        span = _span(rec["port"])
+        assert span is not None, rec
+        note = "Prometheus default port allocations: " + _clean(rec["section"]).rstrip(":")
+        rows.append(
+            (
+                span[0],
+                span[1],
+                "tcp",
+                component,
+                f"{component} (Prometheus exporter, {rec['http_protocol'] or 'http'})",
+                "prometheus",
+                "everyday",
+                note,
+            )
+        )
+    return rows
+
+
+def build(iana_csv: str, guide_csv: str, devops_csv: str, prometheus_csv: str) -> list[Row]:
+    """All rows, everyday sources first (guide, devops, prometheus), then IANA."""
+    return [
+        *curated_rows(guide_csv, "guide"),
+        *curated_rows(devops_csv, "devops"),
+        *prometheus_rows(prometheus_csv),
+        *iana_rows(iana_csv),
+    ]
+
+
+def dump(rows: Iterable[Row]) -> bytes:
+    """Serialise rows into the sharded index format described in the module docstring."""
+    all_rows = list(rows)
+    shards: list[dict[int, list[Row]]] = [{} for _ in range(SHARDS)]
+    for row in all_rows:
+        start, end = row[0], row[1]
+        if start is None or end is None:
+            continue
+        if start == end:
+            shards[start >> SHARD_BITS].setdefault(start, []).append(row)
+        else:
+            for k in range(start >> SHARD_BITS, (end >> SHARD_BITS) + 1):
+                shards[k].setdefault(RANGES_KEY, []).append(row)
+    blobs = [marshal.dumps(s) for s in shards] + [marshal.dumps(all_rows)]
+    offsets = [0]
+    for blob in blobs:
+        offsets.append(offsets[-1] + len(blob))
+    header = MAGIC + b"".join(o.to_bytes(4, "little") for o in offsets)
+    return header + b"".join(blobs)
+
+
+def _header_size() -> int:
+    return len(MAGIC) + 4 * (SHARDS + 2)
+
+
+def _blob(data: bytes, k: int) -> bytes:
+    base = _header_size()
+    at = len(MAGIC) + 4 * k
+    start = int.from_bytes(data[at : at + 4], "little")
+    end = int.from_bytes(data[at + 4 : at + 8], "little")
+    return data[base + start : base + end]
+
+
+def check(data: bytes) -> bool:
+    return data[: len(MAGIC)] == MAGIC and len(data) >= _header_size()
+
+
+def load_shard(data: bytes, port: int) -> dict[int, list[Row]]:
+    """The shard holding ``port``: ``{port: rows, -1: range rows}``."""
+    shard: dict[int, list[Row]] = marshal.loads(_blob(data, port >> SHARD_BITS))
+    return shard
+
+
+def load_all(data: bytes) -> list[Row]:
+    rows: list[Row] = marshal.loads(_blob(data, SHARDS))
+    return rows
