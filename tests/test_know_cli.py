@@ -132,7 +132,7 @@ def test_shortcut_and_click_paths_agree(cli: Runner, args: list[str]) -> None:
 def test_lookup_shortcut_does_not_import_click() -> None:
     code = (
         "import sys; from portkit.cli import main; main(['lookup', '22']); "
-        "print(sorted(m for m in ('click', 'rich', 'asyncio', 'dataclasses') "
+        "print(sorted(m for m in ('click', 'rich', 'asyncio', 'dataclasses', 'typing') "
         "if m in sys.modules), file=sys.stderr)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

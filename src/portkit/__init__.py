@@ -11,11 +11,13 @@ click, rich, yaml or asyncio (a test guards this).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from portkit._version import __version__
 
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from portkit.errors import (
         ForwardError as ForwardError,
     )

@@ -22,8 +22,9 @@ overlapping the shard under the key ``-1``); the last blob is the marshalled row
 from __future__ import annotations
 
 import marshal
-from typing import TYPE_CHECKING
 
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -189,28 +190,29 @@ def dump(rows: Iterable[Row]) -> bytes:
     return header + b"".join(blobs)
 
 
-def _header_size() -> int:
-    return len(MAGIC) + 4 * (SHARDS + 2)
+HEADER_SIZE = len(MAGIC) + 4 * (SHARDS + 2)
 
 
-def _blob(data: bytes, k: int) -> bytes:
-    base = _header_size()
-    at = len(MAGIC) + 4 * k
-    start = int.from_bytes(data[at : at + 4], "little")
-    end = int.from_bytes(data[at + 4 : at + 8], "little")
-    return data[base + start : base + end]
+def parse_header(header: bytes) -> list[int] | None:
+    """The blob offsets (relative to the end of the header), or None if not an index."""
+    if len(header) < HEADER_SIZE or header[: len(MAGIC)] != MAGIC:
+        return None
+    at = len(MAGIC)
+    return [
+        int.from_bytes(header[at + 4 * i : at + 4 * i + 4], "little") for i in range(SHARDS + 2)
+    ]
 
 
-def check(data: bytes) -> bool:
-    return data[: len(MAGIC)] == MAGIC and len(data) >= _header_size()
+def shard_number(port: int) -> int:
+    return port >> SHARD_BITS
 
 
-def load_shard(data: bytes, port: int) -> dict[int, list[Row]]:
-    """The shard holding ``port``: ``{port: rows, -1: range rows}``."""
-    shard: dict[int, list[Row]] = marshal.loads(_blob(data, port >> SHARD_BITS))
+def decode_shard(blob: bytes) -> dict[int, list[Row]]:
+    """A shard: ``{port: rows, -1: range rows}``."""
+    shard: dict[int, list[Row]] = marshal.loads(blob)
     return shard
 
 
-def load_all(data: bytes) -> list[Row]:
-    rows: list[Row] = marshal.loads(_blob(data, SHARDS))
+def decode_all(blob: bytes) -> list[Row]:
+    rows: list[Row] = marshal.loads(blob)
     return rows

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from portkit.model import NODEPORT_RANGE, PortRange, RangeClass
 from portkit.render import Style, table
 
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     from portkit.registry import Answer, Entry
 
