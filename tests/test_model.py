@@ -210,3 +210,23 @@ def test_classify(port: int, cls: str, eph: bool, node: bool) -> None:
 def test_range_classes_cover_every_port_once() -> None:
     assert sum(len(c.ports) for c in RangeClass) == 65536
     assert str(NODEPORT_RANGE) == "30000-32767"
+
+
+@given(st.lists(st.text(max_size=15), max_size=4))
+def test_state_filter_gives_states_or_parse_error(names: list[str]) -> None:
+    try:
+        states = parse_state_filter(names)
+    except ParseError:
+        return
+    assert states <= frozenset(TcpState)
+
+
+@given(st.text(max_size=30))
+def test_ip_local_port_range_parser(text: str) -> None:
+    from portkit.system import parse_ip_local_port_range
+
+    try:
+        r = parse_ip_local_port_range(text)
+    except ParseError:
+        return
+    assert 0 <= r.start <= r.end <= 65535

@@ -7,10 +7,12 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import portkit
 from portkit.errors import ParseError
-from portkit.registry import INDEX_PATH, lookup
+from portkit.registry import INDEX_PATH, Entry, lookup
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -167,3 +169,24 @@ def test_classify_and_ephemeral_range_from_the_system() -> None:
     assert portkit.classify(eph.start).ephemeral is True
     assert portkit.classify(22).range_class.value == "well-known"
     assert portkit.classify(31000).nodeport is True
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=25))
+def test_any_query_gives_answers_or_parse_error(query: str) -> None:
+    try:
+        answers = lookup(query)
+    except ParseError:
+        return
+    assert answers
+    for a in answers:
+        assert a.kind in ("port", "range", "name")
+        assert all(isinstance(e, Entry) for e in a.entries)
+
+
+@given(st.integers(0, 65535), st.sampled_from(["", "/tcp", "/udp", "/SCTP", "/dccp"]))
+def test_any_port_query_answers_with_classification(port: int, proto: str) -> None:
+    (answer,) = lookup(f"{port}{proto}")
+    assert answer.port_class is not None and answer.port_class.port == port
+    if proto:
+        assert all(e.protocol in (proto[1:].lower(), "") for e in answer.entries)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
+from portkit.errors import ParseError
 from portkit.model import PortRange
 
 __all__ = ["WINDOWS_EPHEMERAL", "ephemeral_range", "parse_ip_local_port_range"]
@@ -24,8 +25,12 @@ def parse_ip_local_port_range(text: str) -> PortRange:
     >>> parse_ip_local_port_range("32768\\t60999\\n")
     PortRange(start=32768, end=60999)
     """
-    first, last = text.split()
-    return PortRange(int(first), int(last))
+    fields = text.split()
+    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
+        raise ParseError(
+            f"bad port range {text!r}", text=text, accepted="two numbers, e.g. 32768 60999"
+        )
+    return PortRange(int(fields[0]), int(fields[1]))
 
 
 def _read_sysctl_bsd() -> PortRange:
@@ -40,7 +45,7 @@ def _read_sysctl_bsd() -> PortRange:
             timeout=5,
         ).stdout
         return parse_ip_local_port_range(out)
-    except (OSError, ValueError, subprocess.SubprocessError):
+    except (OSError, ParseError, subprocess.SubprocessError):
         return WINDOWS_EPHEMERAL  # 49152-65535 is also the macOS and FreeBSD default
 
 
