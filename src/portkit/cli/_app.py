@@ -33,6 +33,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "free_cmd",
         "Ports that are free right now (bind-tested).",
     ),
+    "serve": (
+        "portkit.cli.commands.forward",
+        "serve_cmd",
+        "A small echo, discard or http server (TCP and UDP) for testing a path.",
+    ),
+    "connect": (
+        "portkit.cli.commands.forward",
+        "connect_cmd",
+        "A netcat-like client: stdin to a TCP/UDP endpoint, the answer to stdout.",
+    ),
+    "forward": (
+        "portkit.cli.commands.forward",
+        "forward_cmd",
+        "Forward ports (docker -p / ssh -L specs), TCP and UDP, in one process.",
+    ),
     "completion": (
         "portkit.cli.commands.shell",
         "completion_cmd",

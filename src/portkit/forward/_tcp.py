@@ -1,0 +1,163 @@
+"""The TCP data path: two asyncio Protocols per connection, one per leg.
+
+Why Protocols and not streams: ``data_received -> peer.transport.write`` copies each
+chunk once and needs no task per direction; the StreamReader + ``await drain()`` loop
+measured below socat (shared/notes/forwarding.md). Flow control is the transports'
+own: when a leg's write buffer passes its high-water mark the transport calls
+``pause_writing`` and we pause *reading* on the other leg, so a stalled reader stops
+the writer and memory stays bounded (one read chunk + the high-water mark per leg).
+
+Half-close: ``eof_received`` returns True (keep the transport) and calls
+``write_eof()`` on the peer, which shuts down writing only after its pending data is
+flushed; the other direction keeps flowing. Both legs close once both directions
+have ended. There is no fixed close delay (socat's 0.5 s ``-t``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from portkit.forward._engine import Forwarder, _TcpRoute
+
+__all__ = ["HIGH_WATER", "LOW_WATER", "Conn", "Leg", "reset_socket"]
+
+#: Per-leg write buffer limits: above HIGH the other leg stops reading, below LOW it resumes.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def reset_socket(sock: Any) -> None:
+    """Make the next close() send RST instead of FIN (SO_LINGER with a zero timeout)."""
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+
+
+class Leg(asyncio.Protocol):
+    """One side of a relayed connection; ``peer`` is the other side."""
+
+    __slots__ = ("conn", "eof", "nbytes", "peer", "transport")
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.peer: Leg = self
+        self.transport: Any = None
+        self.nbytes = 0
+        self.eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)  # type: ignore[attr-defined]
+        conn = self.conn
+        if self is conn.upstream:
+            # Server-first protocols (SSH, SMTP banners) may speak before the client
+            # leg exists: hold the target's bytes in the kernel until it does.
+            transport.pause_reading()  # type: ignore[attr-defined]
+        else:
+            conn.upstream.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.nbytes += len(data)
+        self.conn.active = True
+        self.peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.conn.on_eof(self)
+        return True  # keep our write side open: the other direction may still flow
+
+    def pause_writing(self) -> None:
+        self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.peer.eof:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.on_lost(self, exc)
+
+
+class Conn:
+    """One client connection and its target connection."""
+
+    __slots__ = (
+        "active",
+        "client",
+        "client_addr",
+        "closed_by",
+        "error",
+        "fwd",
+        "idle",
+        "lost",
+        "route",
+        "started",
+        "target_addr",
+        "upstream",
+    )
+
+    def __init__(
+        self, fwd: Forwarder, route: _TcpRoute, client_addr: tuple[Any, ...], started: float
+    ) -> None:
+        self.fwd = fwd
+        self.route = route
+        self.client_addr = client_addr
+        self.target_addr: tuple[Any, ...] | None = None
+        self.started = started
+        self.client = Leg(self)
+        self.upstream = Leg(self)
+        self.client.peer = self.upstream
+        self.upstream.peer = self.client
+        self.closed_by = ""
+        self.error: str | None = None
+        self.active = False
+        self.idle = 0.0
+        self.lost = 0
+
+    def side(self, leg: Leg) -> str:
+        return "client" if leg is self.client else "target"
+
+    def on_eof(self, leg: Leg) -> None:
+        if not self.closed_by:
+            self.closed_by = self.side(leg)
+        peer = leg.peer.transport
+        if peer is not None and not peer.is_closing():
+            if peer.can_write_eof():
+                peer.write_eof()  # after the pending data: the transport orders it
+            else:
+                peer.close()
+        if leg.peer.eof:
+            self.close()
+
+    def on_lost(self, leg: Leg, exc: Exception | None) -> None:
+        self.lost += 1
+        if exc is not None and not self.closed_by:
+            self.closed_by = self.side(leg) + "-reset"
+            self.error = type(exc).__name__
+        peer = leg.peer.transport
+        if peer is not None and not peer.is_closing():
+            if exc is not None:
+                # Pass a reset on as a reset: the other side must not mistake it for a
+                # clean end of data.
+                reset_socket(peer.get_extra_info("socket"))
+                peer.abort()
+            else:
+                peer.close()
+        if self.lost == 2 or peer is None:
+            self.fwd._tcp_done(self)
+
+    def close(self, reason: str = "", *, abort: bool = False) -> None:
+        """Close both legs (flushing pending data unless ``abort``)."""
+        if reason and not self.closed_by:
+            self.closed_by = reason
+        for leg in (self.client, self.upstream):
+            tr = leg.transport
+            if tr is not None and not tr.is_closing():
+                if abort:
+                    tr.abort()
+                else:
+                    tr.close()
