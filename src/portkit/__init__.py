@@ -73,6 +73,9 @@ if TYPE_CHECKING:
         RangeClass as RangeClass,
     )
     from portkit.model import (
+        SocketRecord as SocketRecord,
+    )
+    from portkit.model import (
         TcpState as TcpState,
     )
     from portkit.model import (
@@ -89,6 +92,15 @@ if TYPE_CHECKING:
     )
     from portkit.registry import (
         lookup as lookup,
+    )
+    from portkit.sockets import (
+        socket_stats as socket_stats,
+    )
+    from portkit.sockets import (
+        sockets as sockets,
+    )
+    from portkit.sockets._stats import (
+        SocketStats as SocketStats,
     )
     from portkit.system import (
         ephemeral_range as ephemeral_range,
@@ -113,6 +125,8 @@ _EXPORTS: dict[str, str] = {
     "RangeClass": "portkit.model",
     "RegistryError": "portkit.errors",
     "ResourceExhausted": "portkit.errors",
+    "SocketRecord": "portkit.model",
+    "SocketStats": "portkit.sockets._stats",
     "TcpState": "portkit.model",
     "UsageError": "portkit.errors",
     "classify": "portkit.registry",
@@ -121,6 +135,8 @@ _EXPORTS: dict[str, str] = {
     "free_ports": "portkit.free",
     "lookup": "portkit.registry",
     "parse_ports": "portkit.model",
+    "socket_stats": "portkit.sockets",
+    "sockets": "portkit.sockets",
 }
 
 __all__ = [
@@ -141,6 +157,8 @@ __all__ = [
     "RangeClass",
     "RegistryError",
     "ResourceExhausted",
+    "SocketRecord",
+    "SocketStats",
     "TcpState",
     "UsageError",
     "__version__",
@@ -150,6 +168,8 @@ __all__ = [
     "free_ports",
     "lookup",
     "parse_ports",
+    "socket_stats",
+    "sockets",
 ]
 
 

@@ -1,0 +1,272 @@
+"""See every socket: :func:`sockets` and :func:`socket_stats` (``portkit ls``/``stats``).
+
+One backend, chosen once at import: on Linux, NETLINK_SOCK_DIAG read directly
+(``_netlink`` parses, ``_linux`` reads) with ``/proc/net`` as the fallback where
+sock_diag is missing; elsewhere psutil (``_psutil``). Filters go to the kernel as a
+state bitmask and inet_diag bytecode, so ``sockets(listening=True)`` never walks the
+connection table. Owners are looked up only when asked for: one pass over
+``/proc/*/fd`` for the sockets left after filtering.
+
+    >>> import portkit
+    >>> listeners = portkit.sockets(listening=True, tcp=True)
+    >>> all(s.remote_ip is None for s in listeners)
+    True
+
+The module itself is callable (``portkit.sockets(...)`` works whether the name
+resolves to this function or to this package, which share the name).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from portkit.model import SocketRecord
+from portkit.sockets._query import Query
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+    from portkit.model import PortRange, TcpState
+    from portkit.sockets._stats import SocketStats
+
+__all__ = ["BACKEND", "Query", "Scan", "SocketList", "scan", "socket_stats", "sockets"]
+
+#: ``"linux"`` (netlink, falling back to /proc/net) or ``"psutil"``.
+BACKEND = "linux" if sys.platform.startswith("linux") else "psutil"
+
+
+class SocketList(list[SocketRecord]):
+    """The list :func:`sockets` returns, with what the caller should be told.
+
+    Attributes:
+        owners_hidden: processes whose sockets could not be read (other users'
+            without root); their sockets show no owner.
+        source: ``netlink``, ``proc`` or ``psutil``.
+    """
+
+    owners_hidden: int = 0
+    source: str = ""
+
+
+class Scan:
+    """Rows (``SocketRecord.row`` tuples) and what the reader should be told: the
+    form the CLI renders from, without building a record per socket."""
+
+    __slots__ = ("rows", "owners_hidden", "source")
+
+    def __init__(self, rows: list[tuple[Any, ...]], owners_hidden: int, source: str) -> None:
+        self.rows = rows
+        self.owners_hidden = owners_hidden
+        self.source = source
+
+
+def _netns_args(
+    netns: str | None, pid_netns: int | None, procfs: str
+) -> tuple[str | None, int | None]:
+    if netns is None and pid_netns is None:
+        return None, None
+    from portkit.sockets._netns import netns_path
+
+    return netns_path(netns, pid_netns, procfs), pid_netns
+
+
+def scan(
+    query: Query,
+    *,
+    netns: str | None = None,
+    pid_netns: int | None = None,
+    procfs: str = "/proc",
+    roles: bool = True,
+) -> Scan:
+    """Run ``query``: rows in kernel order, owners attached when the query asks.
+
+    Raises:
+        ParseError: an unknown namespace.
+        PermissionDenied: the namespace could not be entered or /proc read.
+    """
+    path, pid = _netns_args(netns, pid_netns, procfs)
+    if BACKEND == "psutil":
+        from portkit.sockets import _psutil
+
+        found, hidden = _psutil.rows(query, path)
+        return Scan(found, hidden, "psutil")
+    from portkit.sockets import _linux
+    from portkit.sockets._rows import decode
+
+    dump = _linux.dump(
+        query.families,
+        query.protocols,
+        query.state_mask(),
+        query.bytecode(),
+        want_roles=roles,
+        extended=query.extended,
+        netns=path,
+        netns_pid=pid,
+    )
+    rows: list[tuple[Any, ...]] = []
+    for family, proto, raw in dump.batches:
+        batch = decode(raw, family, proto, dump.listen_ports.get(proto, ()))
+        if not dump.filtered:
+            cache: dict[str, tuple[int, int]] = {}
+            batch = [r for r in batch if query.matches(r, cache)]
+        rows.extend(batch)
+    hidden = 0
+    if query.owners:
+        rows, hidden = _with_owners(rows, query, procfs)
+    if query.extended and dump.cgroups:
+        from portkit.sockets._rows import with_cgroups
+
+        ids = {dump.cgroups[r[10]] for r in rows if r[10] in dump.cgroups}
+        paths = _linux.cgroup_paths(ids)
+        rows = with_cgroups(
+            rows, {ino: paths[cg] for ino, cg in dump.cgroups.items() if cg in paths}
+        )
+    return Scan(rows, hidden, dump.source)
+
+
+def _with_owners(
+    rows: list[tuple[Any, ...]], query: Query, procfs: str
+) -> tuple[list[tuple[Any, ...]], int]:
+    from portkit.sockets._owners import process_info, scan_owners
+    from portkit.sockets._rows import attach_owners
+
+    wanted = {r[10] for r in rows if r[10]}
+    owners, hidden = scan_owners(wanted, procfs)
+    pids = {p for ps in owners.values() for p in ps}
+    info = process_info(pids, procfs)
+    names = {pid: (pi.name, pi.user) for pid, pi in info.items()}
+    rows = attach_owners(rows, owners, names)
+    if query.owner_filtered:
+        rows = [
+            r
+            for r in rows
+            if r[15]
+            and query.owner_matches(r[15], tuple(names.get(p, ("", ""))[0] or "" for p in r[15]))
+        ]
+    return rows, hidden
+
+
+def sockets(
+    *,
+    tcp: bool = False,
+    udp: bool = False,
+    listening: bool = False,
+    states: Iterable[str | TcpState] | str | None = None,
+    families: Iterable[int] | None = None,
+    sports: str | int | PortRange | Iterable[int | PortRange] | None = None,
+    dports: str | int | PortRange | Iterable[int | PortRange] | None = None,
+    ports: str | int | PortRange | Iterable[int | PortRange] | None = None,
+    src: str | Iterable[str] | None = None,
+    dst: str | Iterable[str] | None = None,
+    pids: int | Iterable[int] | None = None,
+    process: str | None = None,
+    owners: bool = False,
+    extended: bool = False,
+    netns: str | None = None,
+    pid_netns: int | None = None,
+    procfs: str = "/proc",
+) -> SocketList:
+    """The TCP and UDP sockets of this machine (or of another network namespace).
+
+    Every filter is optional; without any, every TCP and UDP socket in every state.
+
+    Args:
+        tcp, udp: protocols (neither: both).
+        listening: listeners only: TCP LISTEN and unconnected UDP (``ss -l``).
+        states: ``ss`` state names and groups (``"established"``, ``"time-wait"``,
+            ``"connected"``, ``"synchronized"``, ``"bucket"``, ``"big"``, ...) or
+            :class:`~portkit.TcpState` members. None: every state.
+        families: 4 and/or 6 (None: both).
+        sports, dports, ports: local, remote or either-side port: ``22``,
+            ``"22,80,8000-8100"``, a :class:`~portkit.PortRange` or a list of them.
+        src, dst: local / remote address or CIDR (``"10.0.0.0/8"``, ``"::1"``, a list).
+        pids: only sockets held by these processes (looks owners up).
+        process: only sockets whose owning process name contains this (looks owners up).
+        owners: fill ``pid``, ``process``, ``user`` and ``pids`` (one /proc scan).
+        extended: fill ``cgroup`` too.
+        netns: an ``ip netns`` name to look into.
+        pid_netns: the pid of a process whose network namespace to look into
+            (a container's, say).
+        procfs: where proc is mounted.
+
+    Returns:
+        A :class:`SocketList` of :class:`~portkit.model.SocketRecord` in kernel order;
+        ``owners_hidden`` tells how many processes could not be inspected.
+
+    Raises:
+        ParseError: a bad state name, port, address or namespace name.
+        PermissionDenied: another namespace needs root.
+    """
+    query = Query(
+        tcp=tcp,
+        udp=udp,
+        listening=listening,
+        all=not listening and states is None,
+        states=states,
+        families=families,
+        sports=sports,
+        dports=dports,
+        ports=ports,
+        src=src,
+        dst=dst,
+        pids=pids,
+        process=process,
+        owners=owners,
+        extended=extended,
+    )
+    found = scan(query, netns=netns, pid_netns=pid_netns, procfs=procfs)
+    wrap = SocketRecord.from_row
+    out = SocketList([wrap(r) for r in found.rows])
+    out.owners_hidden = found.owners_hidden
+    out.source = found.source
+    return out
+
+
+def socket_stats(
+    *,
+    tcp: bool = False,
+    udp: bool = False,
+    families: Iterable[int] | None = None,
+    owners: bool = False,
+    netns: str | None = None,
+    pid_netns: int | None = None,
+    procfs: str = "/proc",
+) -> SocketStats:
+    """Counts by protocol and state, listeners with their connections and accept
+    queues, TIME-WAIT, and ephemeral port use overall and per destination, with
+    warnings above 70%.
+
+    Args:
+        tcp, udp: protocols (neither: both).
+        families: 4 and/or 6 (None: both).
+        owners: name the process of each listener (one /proc scan, listeners only).
+        netns, pid_netns, procfs: as for :func:`sockets`.
+
+    Returns:
+        A :class:`~portkit.sockets._stats.SocketStats`.
+    """
+    from portkit.sockets._stats import compute_stats
+    from portkit.system import ephemeral_range
+
+    query = Query(tcp=tcp, udp=udp, all=True, families=families)
+    found = scan(query, netns=netns, pid_netns=pid_netns, procfs=procfs)
+    rows = found.rows
+    if owners:
+        listeners = [r for r in rows if r[5] is None]
+        named, _ = _with_owners(listeners, query, procfs)
+        by_inode = {r[10]: r for r in named}
+        rows = [by_inode.get(r[10], r) if r[5] is None else r for r in rows]
+    return compute_stats(rows, ephemeral_range(procfs))
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``portkit.sockets(...)`` work when the name resolves to this package."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SocketList:
+        return sockets(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,276 @@
+"""The Linux backend's I/O: netlink sock_diag dumps, the /proc/net fallback.
+
+Everything here reads; the parsing is in ``_netlink`` and ``_procnet``. One dump is
+sent per (family, protocol) with the state bitmask and the filter bytecode, so the
+kernel copies out only matching sockets, and a LISTEN-only request never walks
+the established hash (``inet_diag_dump_icsk``). OS errors become portkit errors
+here and nowhere else.
+
+It stays cheap to import: ``_socket`` rather than ``socket`` (whose enums cost
+more than the whole ``ls -tln`` listing).
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno as _errno
+
+from portkit.errors import PermissionDenied
+from portkit.sockets import _netlink as nl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from portkit.sockets._netlink import RawRow
+
+__all__ = ["Dump", "dump"]
+
+AF_NETLINK = 16
+_BUF = 1 << 16
+# The kernel state number of an unconnected UDP socket and of a TCP listener.
+_CLOSE, _LISTEN = 7, 10
+
+_PROC_FILES = {
+    (nl.AF_INET, nl.IPPROTO_TCP): "tcp",
+    (nl.AF_INET6, nl.IPPROTO_TCP): "tcp6",
+    (nl.AF_INET, nl.IPPROTO_UDP): "udp",
+    (nl.AF_INET6, nl.IPPROTO_UDP): "udp6",
+}
+
+#: Set once netlink was found missing: the /proc files are used from then on.
+_netlink_broken = False
+
+
+class Dump:
+    """What one listing read: raw rows per (family, protocol), listening ports per
+    protocol, cgroup ids per inode (``extended`` only), which source was used, and
+    whether the kernel applied the filters (False: the caller filters rows)."""
+
+    __slots__ = ("batches", "listen_ports", "cgroups", "source", "filtered")
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int, list[RawRow]]] = []
+        self.listen_ports: dict[int, set[int]] = {}
+        self.cgroups: dict[int, int] = {}
+        self.source = "netlink"
+        self.filtered = True
+
+
+def _open_netlink() -> _socket.socket:
+    return _socket.socket(AF_NETLINK, _socket.SOCK_RAW, nl.NETLINK_SOCK_DIAG)
+
+
+def _netlink_rows(
+    sock: _socket.socket,
+    family: int,
+    proto: int,
+    states: int,
+    bytecode: bytes,
+    seq: int,
+    cgroups: dict[int, int] | None = None,
+) -> list[RawRow]:
+    sock.send(nl.build_request(family, proto, states, bytecode, seq))
+    buf = bytearray(_BUF)
+    view = memoryview(buf)
+    rows: list[RawRow] = []
+    recv_into = sock.recv_into
+    parse = nl.parse_chunk
+    while True:
+        n = recv_into(buf)
+        if n <= 0:
+            break
+        if cgroups is None:
+            _, done = parse(view[:n], rows)
+        else:
+            pairs, done = nl.walk_with_attrs(view[:n])
+            for row, attrs in pairs:
+                rows.append(row)
+                raw = attrs.get(nl.ATTR_CGROUP_ID)
+                if raw is not None and len(raw) == 8:
+                    cgroups[row[9]] = int.from_bytes(raw, "little")
+        if done:
+            break
+    return rows
+
+
+def _proc_rows(procfs: str, pid: int | None, family: int, proto: int) -> list[RawRow]:
+    from portkit.sockets._procnet import parse_lines
+
+    base = f"{procfs}/{pid}/net" if pid is not None else f"{procfs}/thread-self/net"
+    try:
+        with open(f"{base}/{_PROC_FILES[family, proto]}") as f:
+            return parse_lines(f, family)
+    except FileNotFoundError:
+        return []  # no IPv6 in this kernel, or the process exited
+    except PermissionError as exc:
+        raise PermissionDenied(f"cannot read {base}", needed="root") from exc
+
+
+def _listen_mask(proto: int) -> int:
+    return 1 << (_LISTEN if proto == nl.IPPROTO_TCP else _CLOSE)
+
+
+def _collect_netlink(
+    families: tuple[int, ...],
+    protocols: tuple[int, ...],
+    states: int,
+    bytecode: bytes,
+    want_roles: bool,
+    extended: bool,
+    out: Dump,
+) -> None:
+    sock = _open_netlink()
+    try:
+        seq = 0
+        for proto in protocols:
+            lmask = _listen_mask(proto)
+            # Roles need the listening ports; they come with the rows when the request
+            # holds every listener anyway, else from a LISTEN-only dump (cheap: the
+            # kernel walks only the listening hash for it).
+            separate = want_roles and (bool(bytecode) or not states & lmask)
+            ports: set[int] = set()
+            for family in families:
+                seq += 1
+                try:
+                    rows = _netlink_rows(
+                        sock,
+                        family,
+                        proto,
+                        states,
+                        bytecode,
+                        seq,
+                        out.cgroups if extended else None,
+                    )
+                except nl.NetlinkError as exc:
+                    if exc.errno == _errno.ENOENT:  # this protocol's diag module is absent
+                        out.batches.append(
+                            (family, proto, _proc_rows("/proc", None, family, proto))
+                        )
+                        out.filtered = False
+                        continue
+                    raise
+                out.batches.append((family, proto, rows))
+                if want_roles:
+                    if separate:
+                        seq += 1
+                        lrows = _netlink_rows(sock, family, proto, lmask, b"", seq)
+                    else:
+                        lrows = rows
+                    ports.update(r[2] for r in lrows if r[3] == 0)
+            out.listen_ports[proto] = ports
+    finally:
+        sock.close()
+
+
+def _collect_proc(
+    families: tuple[int, ...], protocols: tuple[int, ...], pid: int | None, out: Dump
+) -> None:
+    out.source = "proc"
+    out.filtered = False
+    for proto in protocols:
+        ports: set[int] = set()
+        lstate = _LISTEN if proto == nl.IPPROTO_TCP else _CLOSE
+        for family in families:
+            rows = _proc_rows("/proc", pid, family, proto)
+            out.batches.append((family, proto, rows))
+            ports.update(r[2] for r in rows if r[1] == lstate and r[3] == 0)
+        out.listen_ports[proto] = ports
+
+
+def dump(
+    families: tuple[int, ...],
+    protocols: tuple[int, ...],
+    states: int,
+    bytecode: bytes,
+    *,
+    want_roles: bool = True,
+    extended: bool = False,
+    netns: str | None = None,
+    netns_pid: int | None = None,
+) -> Dump:
+    """Read the sockets of this (or another) network namespace.
+
+    Args:
+        families, protocols: what to dump (AF_* and IPPROTO_* numbers).
+        states: kernel state bitmask.
+        bytecode: inet_diag filter program (may be empty).
+        want_roles: also find the listening ports (to tell servers from clients).
+        extended: also read each socket's cgroup id.
+        netns: the namespace file to enter (``/run/netns/NAME``, ``/proc/PID/ns/net``).
+        netns_pid: the pid behind ``netns`` when it is a process's, so the /proc
+            fallback can read ``/proc/PID/net`` without entering.
+
+    Raises:
+        PermissionDenied: the namespace or /proc files could not be read.
+    """
+    out = Dump()
+
+    def work() -> None:
+        global _netlink_broken
+        if not _netlink_broken:
+            try:
+                _collect_netlink(families, protocols, states, bytecode, want_roles, extended, out)
+                return
+            except nl.NetlinkError as exc:
+                if exc.errno != _errno.EINVAL or not bytecode:
+                    _netlink_broken = True
+                else:
+                    # Bytecode this kernel rejects: dump unfiltered, filter in Python.
+                    out.__init__()  # type: ignore[misc]
+                    _collect_netlink(families, protocols, states, b"", want_roles, extended, out)
+                    out.filtered = False
+                    return
+            except PermissionError as exc:
+                raise PermissionDenied("cannot read socket diagnostics", needed="root") from exc
+            except OSError:
+                _netlink_broken = True  # no NETLINK_SOCK_DIAG here (EPROTONOSUPPORT, ...)
+            out.__init__()  # type: ignore[misc]
+        _collect_proc(families, protocols, netns_pid if netns else None, out)
+
+    if netns is None:
+        work()
+    else:
+        from portkit.sockets._netns import run_in_netns
+
+        run_in_netns(netns, work)
+    return out
+
+
+def proc_dump(
+    families: tuple[int, ...], protocols: tuple[int, ...], pid: int | None = None
+) -> Dump:
+    """The /proc/net fallback on its own (tests compare it with netlink)."""
+    out = Dump()
+    _collect_proc(families, protocols, pid, out)
+    return out
+
+
+def cgroup_paths(ids: set[int], root: str = "/sys/fs/cgroup") -> dict[int, str]:
+    """cgroup v2 ids (the directory's inode number) -> paths below the root."""
+    import os
+
+    found: dict[int, str] = {}
+    if not ids:
+        return found
+    stack = [root]
+    while stack and len(found) < len(ids):
+        path = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        try:
+                            ino = entry.inode()
+                        except OSError:
+                            continue
+                        if ino in ids:
+                            found[ino] = entry.path[len(root) :] or "/"
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    try:
+        ino = os.stat(root).st_ino
+        if ino in ids:
+            found[ino] = "/"
+    except OSError:
+        pass
+    return found

@@ -1,0 +1,61 @@
+"""Port -> short service name from portkit's registry (never DNS, never /etc/services).
+
+``ls`` without ``-n`` and the overview name ports the way ``ss`` does
+(``127.0.0.1:postgresql``), but from portkit's own index, preferring everyday names
+(the guide's table, then the DevOps defaults, then Prometheus allocations) over the
+IANA registry: 9092 is ``kafka``, not ``XmlIpcRegSvc``. Only the ports asked about
+are looked up, each once per process.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from portkit.registry._index import Row
+
+__all__ = ["best_name", "service_names"]
+
+_SOURCE_RANK = {"guide": 0, "devops": 1, "prometheus": 2, "iana": 3}
+_cache: dict[tuple[int, str], str | None] = {}
+
+
+def best_name(rows: Iterable[Row], proto: str) -> str | None:
+    """The everyday short name among a port's registry rows, lower-case, dashed.
+
+    >>> rows = [(9092, 9092, "tcp", "XmlIpcRegSvc", "", "iana", "assigned", ""),
+    ...         (9092, 9092, "tcp", "kafka", "", "devops", "everyday", "")]
+    >>> best_name(rows, "tcp")
+    'kafka'
+    """
+    best: tuple[int, str] | None = None
+    for row in rows:
+        if row[2] not in (proto, "") or not row[3] or row[6] not in ("assigned", "everyday"):
+            continue
+        rank = _SOURCE_RANK.get(row[5], 9)
+        if best is None or rank < best[0]:
+            best = (rank, row[3])
+    if best is None:
+        return None
+    return "-".join(best[1].lower().split())
+
+
+def service_names(ports: Iterable[int], proto: str = "tcp") -> dict[int, str]:
+    """``{port: name}`` for the ports the registry knows (single-port entries only)."""
+    out: dict[int, str] = {}
+    for port in set(ports):
+        key = (port, proto)
+        if key not in _cache:
+            try:
+                from portkit.registry import lookup
+
+                entries = lookup(f"{port}/{proto}")[0].entries
+                rows = [e._values() for e in entries if not e.is_range]
+                _cache[key] = best_name(rows, proto)
+            except Exception:  # a damaged index must not break a listing: show numbers
+                _cache[key] = None
+        name = _cache[key]
+        if name:
+            out[port] = name
+    return out
