@@ -1,0 +1,120 @@
+"""One reading of the socket table, shared by ``portkit top`` and ``portkit exporter``.
+
+Both views are fed by the sockets capability's snapshot functions: one
+:func:`portkit.sockets.scan` (a single netlink dump of every TCP and UDP socket) and
+the pure :func:`~portkit.sockets._stats.compute_stats` over the same rows, which is
+what :func:`portkit.socket_stats` computes. Scanning once and folding twice keeps a
+scrape of 100,000 sockets to one dump: the exporter's per-port and per-destination
+figures (:mod:`portkit.exporter.metrics`) fold over the same rows.
+
+Nothing here renders or serves; nothing here imports textual or prometheus_client.
+"""
+
+from __future__ import annotations
+
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from portkit.model import PortRange
+    from portkit.sockets._stats import SocketStats
+
+__all__ = ["Snapshot", "provider", "take_snapshot"]
+
+
+class Snapshot:
+    """The socket table at one moment.
+
+    Attributes:
+        taken: wall-clock time of the reading (``time.time()``).
+        rows: every socket as a :data:`~portkit.model.SOCKET_FIELDS` row tuple
+            (wrap one with :meth:`~portkit.model.SocketRecord.from_row`).
+        stats: the :class:`~portkit.sockets._stats.SocketStats` of those rows.
+        owners_hidden: processes whose sockets could not be attributed (not root).
+        source: ``netlink``, ``proc`` or ``psutil``.
+        duration: seconds the reading took.
+    """
+
+    __slots__ = ("taken", "rows", "stats", "owners_hidden", "source", "duration")
+
+    def __init__(
+        self,
+        taken: float,
+        rows: list[tuple[Any, ...]],
+        stats: SocketStats,
+        owners_hidden: int = 0,
+        source: str = "",
+        duration: float = 0.0,
+    ) -> None:
+        self.taken = taken
+        self.rows = rows
+        self.stats = stats
+        self.owners_hidden = owners_hidden
+        self.source = source
+        self.duration = duration
+
+    @classmethod
+    def from_rows(
+        cls, rows: list[tuple[Any, ...]], ephemeral: PortRange, *, taken: float = 0.0
+    ) -> Snapshot:
+        """A snapshot of given rows (tests and demos feed fixed data this way).
+
+        >>> from portkit.model import PortRange
+        >>> Snapshot.from_rows([], PortRange(32768, 60999)).stats.total
+        0
+        """
+        from portkit.sockets._stats import compute_stats
+
+        return cls(taken, rows, compute_stats(rows, ephemeral), source="fixed")
+
+
+def take_snapshot(
+    *,
+    owners: bool = False,
+    netns: str | None = None,
+    pid_netns: int | None = None,
+    procfs: str = "/proc",
+) -> Snapshot:
+    """Read every TCP and UDP socket once and compute its stats.
+
+    Args:
+        owners: attach owning processes (``top`` wants them; the exporter does not,
+            so that a scrape never walks ``/proc/*/fd``).
+        netns: an ``ip netns`` name to look into.
+        pid_netns: the pid of a process whose network namespace to look into.
+        procfs: where proc is mounted.
+
+    Raises:
+        ParseError: an unknown namespace.
+        PermissionDenied: the namespace could not be entered.
+    """
+    from portkit.sockets import Query, scan
+    from portkit.sockets._stats import compute_stats
+    from portkit.system import ephemeral_range
+
+    start = time.perf_counter()
+    taken = time.time()
+    found = scan(
+        Query(all=True, owners=owners), netns=netns, pid_netns=pid_netns, procfs=procfs
+    )
+    stats = compute_stats(found.rows, ephemeral_range(procfs))
+    return Snapshot(
+        taken,
+        found.rows,
+        stats,
+        owners_hidden=found.owners_hidden,
+        source=found.source,
+        duration=time.perf_counter() - start,
+    )
+
+
+def provider(**kwargs: Any) -> Callable[[], Snapshot]:
+    """A zero-argument snapshot function bound to ``kwargs`` of :func:`take_snapshot`."""
+
+    def take() -> Snapshot:
+        return take_snapshot(**kwargs)
+
+    return take
