@@ -48,6 +48,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "forward_cmd",
         "Forward ports (docker -p / ssh -L specs), TCP and UDP, in one process.",
     ),
+    "ls": (
+        "portkit.cli.commands.see",
+        "ls_cmd",
+        "List sockets like ss/netstat (-tulnpa46e), with owners, roles and --json.",
+    ),
+    "who": (
+        "portkit.cli.commands.see",
+        "who_cmd",
+        "Which processes own a port, and its connections; --kill to stop them.",
+    ),
+    "stats": (
+        "portkit.cli.commands.see",
+        "stats_cmd",
+        "Socket counts, accept queues, TIME-WAIT and ephemeral port use.",
+    ),
+    "overview": (
+        "portkit.cli.commands.see",
+        "overview_cmd",
+        "What listens on this machine and what needs attention (= portkit alone).",
+    ),
     "completion": (
         "portkit.cli.commands.shell",
         "completion_cmd",

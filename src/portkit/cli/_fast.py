@@ -35,8 +35,18 @@ def _lookup(args: list[str]) -> int | None:
         return None
 
 
+def _ls(args: list[str]) -> int | None:
+    from portkit.cli.see import fast_ls
+
+    try:
+        return fast_ls(args)
+    except PortkitError:
+        return None
+
+
 SHORTCUTS: dict[str, Callable[[list[str]], int | None]] = {
     "lookup": _lookup,
+    "ls": _ls,
 }
 
 

@@ -254,12 +254,13 @@ def socket_stats(
     query = Query(tcp=tcp, udp=udp, all=True, families=families)
     found = scan(query, netns=netns, pid_netns=pid_netns, procfs=procfs)
     rows = found.rows
+    hidden = 0
     if owners:
         listeners = [r for r in rows if r[5] is None]
-        named, _ = _with_owners(listeners, query, procfs)
+        named, hidden = _with_owners(listeners, query, procfs)
         by_inode = {r[10]: r for r in named}
         rows = [by_inode.get(r[10], r) if r[5] is None else r for r in rows]
-    return compute_stats(rows, ephemeral_range(procfs))
+    return compute_stats(rows, ephemeral_range(procfs), hidden)
 
 
 class _CallableModule(types.ModuleType):

@@ -112,6 +112,8 @@ class SocketStats(_Record):
         destinations: the busiest destinations (ephemeral ports used per
             source ip -> destination ip:port), busiest first.
         warnings: plain-words warnings (fill levels above 70%).
+        owners_hidden: processes whose sockets could not be inspected (owners asked
+            for, not root).
     """
 
     __slots__ = (
@@ -123,6 +125,7 @@ class SocketStats(_Record):
         "ephemeral_in_use",
         "destinations",
         "warnings",
+        "owners_hidden",
     )
     counts: dict[tuple[Protocol, TcpState], int]
     total: int
@@ -132,6 +135,7 @@ class SocketStats(_Record):
     ephemeral_in_use: int
     destinations: tuple[DestinationUse, ...]
     warnings: tuple[str, ...]
+    owners_hidden: int
 
     def __init__(
         self,
@@ -143,6 +147,7 @@ class SocketStats(_Record):
         ephemeral_in_use: int,
         destinations: tuple[DestinationUse, ...],
         warnings: tuple[str, ...],
+        owners_hidden: int = 0,
     ) -> None:
         self._init(
             counts=counts,
@@ -153,6 +158,7 @@ class SocketStats(_Record):
             ephemeral_in_use=ephemeral_in_use,
             destinations=destinations,
             warnings=warnings,
+            owners_hidden=owners_hidden,
         )
 
     def __hash__(self) -> int:
@@ -170,7 +176,9 @@ def _address(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def compute_stats(rows: Iterable[tuple[Any, ...]], ephemeral: PortRange) -> SocketStats:
+def compute_stats(
+    rows: Iterable[tuple[Any, ...]], ephemeral: PortRange, owners_hidden: int = 0
+) -> SocketStats:
     """Stats from decoded rows (``SocketRecord.row`` layout).
 
     >>> from portkit.model import SocketRecord as R
@@ -250,4 +258,5 @@ def compute_stats(rows: Iterable[tuple[Any, ...]], ephemeral: PortRange) -> Sock
         used,
         destinations,
         tuple(warnings),
+        owners_hidden,
     )

@@ -1,0 +1,168 @@
+"""``portkit ls``: the runner the click command and the click-free shortcut share.
+
+It imports no click, no typing at run time, no ``socket`` (only ``_socket``), and
+``ipaddress`` only when an address filter is given: ``portkit ls -tln`` has to start
+and answer in about the time of a bare interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+
+from portkit.cli._output import err, out, stdout_style
+from portkit.sockets import Query, scan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+__all__ = ["families_for", "fast_ls", "hosts_for", "names_for", "write_ls"]
+
+#: Single-letter ``ls`` flags the shortcut understands (``ss``'s meanings).
+FAST_LETTERS = frozenset("tulanp46e")
+
+
+def families_for(ipv4: bool, ipv6: bool) -> tuple[int, ...]:
+    """``-4``/``-6`` as ss reads them: one of them limits, both or neither mean both."""
+    if ipv4 and not ipv6:
+        return (4,)
+    if ipv6 and not ipv4:
+        return (6,)
+    return (4, 6)
+
+
+def names_for(rows: Sequence[tuple[Any, ...]]) -> dict[str, dict[int, str]]:
+    """Service names for the server-side ports of ``rows``, per protocol."""
+    from portkit.render.sockets import service_ports
+    from portkit.sockets._services import service_names
+
+    return {proto: service_names(ports, proto) for proto, ports in service_ports(rows).items()}
+
+
+def hosts_for(rows: Sequence[tuple[Any, ...]]) -> dict[str, str]:
+    """Reverse-resolve the distinct addresses (``-r``); those without a name stay."""
+    import socket
+
+    ips = {r[3] for r in rows} | {r[5] for r in rows if r[5] is not None}
+    hosts: dict[str, str] = {}
+    for ip in ips:
+        try:
+            hosts[ip] = socket.gethostbyaddr(ip)[0]
+        except OSError:
+            continue
+    return hosts
+
+
+def write_ls(
+    *,
+    tcp: bool = False,
+    udp: bool = False,
+    listening: bool = False,
+    all_states: bool = False,
+    numeric: bool = False,
+    processes: bool = False,
+    ipv4: bool = False,
+    ipv6: bool = False,
+    extended: bool = False,
+    resolve: bool = False,
+    states: Sequence[str] = (),
+    sport: Any = None,
+    dport: Any = None,
+    port: Any = None,
+    src: Sequence[str] = (),
+    dst: Sequence[str] = (),
+    pids: Sequence[int] = (),
+    process: str | None = None,
+    sort: str | None = None,
+    as_json: bool = False,
+    as_csv: bool = False,
+    netns: str | None = None,
+    pid_netns: int | None = None,
+) -> int:
+    """List sockets; exit 1 when a port, address or owner filter matched nothing."""
+    query = Query(
+        tcp=tcp,
+        udp=udp,
+        listening=listening,
+        all=all_states,
+        states=list(states) or None,
+        families=families_for(ipv4, ipv6),
+        sports=sport,
+        dports=dport,
+        ports=port,
+        src=list(src) or None,
+        dst=list(dst) or None,
+        pids=list(pids) or None,
+        process=process,
+        owners=processes,
+        extended=extended,
+    )
+    found = scan(query, netns=netns, pid_netns=pid_netns)
+    rows = found.rows
+    if sort:
+        from portkit.render.sockets import sort_rows
+
+        rows = sort_rows(rows, sort)
+    if as_json:
+        from portkit.render.sockets import ls_json
+
+        out(ls_json(rows, names_for(rows), extended=extended))
+    elif as_csv:
+        from portkit.render.sockets import ls_csv
+
+        out(ls_csv(rows, names_for(rows)))
+    else:
+        from portkit.render.sockets import ls_text
+
+        style = stdout_style()
+        out(
+            ls_text(
+                rows,
+                names=None if numeric else names_for(rows),
+                owners=processes or query.owner_filtered,
+                extended=extended,
+                hosts=hosts_for(rows) if resolve else None,
+                style=style if style.color else None,
+            )
+        )
+    if query.owners and found.owners_hidden and os.geteuid() != 0:
+        err(
+            f"portkit ls: note: {found.owners_hidden} processes of other users could not be "
+            "inspected, so their sockets show no owner (run as root to see them)"
+        )
+    asked = sport or dport or port or src or dst or pids or process
+    return 1 if asked and not rows else 0
+
+
+def fast_ls(args: list[str]) -> int | None:
+    """``ls`` with only ss-style letter flags and ``--json``/``--csv``: no click.
+
+    Returns None for anything else (click then parses it and reports errors).
+    """
+    flags: set[str] = set()
+    as_json = as_csv = False
+    for arg in args:
+        if arg == "--json":
+            as_json = True
+        elif arg == "--csv":
+            as_csv = True
+        elif len(arg) > 1 and arg[0] == "-" and arg[1] != "-" and FAST_LETTERS.issuperset(arg[1:]):
+            flags.update(arg[1:])
+        else:
+            return None
+    if as_json and as_csv:
+        return None
+    return write_ls(
+        tcp="t" in flags,
+        udp="u" in flags,
+        listening="l" in flags,
+        all_states="a" in flags,
+        numeric="n" in flags,
+        processes="p" in flags,
+        ipv4="4" in flags,
+        ipv6="6" in flags,
+        extended="e" in flags,
+        as_json=as_json,
+        as_csv=as_csv,
+    )

@@ -1,0 +1,649 @@
+"""Socket rows as text, JSON and CSV; stats, ``who`` and the overview as text and JSON.
+
+Rendering a listing is the largest cost of ``portkit ls`` at 100,000 sockets after
+the kernel dump, so the listing formats work on row tuples (``SocketRecord.row``)
+directly: address and number strings are cached per distinct value, each line is
+one ``%`` format, and the text is joined once. JSON is written from a template for
+the same reason (the ``json`` module's indenting encoder is pure Python); strings
+that may need escaping (process, user, service, cgroup) go through ``json.dumps``
+once per distinct value.
+"""
+
+from __future__ import annotations
+
+from portkit.model import Protocol, TcpState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Any
+
+    from portkit.render import Style
+    from portkit.sockets._stats import SocketStats
+
+__all__ = [
+    "LS_JSON_KEYS",
+    "SORT_KEYS",
+    "ls_csv",
+    "ls_json",
+    "ls_text",
+    "overview_json",
+    "overview_text",
+    "service_ports",
+    "sort_rows",
+    "stats_json",
+    "stats_text",
+]
+
+#: Keys of each object in ``ls --json`` (docs/see.md).
+LS_JSON_KEYS = (
+    "proto",
+    "family",
+    "state",
+    "local",
+    "remote",
+    "recv_q",
+    "send_q",
+    "pid",
+    "process",
+    "user",
+    "uid",
+    "inode",
+    "service",
+    "role",
+    "cgroup",
+)
+
+# ss's display names, UDP's CLOSE being "UNCONN" as in ss.
+_STATE_TEXT = {s: s.ss_name for s in TcpState}
+
+
+class _Brackets(dict[str, str]):
+    def __missing__(self, ip: str) -> str:
+        text = self[ip] = f"[{ip}]" if ":" in ip else ip
+        return text
+
+
+class _Str(dict[object, str]):
+    def __missing__(self, value: object) -> str:
+        text = self[value] = str(value)
+        return text
+
+
+class _Json(dict[object, str]):
+    def __missing__(self, value: object) -> str:
+        import json
+
+        text = self[value] = "null" if value is None else json.dumps(value, ensure_ascii=False)
+        return text
+
+
+def service_port(row: tuple[Any, ...]) -> int | None:
+    """The port whose service a connection is about: the server side's port."""
+    port: int | None = row[4] if row[11] == "server" else row[6]
+    return port
+
+
+def service_ports(rows: Iterable[tuple[Any, ...]]) -> dict[str, set[int]]:
+    """The distinct server-side ports per protocol, to name them once each."""
+    out: dict[str, set[int]] = {}
+    for r in rows:
+        port = r[4] if r[11] == "server" else r[6]
+        if port:
+            out.setdefault(r[0].value, set()).add(port)
+    return out
+
+
+Names = dict[str, dict[int, str]]  # protocol -> {port: service name}
+
+
+def _addresses(
+    rows: Sequence[tuple[Any, ...]], names: Names | None, hosts: dict[str, str] | None
+) -> tuple[list[str], list[str]]:
+    """``ip:port`` text for both sides; server-side ports by name when ``names``."""
+    br = _Brackets()
+    if hosts:
+        for ip, host in hosts.items():
+            br[ip] = host
+    ps = _Str()
+    if names is None:
+        local = [f"{br[r[3]]}:{ps[r[4]]}" for r in rows]
+        remote = [f"{br[r[5]]}:{ps[r[6]]}" if r[5] is not None else "*" for r in rows]
+        return local, remote
+    local, remote = [], []
+    for r in rows:
+        named = names.get(r[0].value, {})
+        lp, rp = r[4], r[6]
+        server = r[11] == "server"
+        local.append(f"{br[r[3]]}:{named.get(lp, lp) if server else lp}")
+        if r[5] is None:
+            remote.append("*")
+        else:
+            remote.append(f"{br[r[5]]}:{rp if server else named.get(rp, rp)}")
+    return local, remote
+
+
+def ls_text(
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    names: Names | None = None,
+    owners: bool = False,
+    extended: bool = False,
+    hosts: dict[str, str] | None = None,
+    style: Style | None = None,
+) -> str:
+    """The ``portkit ls`` table: ss's columns plus the role (and owner, ``-e`` fields).
+
+    Args:
+        rows: ``SocketRecord.row`` tuples.
+        names: ``{protocol: {port: service}}`` to show server-side ports by name
+            (``ls`` without ``-n``); None for numbers.
+        owners: add PID, PROCESS, USER (``-p``).
+        extended: add UID, INODE, CGROUP (``-e``).
+        hosts: ``{ip: name}`` to show instead of addresses (``-r``).
+        style: bold headers when colour is on.
+
+    >>> from portkit.model import SocketRecord as R
+    >>> print(ls_text([R(Protocol.TCP, 4, TcpState.LISTEN, "0.0.0.0", 22, role="server").row]))
+    PROTO  STATE   RECV-Q  SEND-Q  LOCAL       REMOTE  ROLE
+    tcp    LISTEN       0       0  0.0.0.0:22  *       server
+    """
+    local, remote = _addresses(rows, names, hosts)
+    headers = ["PROTO", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "REMOTE", "ROLE"]
+    wl = max([5, *map(len, local)])
+    wr = max([6, *map(len, remote)])
+    qs = _Str()
+    wq = max([6, *(len(qs[r[7]]) for r in rows), *(len(qs[r[8]]) for r in rows)])
+    ws = max([5, *(len(_STATE_TEXT[r[2]]) for r in {r[2]: r for r in rows}.values())])
+    st = _STATE_TEXT
+    head_fmt = f"%-5s  %-{ws}s  %{wq}s  %{wq}s  %-{wl}s  %-{wr}s  %s"
+    if not owners and not extended:
+        fmt = head_fmt
+        body = [
+            fmt % (r[0].value, st[r[2]], qs[r[7]], qs[r[8]], lo, re, r[11])
+            for r, lo, re in zip(rows, local, remote, strict=True)
+        ]
+    else:
+        fmt = f"%-5s  %-{ws}s  %{wq}s  %{wq}s  %-{wl}s  %-{wr}s  %-6s"
+        cells: list[list[str]] = []
+        if owners:
+            headers += ["PID", "PROCESS", "USER"]
+            cells += [
+                ["-" if r[12] is None else str(r[12]) for r in rows],
+                ["-" if r[13] is None else r[13] for r in rows],
+                ["-" if r[14] is None else r[14] for r in rows],
+            ]
+        if extended:
+            headers += ["UID", "INODE", "CGROUP"]
+            cells += [
+                [qs[r[9]] for r in rows],
+                [qs[r[10]] for r in rows],
+                ["-" if r[16] is None else r[16] for r in rows],
+            ]
+        widths = [max([len(h), *map(len, col)]) for h, col in zip(headers[7:], cells, strict=True)]
+        tail_fmt = "  ".join(f"%-{w}s" for w in widths[:-1])
+        if tail_fmt:
+            tail_fmt += "  "
+        tail_fmt += "%s"
+        head_fmt = fmt + "  " + tail_fmt
+        cols = list(zip(*cells, strict=True)) if rows else []
+        body = [
+            (
+                fmt % (r[0].value, st[r[2]], qs[r[7]], qs[r[8]], lo, re, r[11])
+                + "  "
+                + tail_fmt % extra
+            ).rstrip()
+            for r, lo, re, extra in zip(rows, local, remote, cols, strict=True)
+        ]
+    head = (head_fmt % tuple(headers)).rstrip()
+    if style is not None:
+        head = style.bold(head)
+    body.insert(0, head)
+    return "\n".join(body)
+
+
+def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = False) -> str:
+    """One JSON document: a list with one object per socket (:data:`LS_JSON_KEYS`).
+
+    >>> from portkit.model import SocketRecord as R
+    >>> import json
+    >>> doc = json.loads(ls_json([R(Protocol.TCP, 4, TcpState.LISTEN, "0.0.0.0", 22).row],
+    ...                          {"tcp": {22: "ssh"}}))
+    >>> doc[0]["local"], doc[0]["remote"], doc[0]["service"]
+    ({'ip': '0.0.0.0', 'port': 22}, None, 'ssh')
+    """
+    if not rows:
+        return "[]"
+    js = _Json()
+    ns = _Str()
+    tmpl = (
+        '  {"proto": "%s", "family": %d, "state": "%s", "local": {"ip": "%s", "port": %d}, '
+        '"remote": %s, "recv_q": %d, "send_q": %d, "pid": %s, "process": %s, "user": %s, '
+        '"uid": %d, "inode": %d, "service": %s, "role": "%s", "cgroup": %s}'
+    )
+    remotes = _Str()
+
+    def remote(ip: str | None, port: int | None) -> str:
+        if ip is None:
+            return "null"
+        return remotes[f'{{"ip": "{ip}", "port": {port}}}']
+
+    empty: dict[int, str] = {}
+    lines = []
+    for r in rows:
+        named = names.get(r[0].value, empty)
+        sport = r[4] if r[11] == "server" else r[6]
+        lines.append(
+            tmpl
+            % (
+                r[0].value,
+                r[1],
+                r[2].value,
+                r[3],
+                r[4],
+                remote(r[5], r[6]),
+                r[7],
+                r[8],
+                "null" if r[12] is None else ns[r[12]],
+                js[r[13]],
+                js[r[14]],
+                r[9],
+                r[10],
+                js[named.get(sport)] if sport else "null",
+                r[11],
+                js[r[16]],
+            )
+        )
+    return "[\n" + ",\n".join(lines) + "\n]"
+
+
+CSV_HEADERS = (
+    "proto",
+    "family",
+    "state",
+    "local_ip",
+    "local_port",
+    "remote_ip",
+    "remote_port",
+    "recv_q",
+    "send_q",
+    "pid",
+    "process",
+    "user",
+    "uid",
+    "inode",
+    "service",
+    "role",
+    "cgroup",
+)
+
+
+def ls_csv(rows: Sequence[tuple[Any, ...]], names: Names) -> str:
+    """CSV with :data:`CSV_HEADERS` (empty cells for missing values)."""
+    from portkit.render import to_csv
+
+    empty: dict[int, str] = {}
+
+    def service(r: tuple[Any, ...]) -> str | None:
+        port = service_port(r)
+        return names.get(r[0].value, empty).get(port) if port else None
+
+    return to_csv(
+        (
+            (
+                r[0].value,
+                r[1],
+                r[2].value,
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[12],
+                r[13],
+                r[14],
+                r[9],
+                r[10],
+                service(r),
+                r[11],
+                r[16],
+            )
+            for r in rows
+        ),
+        CSV_HEADERS,
+    )
+
+
+# --- sorting --------------------------------------------------------------------------
+
+
+def _ip_key(ip: str | None) -> bytes:
+    from _socket import AF_INET, AF_INET6, inet_pton
+
+    if ip is None:
+        return b""
+    return inet_pton(AF_INET6, ip) if ":" in ip else b"\0" * 12 + inet_pton(AF_INET, ip)
+
+
+#: ``--sort`` column -> key over a row.
+SORT_KEYS: dict[str, Callable[[tuple[Any, ...]], Any]] = {
+    "proto": lambda r: (r[0].value, r[1]),
+    "state": lambda r: r[2].code,
+    "local": lambda r: (_ip_key(r[3]), r[4]),
+    "remote": lambda r: (_ip_key(r[5]), r[6] or 0),
+    "sport": lambda r: r[4],
+    "dport": lambda r: r[6] or 0,
+    "recv-q": lambda r: r[7],
+    "send-q": lambda r: r[8],
+    "pid": lambda r: r[12] or 0,
+    "process": lambda r: r[13] or "",
+    "user": lambda r: r[14] or "",
+    "uid": lambda r: r[9],
+    "inode": lambda r: r[10],
+    "role": lambda r: r[11],
+}
+
+
+def sort_rows(rows: list[tuple[Any, ...]], column: str) -> list[tuple[Any, ...]]:
+    """Rows sorted by a :data:`SORT_KEYS` column (``-`` prefix: descending)."""
+    reverse = column.startswith("-")
+    key = SORT_KEYS[column.lstrip("-").lower().replace("_", "-")]
+    return sorted(rows, key=key, reverse=reverse)
+
+
+# --- stats ----------------------------------------------------------------------------
+
+
+def _addr(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def stats_json(stats: SocketStats, names: Names | None = None) -> dict[str, Any]:
+    """``portkit stats --json`` (docs/see.md)."""
+    counts: dict[str, dict[str, int]] = {}
+    for (proto, state), n in sorted(stats.counts.items(), key=lambda kv: (kv[0][0], kv[0][1].code)):
+        counts.setdefault(proto.value, {})[state.value] = n
+    names = names or {}
+    return {
+        "total": stats.total,
+        "counts": counts,
+        "time_wait": stats.time_wait,
+        "listeners": [
+            {
+                "proto": ls.protocol.value,
+                "ip": ls.ip,
+                "port": ls.port,
+                "service": names.get(ls.protocol.value, {}).get(ls.port),
+                "connections": ls.connections,
+                "accept_queue": ls.accept_queue,
+                "accept_max": ls.accept_max,
+                "pid": ls.pid,
+                "process": ls.process,
+            }
+            for ls in stats.listeners
+        ],
+        "ephemeral": {
+            "range": {"start": stats.ephemeral.start, "end": stats.ephemeral.end},
+            "size": len(stats.ephemeral),
+            "in_use": stats.ephemeral_in_use,
+            "fill": round(stats.ephemeral_fill, 4),
+        },
+        "destinations": [
+            {
+                "source_ip": d.source_ip,
+                "ip": d.ip,
+                "port": d.port,
+                "in_use": d.in_use,
+                "capacity": d.capacity,
+                "fill": round(d.fill, 4),
+            }
+            for d in stats.destinations
+        ],
+        "warnings": list(stats.warnings),
+    }
+
+
+def stats_text(stats: SocketStats, style: Style, names: Names | None = None) -> str:
+    """``portkit stats`` as a few short tables."""
+    from portkit.render import table
+
+    names = names or {}
+    blocks = []
+    by_proto: dict[Protocol, list[tuple[TcpState, int]]] = {}
+    for (proto, state), n in stats.counts.items():
+        by_proto.setdefault(proto, []).append((state, n))
+    count_rows = [
+        (proto.value, ", ".join(f"{s.ss_name} {n}" for s, n in sorted(v, key=lambda x: x[0].code)))
+        for proto, v in sorted(by_proto.items())
+    ]
+    blocks.append(
+        style.bold(f"{stats.total} sockets")
+        + f", {stats.time_wait} in TIME-WAIT\n"
+        + table(count_rows, ["PROTO", "STATES"], style=style)
+    )
+    if stats.listeners:
+        rows = [
+            (
+                ls.protocol.value,
+                _addr(ls.ip, ls.port),
+                names.get(ls.protocol.value, {}).get(ls.port),
+                ls.connections if ls.protocol is Protocol.TCP else None,
+                f"{ls.accept_queue}/{ls.accept_max}" if ls.protocol is Protocol.TCP else None,
+                f"{ls.process}/{ls.pid}" if ls.pid else None,
+            )
+            for ls in stats.listeners
+        ]
+        blocks.append(
+            table(
+                rows,
+                ["PROTO", "LISTEN", "SERVICE", "CONNS", "ACCEPT-Q", "PROCESS"],
+                style=style,
+                right=(3,),
+            )
+        )
+    eph = stats.ephemeral
+    line = (
+        f"ephemeral ports {eph}: {stats.ephemeral_in_use} of {len(eph)} in use "
+        f"({stats.ephemeral_fill:.1%})"
+    )
+    if stats.destinations:
+        rows2 = [
+            (d.source_ip, _addr(d.ip, d.port), d.in_use, f"{d.fill:.1%}")
+            for d in stats.destinations[:10]
+        ]
+        line += "\n" + table(
+            rows2, ["SOURCE", "DESTINATION", "PORTS", "FILL"], style=style, right=(2, 3)
+        )
+    blocks.append(line)
+    if stats.warnings:
+        blocks.append("\n".join(style.yellow("warning: ") + w for w in stats.warnings))
+    return "\n\n".join(blocks)
+
+
+# --- overview -------------------------------------------------------------------------
+
+#: Services that should not listen on every interface (databases, caches, brokers).
+EXPOSURE_SENSITIVE = frozenset(
+    {
+        "postgresql",
+        "mysql",
+        "mongodb",
+        "redis",
+        "memcached",
+        "elasticsearch",
+        "cassandra",
+        "couchdb",
+        "influxdb",
+        "clickhouse",
+        "kafka",
+        "rabbitmq",
+        "amqp",
+        "nats",
+        "zookeeper",
+        "etcd",
+        "consul",
+        "mssql",
+        "ms-sql-s",
+        "oracle",
+        "mariadb",
+        "cockroachdb",
+        "neo4j",
+        "minio",
+        "docker",
+        "kubelet",
+        "prometheus",
+    }
+)
+_SENSITIVE_PORTS = frozenset(
+    {
+        5432,
+        3306,
+        27017,
+        6379,
+        11211,
+        9200,
+        9042,
+        5984,
+        8086,
+        9000,
+        9092,
+        5672,
+        4222,
+        2181,
+        2379,
+        1433,
+        1521,
+        7687,
+        2375,
+        10250,
+    }
+)
+
+
+def bind_scope(ips: Iterable[str]) -> str:
+    """``all interfaces``, ``loopback only`` or the addresses themselves.
+
+    >>> bind_scope(["0.0.0.0", "::"]), bind_scope(["127.0.0.1", "::1"]), bind_scope(["10.0.0.5"])
+    ('all interfaces', 'loopback only', '10.0.0.5')
+    """
+    ips = sorted(set(ips))
+    if any(ip in ("0.0.0.0", "::") for ip in ips):
+        return "all interfaces"
+    if all(ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1") for ip in ips):
+        return "loopback only"
+    return ", ".join(ips)
+
+
+def sensitive(service: str | None, port: int) -> bool:
+    """A database, cache or broker: should not be reachable on every interface."""
+    if port in _SENSITIVE_PORTS:
+        return True
+    return bool(service) and any(s in (service or "") for s in EXPOSURE_SENSITIVE)
+
+
+def overview_groups(stats: SocketStats, names: Names) -> list[dict[str, Any]]:
+    """Listening sockets grouped by (protocol, port), with scope and flags."""
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for ls in stats.listeners:
+        groups.setdefault((ls.protocol.value, ls.port), []).append(ls)
+    out = []
+    for (proto, port), items in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        service = names.get(proto, {}).get(port)
+        scope = bind_scope(ls.ip for ls in items)
+        procs = sorted({f"{ls.process}/{ls.pid}" for ls in items if ls.pid})
+        exposed = scope == "all interfaces" and sensitive(service, port)
+        out.append(
+            {
+                "proto": proto,
+                "port": port,
+                "service": service,
+                "addresses": sorted({ls.ip for ls in items}),
+                "scope": scope,
+                "processes": procs,
+                "connections": sum(ls.connections for ls in items),
+                "exposed": exposed,
+            }
+        )
+    return out
+
+
+def overview_warnings(groups: list[dict[str, Any]], stats: SocketStats) -> list[str]:
+    out = [
+        f"{g['service'] or 'port ' + str(g['port'])} ({g['port']}/{g['proto']}) listens on all "
+        "interfaces: bind it to 127.0.0.1 or a private address, or firewall it"
+        for g in groups
+        if g["exposed"]
+    ]
+    return out + list(stats.warnings)
+
+
+def overview_json(stats: SocketStats, names: Names, owners_hidden: int) -> dict[str, Any]:
+    groups = overview_groups(stats, names)
+    return {
+        "listening": groups,
+        "sockets": stats.total,
+        "time_wait": stats.time_wait,
+        "ephemeral": {
+            "in_use": stats.ephemeral_in_use,
+            "size": len(stats.ephemeral),
+            "fill": round(stats.ephemeral_fill, 4),
+        },
+        "warnings": overview_warnings(groups, stats),
+        "owners_hidden": owners_hidden,
+    }
+
+
+def overview_text(
+    stats: SocketStats, names: Names, style: Style, width: int | None, owners_hidden: int
+) -> str:
+    """The newcomer's first screen: what listens here, and what deserves attention."""
+    from portkit.render import table
+
+    groups = overview_groups(stats, names)
+    rows = [
+        (
+            g["port"],
+            g["proto"],
+            g["service"],
+            style.red(g["scope"]) if g["exposed"] else g["scope"],
+            g["connections"] if g["proto"] == "tcp" else None,
+            ", ".join(g["processes"]) or None,
+        )
+        for g in groups
+    ]
+    parts = [style.bold("Listening on this machine")]
+    if rows:
+        parts.append(
+            table(
+                rows,
+                ["PORT", "PROTO", "SERVICE", "BIND", "CONNS", "PROCESS"],
+                style=style,
+                width=width,
+                right=(0, 4),
+            )
+        )
+    else:
+        parts.append("nothing is listening")
+    counts = ", ".join(
+        f"{n} {p.value} {s.ss_name}"
+        for (p, s), n in sorted(stats.counts.items(), key=lambda kv: -kv[1])[:4]
+    )
+    parts.append(
+        f"\n{stats.total} sockets ({counts or 'none'}); ephemeral ports in use: "
+        f"{stats.ephemeral_in_use} of {len(stats.ephemeral)} ({stats.ephemeral_fill:.1%})"
+    )
+    warnings = overview_warnings(groups, stats)
+    for w in warnings[:5]:
+        parts.append(style.yellow("warning: ") + w)
+    if owners_hidden:
+        parts.append(
+            style.dim(
+                f"note: the owners of {owners_hidden} processes' sockets are hidden "
+                "(other users'): run as root to see them"
+            )
+        )
+    parts.append(
+        style.dim("more: portkit ls -tuanp, portkit stats, portkit who PORT, portkit --help")
+    )
+    return "\n".join(parts)
