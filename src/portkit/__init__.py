@@ -48,6 +48,12 @@ if TYPE_CHECKING:
     from portkit.errors import (
         UsageError as UsageError,
     )
+    from portkit.forward import (
+        Forwarder as Forwarder,
+    )
+    from portkit.forward import (
+        serve as serve,
+    )
     from portkit.free import (
         free_port as free_port,
     )
@@ -113,6 +119,7 @@ _EXPORTS: dict[str, str] = {
     "Endpoint": "portkit.model",
     "Entry": "portkit.registry",
     "ForwardError": "portkit.errors",
+    "Forwarder": "portkit.forward",
     "ParseError": "portkit.errors",
     "PermissionDenied": "portkit.errors",
     "PlanError": "portkit.errors",
@@ -135,6 +142,7 @@ _EXPORTS: dict[str, str] = {
     "free_ports": "portkit.free",
     "lookup": "portkit.registry",
     "parse_ports": "portkit.model",
+    "serve": "portkit.forward",
     "socket_stats": "portkit.sockets",
     "sockets": "portkit.sockets",
 }
@@ -145,6 +153,7 @@ __all__ = [
     "Endpoint",
     "Entry",
     "ForwardError",
+    "Forwarder",
     "ParseError",
     "PermissionDenied",
     "PlanError",
@@ -168,6 +177,7 @@ __all__ = [
     "free_ports",
     "lookup",
     "parse_ports",
+    "serve",
     "socket_stats",
     "sockets",
 ]

@@ -491,6 +491,7 @@ class Forwarder:
         except (OSError, asyncio.CancelledError):
             sock.close()
             upstream.abort()
+            self._tcp_done(conn, "shutdown")
             raise
 
     def _tcp_done(self, conn: Conn, reason: str = "") -> None:

@@ -54,17 +54,20 @@ class Leg(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)  # type: ignore[attr-defined]
         conn = self.conn
-        if self is conn.upstream:
-            # Server-first protocols (SSH, SMTP banners) may speak before the client
-            # leg exists: hold the target's bytes in the kernel until it does.
-            transport.pause_reading()  # type: ignore[attr-defined]
-        else:
-            conn.upstream.transport.resume_reading()
+        if self is conn.client:
+            conn.client_ready()
 
     def data_received(self, data: bytes) -> None:
         self.nbytes += len(data)
         self.conn.active = True
-        self.peer.transport.write(data)
+        peer = self.peer.transport
+        if peer is None:
+            # Server-first protocols (SSH, SMTP banners) speak before the client leg
+            # exists: keep this chunk and read no more until it does.
+            self.conn.early.append(data)
+            self.transport.pause_reading()
+            return
+        peer.write(data)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -90,6 +93,7 @@ class Conn:
         "client",
         "client_addr",
         "closed_by",
+        "early",
         "error",
         "fwd",
         "idle",
@@ -113,6 +117,7 @@ class Conn:
         self.client.peer = self.upstream
         self.upstream.peer = self.client
         self.closed_by = ""
+        self.early: list[bytes] = []
         self.error: str | None = None
         self.active = False
         self.idle = 0.0
@@ -120,6 +125,23 @@ class Conn:
 
     def side(self, leg: Leg) -> str:
         return "client" if leg is self.client else "target"
+
+    def client_ready(self) -> None:
+        """The client leg exists: deliver what the target said early, start relaying."""
+        client, upstream = self.client.transport, self.upstream.transport
+        for chunk in self.early:
+            client.write(chunk)
+        self.early.clear()
+        if self.lost:  # the target went away while the client was being wrapped
+            if self.closed_by.endswith("-reset"):
+                reset_socket(client.get_extra_info("socket"))
+                client.abort()
+            else:
+                client.close()
+        elif self.upstream.eof:
+            self.on_eof(self.upstream)
+        elif upstream is not None and not upstream.is_closing():
+            upstream.resume_reading()
 
     def on_eof(self, leg: Leg) -> None:
         if not self.closed_by:
@@ -147,7 +169,7 @@ class Conn:
                 peer.abort()
             else:
                 peer.close()
-        if self.lost == 2 or peer is None:
+        if self.lost == 2 or (peer is None and leg is self.client):
             self.fwd._tcp_done(self)
 
     def close(self, reason: str = "", *, abort: bool = False) -> None:
