@@ -93,14 +93,13 @@ def take_snapshot(
     """
     from portkit.sockets import Query, scan
     from portkit.sockets._stats import compute_stats
-    from portkit.system import ephemeral_range
 
     start = time.perf_counter()
     taken = time.time()
     found = scan(
         Query(all=True, owners=owners), netns=netns, pid_netns=pid_netns, procfs=procfs
     )
-    stats = compute_stats(found.rows, ephemeral_range(procfs))
+    stats = compute_stats(found.rows, _ephemeral(netns, pid_netns, procfs))
     return Snapshot(
         taken,
         found.rows,
@@ -109,6 +108,28 @@ def take_snapshot(
         source=found.source,
         duration=time.perf_counter() - start,
     )
+
+
+def _ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRange:
+    """The ephemeral range of the namespace looked into: ``ip_local_port_range`` is
+    per network namespace, and ``/proc/sys/net`` shows the reading thread's one."""
+    from portkit.system import ephemeral_range, parse_ip_local_port_range
+
+    if netns is None and pid_netns is None:
+        return ephemeral_range(procfs)
+    from portkit.sockets._netns import netns_path, run_in_netns
+
+    path = netns_path(netns, pid_netns, procfs)
+    assert path is not None
+
+    def read() -> str:
+        with open(f"{procfs}/sys/net/ipv4/ip_local_port_range") as f:
+            return f.read()
+
+    try:
+        return parse_ip_local_port_range(run_in_netns(path, read))
+    except OSError:
+        return ephemeral_range(procfs)
 
 
 def provider(**kwargs: Any) -> Callable[[], Snapshot]:

@@ -10,6 +10,7 @@ import click
 
 from portkit.cli._output import err, out
 from portkit.cli.commands._options import _ModelType
+from portkit.errors import PortkitError
 from portkit.exporter._config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -35,12 +36,9 @@ pid_netns_option = click.option(
 )
 
 
-def _missing_extra(module: str, extra: str) -> click.ClickException:
-    exc = click.ClickException(
-        f"{module} is not installed: pip install 'portkit[{extra}]'"
-    )
-    exc.exit_code = 3
-    return exc
+def _missing_extra(module: str, extra: str) -> PortkitError:
+    """An environment failure (exit 3): the optional dependency is not installed."""
+    return PortkitError(f"{module} is not installed: pip install 'portkit[{extra}]'")
 
 
 @click.command(

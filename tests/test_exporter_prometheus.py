@@ -1,0 +1,280 @@
+"""A real Prometheus scrapes ``portkit exporter`` and answers queries about a known workload.
+
+The workload lives in a network namespace of its own (``pk7-<pid>``), so that every
+figure is exact (no other process's sockets in it) and its ephemeral range can be made
+small enough (20 ports) for the "ephemeral ports running out" alert to fire with 15
+connections. The exporter runs in the test's namespace with ``--netns`` and listens on
+127.0.0.1; Prometheus (Debian's ``prometheus``) scrapes it on 127.0.0.1 with a
+temporary config and storage, loads the alerting rules published in docs/watch.md, and
+every assertion goes through Prometheus' HTTP API. New targets are scraped only after
+about 5 s (prometheus#14073), so the test polls, up to a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.peer, pytest.mark.netns]
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = f"pk7-{os.getpid()}"
+SERVED, BACKLOG, ABSENT = 8080, 9000, 7000  # ports inside the namespace
+N_SERVED, N_QUEUED, BACKLOG_SIZE = 15, 4, 4
+EPHEMERAL = (40000, 40019)  # 20 ports: 15 of them towards SERVED is 75 %
+DEADLINE = 40.0
+
+# Runs inside the namespace: a listener with N accepted connections, a listener
+# that never accepts (a full accept queue), then waits until its stdin closes.
+WORKLOAD = r"""
+import socket, sys
+served, backlog, n_served, n_queued, backlog_size = map(int, sys.argv[1:6])
+keep = []
+a = socket.socket(); a.bind(("127.0.0.1", served)); a.listen(64); keep.append(a)
+b = socket.socket(); b.bind(("127.0.0.1", backlog)); b.listen(backlog_size); keep.append(b)
+for _ in range(n_served):
+    c = socket.create_connection(("127.0.0.1", served)); keep.append(c)
+    keep.append(a.accept()[0])
+for _ in range(n_queued):
+    keep.append(socket.create_connection(("127.0.0.1", backlog)))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def _namespace() -> Iterator[str]:
+    _ip("netns", "add", NS)
+    try:
+        _ip("-n", NS, "link", "set", "lo", "up")
+        subprocess.run(
+            ["ip", "netns", "exec", NS, "sysctl", "-q", "-w",
+             f"net.ipv4.ip_local_port_range={EPHEMERAL[0]} {EPHEMERAL[1]}"],
+            check=True, capture_output=True, timeout=30,
+        )
+        yield NS
+    finally:
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True, timeout=30)
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop a process this test started, by its pid."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _rules_from_docs() -> str:
+    """The alerting rules exactly as docs/watch.md publishes them."""
+    text = (ROOT / "docs" / "watch.md").read_text()
+    match = re.search(r"<!-- alert-rules -->\s*```yaml\n(.*?)```", text, re.S)
+    assert match, "docs/watch.md has no ```yaml block after <!-- alert-rules -->"
+    return match.group(1)
+
+
+class Prom:
+    """A running Prometheus on 127.0.0.1, queried through its HTTP API."""
+
+    def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.proc = proc
+
+    def api(self, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}{query}", timeout=10) as r:
+            doc = json.loads(r.read())
+        assert doc["status"] == "success", doc
+        return doc["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        return list(self.api("query", query=expr)["result"])
+
+    def value(self, expr: str) -> float | None:
+        """The value of a one-series instant query, None while it has no result."""
+        result = self.query(expr)
+        if not result:
+            return None
+        assert len(result) == 1, result
+        return float(result[0]["value"][1])
+
+    def wait_value(self, expr: str, want: float, deadline: float = DEADLINE) -> float | None:
+        """Poll until ``expr`` equals ``want`` or the deadline passes; the last value."""
+        end = time.monotonic() + deadline
+        got = None
+        while time.monotonic() < end:
+            got = self.value(expr)
+            if got == want:
+                return got
+            time.sleep(0.25)
+        return got
+
+
+def _start_prometheus(tmp: Path, target: str) -> Prom:
+    rules = tmp / "portkit-rules.yml"
+    rules.write_text(_rules_from_docs())
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: ['{rules}']\n"
+        "scrape_configs:\n"
+        "  - job_name: portkit\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n"
+    )
+    check = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    for _attempt in range(3):  # the port from bind(0) may be taken before Prometheus binds it
+        port = _free_port()
+        proc = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
+             "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        end = time.monotonic() + 20
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return Prom(url, proc)
+            except OSError:
+                time.sleep(0.1)
+        _stop(proc)
+    raise AssertionError("prometheus did not become ready")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+        pytest.fail("prometheus is not installed (scripts/system-packages.txt lists it)")
+    tmp = tmp_path_factory.mktemp("prometheus")
+    with contextlib.ExitStack() as stack:
+        ns = stack.enter_context(_namespace())
+        work = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", WORKLOAD,
+             *map(str, (SERVED, BACKLOG, N_SERVED, N_QUEUED, BACKLOG_SIZE))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        stack.callback(_stop, work)
+        assert work.stdout is not None and work.stdout.readline().strip() == "ready"
+        exporter = subprocess.Popen(
+            [sys.executable, "-m", "portkit", "exporter", "--netns", ns,
+             "--listen", "127.0.0.1:0", "--ports", f"{SERVED},{BACKLOG},{ABSENT}",
+             "--dest", f"127.0.0.1:{SERVED}"],
+            stderr=subprocess.PIPE, text=True,
+        )
+        stack.callback(_stop, exporter)
+        assert exporter.stderr is not None
+        line = exporter.stderr.readline()
+        found = re.search(r"serving (http://127\.0\.0\.1:(\d+))/metrics", line)
+        assert found, line
+        prom = _start_prometheus(tmp, f"127.0.0.1:{found.group(2)}")
+        stack.callback(_stop, prom.proc)
+        yield {"prom": prom, "exporter_url": found.group(1)}
+
+
+def test_prometheus_scrapes_the_exporter(lab: dict[str, Any]) -> None:
+    prom: Prom = lab["prom"]
+    assert prom.wait_value('up{job="portkit"}', 1) == 1
+    targets = prom.api("targets")["activeTargets"]
+    assert [t["health"] for t in targets] == ["up"]
+    assert targets[0]["scrapeUrl"] == f"{lab['exporter_url']}/metrics"
+    assert prom.wait_value("portkit_up", 1) == 1
+    assert prom.value("portkit_scrape_duration_seconds > 0") is not None
+
+
+@pytest.mark.parametrize(
+    ("expr", "want"),
+    [
+        (f'portkit_port_connections{{port="{SERVED}",state="established"}}', N_SERVED),
+        (f'portkit_port_connections{{port="{SERVED}",state="time_wait"}}', 0),
+        (f'portkit_listeners{{protocol="tcp",port="{SERVED}"}}', 1),
+        (f'portkit_accept_queue_length{{port="{SERVED}"}}', 0),
+        (f'portkit_accept_queue_limit{{port="{SERVED}"}}', 64),
+        (f'portkit_accept_queue_length{{port="{BACKLOG}"}}', N_QUEUED),
+        (f'portkit_accept_queue_limit{{port="{BACKLOG}"}}', BACKLOG_SIZE),
+        # The queued connections are established (the handshake is done) but unaccepted.
+        (f'portkit_port_connections{{port="{BACKLOG}",state="established"}}', N_QUEUED),
+        (f'portkit_listeners{{port="{ABSENT}"}}', 0),
+        ('portkit_sockets{protocol="tcp",state="listen"}', 2),
+        ('portkit_sockets{protocol="tcp",state="established"}', 2 * N_SERVED + 2 * N_QUEUED),
+        ("portkit_ephemeral_port_range_size", EPHEMERAL[1] - EPHEMERAL[0] + 1),
+        (f'portkit_destination_ephemeral_ports_in_use{{destination="127.0.0.1:{SERVED}"}}',
+         N_SERVED),
+    ],
+)
+def test_queries_return_the_workload(lab: dict[str, Any], expr: str, want: int) -> None:
+    assert lab["prom"].wait_value(expr, want) == want
+
+
+def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -> None:
+    prom: Prom = lab["prom"]
+    assert prom.wait_value("portkit_up", 1) == 1
+    ports = {r["metric"]["port"] for r in prom.query('{__name__=~"portkit_.*", port!=""}')}
+    assert ports == {str(SERVED), str(BACKLOG), str(ABSENT)}
+    names = {r["metric"]["__name__"] for r in prom.query('{__name__=~"portkit_.*"}')}
+    assert not {n for n in names if n.endswith("_total")}
+    labels = {k for r in prom.query('{__name__=~"portkit_.*"}') for k in r["metric"]}
+    assert labels <= {"__name__", "instance", "job", "protocol", "port", "state",
+                      "destination", "version"}
+
+
+def test_alert_rules_from_the_docs_fire(lab: dict[str, Any]) -> None:
+    """Both published alerts evaluate and go pending (their `for:` keeps them from
+    firing within a test): the full accept queue, the 75 % used range."""
+    prom: Prom = lab["prom"]
+    groups = prom.api("rules")["groups"]
+    rules = {r["name"]: r for g in groups for r in g["rules"]}
+    assert set(rules) == {"PortkitAcceptQueueFull", "PortkitEphemeralPortsRunningOut"}
+    end = time.monotonic() + DEADLINE
+    pending: set[tuple[str, str]] = set()
+    while time.monotonic() < end:
+        pending = {
+            (a["metric"]["alertname"], a["metric"].get("port") or a["metric"].get("destination", ""))
+            for a in prom.query("ALERTS")
+        }
+        if len(pending) >= 3:
+            break
+        time.sleep(0.25)
+    assert pending == {
+        ("PortkitAcceptQueueFull", str(BACKLOG)),
+        # towards the one destination, and (15+ of 20 ports) on the whole host
+        ("PortkitEphemeralPortsRunningOut", f"127.0.0.1:{SERVED}"),
+        ("PortkitEphemeralPortsRunningOut", ""),
+    }
+    for rule in rules.values():
+        assert rule["health"] == "ok", rule
