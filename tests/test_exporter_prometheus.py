@@ -263,10 +263,8 @@ def test_alert_rules_from_the_docs_fire(lab: dict[str, Any]) -> None:
     end = time.monotonic() + DEADLINE
     pending: set[tuple[str, str]] = set()
     while time.monotonic() < end:
-        pending = {
-            (a["metric"]["alertname"], a["metric"].get("port") or a["metric"].get("destination", ""))
-            for a in prom.query("ALERTS")
-        }
+        alerts = [a["metric"] for a in prom.query("ALERTS")]
+        pending = {(m["alertname"], m.get("port") or m.get("destination", "")) for m in alerts}
         if len(pending) >= 3:
             break
         time.sleep(0.25)
