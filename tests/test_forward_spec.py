@@ -93,7 +93,8 @@ def test_any_text_is_mappings_or_parse_error(text: str) -> None:
     try:
         maps = parse_spec(text)
     except ParseError as exc:
-        assert str(exc)
+        message = str(exc)
+        assert message and "\n" not in message
         return
     assert maps and all(isinstance(m, Mapping) for m in maps)
     assert all(m.protocol in (Protocol.TCP, Protocol.UDP) for m in maps)
@@ -152,7 +153,8 @@ def test_proxy_v1() -> None:
     assert proxy_v1(("::ffff:192.0.2.1", 5000), ("127.0.0.1", 80)) == (
         b"PROXY TCP4 192.0.2.1 127.0.0.1 5000 80\r\n"
     )
-    assert proxy_v1(("2001:db8::1", 5000), ("::1", 443)) == b"PROXY TCP6 2001:db8::1 ::1 5000 443\r\n"
+    six = proxy_v1(("2001:db8::1", 5000), ("::1", 443))
+    assert six == b"PROXY TCP6 2001:db8::1 ::1 5000 443\r\n"
     assert build_header("v1", ("10.0.0.1", 1), ("10.0.0.2", 2)).startswith(b"PROXY TCP4 ")
     with pytest.raises(ParseError):
         build_header("v3", ("10.0.0.1", 1), ("10.0.0.2", 2))
