@@ -1,0 +1,243 @@
+"""One plan model for compose files, Kubernetes manifests and portkit plans.
+
+Every reader turns its file into a :class:`PlanFile`: the :class:`PortMapping` records
+(one per ``ports``/``expose`` entry, Service port, container port, Ingress backend or
+plan port), the raw :class:`Issue` records it met while reading (invalid values,
+worded as Docker and Kubernetes word them) and, for cross-object lint rules, the
+Kubernetes objects and the native plan's services and connections. Records only;
+no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from portkit.model import PortRange
+
+__all__ = [
+    "Connection",
+    "Exposure",
+    "Issue",
+    "KubeContainerPort",
+    "KubeIngressBackend",
+    "KubeObjects",
+    "KubeService",
+    "KubeServicePort",
+    "KubeWorkload",
+    "NativePlan",
+    "PlanFile",
+    "PlanPort",
+    "PlanService",
+    "PortMapping",
+]
+
+
+class Exposure(StrEnum):
+    """Who can reach a port."""
+
+    #: bound on every interface of the host or node (0.0.0.0, ::, NodePort, LoadBalancer)
+    PUBLIC = "public"
+    #: bound on one specific non-loopback address of the host
+    ADDRESS = "address"
+    #: bound on the loopback interface only: this host alone
+    LOOPBACK = "loopback"
+    #: not published on the host: other containers, pods or services only
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A problem a reader met in a file, before the lint rules look across objects."""
+
+    rule: str
+    file: str
+    line: int | None
+    object: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortMapping:
+    """One port a file declares: where it is bound on the host (if anywhere) and where it goes.
+
+    ``source`` is ``compose``, ``kubernetes`` or ``plan``; ``origin`` says which part
+    of the file: ``ports``/``expose`` (compose), ``service``/``container``/``ingress``
+    (Kubernetes), ``port`` (plan). ``host_port`` is None when the port is not bound on
+    the host, or when the engine picks it (``host_bound`` tells the two apart).
+    """
+
+    source: str
+    file: str
+    line: int | None
+    object: str
+    service: str
+    origin: str
+    protocol: str
+    exposure: Exposure
+    host_ip: str | None = None
+    host_port: PortRange | None = None
+    host_bound: bool = False
+    pool: bool = False
+    container_port: PortRange | None = None
+    # compose
+    mode: str | None = None
+    app_protocol: str | None = None
+    base60: bool = False
+    network_host: bool = False
+    image: str | None = None
+    # kubernetes
+    kind: str | None = None
+    namespace: str | None = None
+    type: str | None = None
+    port: int | None = None
+    target_port: int | str | None = None
+    node_port: int | None = None
+    container: str | None = None
+    name: str | None = None
+    backend: str | None = None
+    external_ips: tuple[str, ...] = ()
+    selected: tuple[str, ...] = ()
+    # plan
+    scope: str | None = None
+    forwards_to: str | None = None
+    description: str | None = None
+
+    @property
+    def host_ports(self) -> Iterator[int]:
+        """Every host port this mapping binds (one per port of a range; none for a pool)."""
+        if self.host_port is None or self.pool:
+            return iter(())
+        return iter(self.host_port)
+
+
+# --- Kubernetes objects, kept for cross-object rules -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KubeServicePort:
+    index: int
+    line: int | None
+    name: str | None
+    port: int | None
+    target_port: int | str | None
+    node_port: int | None
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class KubeService:
+    file: str
+    line: int | None
+    name: str
+    namespace: str | None
+    type: str
+    headless: bool
+    selector: dict[str, str]
+    ports: tuple[KubeServicePort, ...]
+
+    @property
+    def object(self) -> str:
+        return f"Service/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeContainerPort:
+    container: str
+    line: int | None
+    name: str | None
+    container_port: int | None
+    protocol: str
+    host_port: int | None
+    host_ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KubeWorkload:
+    file: str
+    line: int | None
+    kind: str
+    name: str
+    namespace: str | None
+    labels: dict[str, str]
+    host_network: bool
+    ports: tuple[KubeContainerPort, ...]
+
+    @property
+    def object(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeIngressBackend:
+    file: str
+    line: int | None
+    ingress: str
+    namespace: str | None
+    service: str
+    port: int | str | None
+
+
+@dataclass
+class KubeObjects:
+    services: list[KubeService] = field(default_factory=list)
+    workloads: list[KubeWorkload] = field(default_factory=list)
+    backends: list[KubeIngressBackend] = field(default_factory=list)
+
+
+# --- the native portkit plan ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPort:
+    line: int | None
+    ports: PortRange
+    protocol: str
+    exposure: Exposure
+    address: str | None
+    name: str | None
+    forwards_to: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanService:
+    file: str
+    line: int | None
+    name: str
+    host: str | None
+    ports: tuple[PlanPort, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    file: str
+    line: int | None
+    source: str
+    target: str
+    port: int | None
+    protocol: str
+    text: str
+
+
+@dataclass
+class NativePlan:
+    name: str | None = None
+    hosts: dict[str, str] = field(default_factory=dict)
+    services: list[PlanService] = field(default_factory=list)
+    connections: list[Connection] = field(default_factory=list)
+
+
+@dataclass
+class PlanFile:
+    """Everything read from one file."""
+
+    path: str
+    format: str
+    mappings: list[PortMapping] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    kube: KubeObjects | None = None
+    native: NativePlan | None = None

@@ -1,0 +1,1098 @@
+"""Lint rules, kept as one table: rule id, severity, check function, title and fix hint.
+
+A check function takes the :class:`~portkit.plan._plan.Plan` and the options and
+yields hits ``(file, line, object, message)``; :func:`lint` turns them into
+:class:`Finding` records carrying the rule's severity and hint. Rules for problems a
+reader already met while reading (invalid values, in Docker's and Kubernetes' own
+words) just pass those issues on. Pure: no I/O (the port registry is package data).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from portkit.model import NODEPORT_RANGE, PortRange
+from portkit.plan._model import Exposure, PortMapping
+from portkit.plan._native import EXTERNAL, parse_target
+from portkit.plan._plan import selected_workloads
+
+if TYPE_CHECKING:
+    from portkit.plan._model import KubeWorkload
+    from portkit.plan._plan import Plan
+
+__all__ = [
+    "LINUX_EPHEMERAL",
+    "RULES",
+    "Finding",
+    "LintOptions",
+    "Rule",
+    "Severity",
+    "datastore_of",
+    "lint",
+]
+
+#: Linux's default net.ipv4.ip_local_port_range: where the host it deploys to most
+#: likely takes outgoing ports from (the machine running lint is not that host).
+LINUX_EPHEMERAL = PortRange(32768, 60999)
+
+
+class Severity(IntEnum):
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        return cls[text.strip().upper()]
+
+
+Hit = tuple[str, int | None, str, str]
+
+
+@dataclass(frozen=True)
+class LintOptions:
+    node_port_range: PortRange = NODEPORT_RANGE
+    ephemeral: PortRange = LINUX_EPHEMERAL
+    ignore: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    check: Callable[[Plan, LintOptions], Iterable[Hit]]
+    title: str
+    hint: str
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem: where, which rule, how bad, what, and how to fix it."""
+
+    file: str
+    line: int | None
+    order: int = field(repr=False)
+    rule: str
+    severity: Severity
+    object: str
+    message: str
+    hint: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": str(self.severity),
+            "file": self.file,
+            "line": self.line,
+            "object": self.object,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+# --- what a port is ---------------------------------------------------------------
+
+#: Everyday service names (the guide's and the curated DevOps list) of data stores,
+#: caches and brokers, with what they are.
+_STORE_KINDS: dict[str, list[str]] = {
+    "database": [
+        "postgresql",
+        "pgbouncer",
+        "pgpool",
+        "mysql",
+        "mysqlx",
+        "mysql-group-replication",
+        "galera-replication",
+        "mongodb",
+        "mongodb-shard",
+        "mongodb-config",
+        "cassandra-cql",
+        "cassandra-cql-tls",
+        "cassandra-internode",
+        "cassandra-internode-tls",
+        "cassandra-thrift",
+        "couchdb",
+        "couchbase-data",
+        "couchbase-query",
+        "neo4j-http",
+        "neo4j-https",
+        "neo4j-bolt",
+        "influxdb",
+        "cockroachdb",
+        "tidb",
+        "tikv",
+        "yugabyte-ysql",
+        "arangodb",
+        "rethinkdb-driver",
+        "oracle-listener",
+        "mssql",
+        "clickhouse-http",
+        "clickhouse-native",
+        "clickhouse-native-tls",
+        "clickhouse-mysql",
+        "clickhouse-postgres",
+        "etcd",
+        "etcd-client",
+    ],
+    "cache": ["redis", "redis-sentinel", "redis-cluster-bus", "memcached"],
+    "search engine": [
+        "elasticsearch",
+        "elasticsearch-http",
+        "elasticsearch-transport",
+        "opensearch-http",
+        "opensearch-transport",
+        "solr",
+        "meilisearch",
+        "qdrant-http",
+        "qdrant-grpc",
+        "milvus",
+    ],
+    "message broker": [
+        "kafka",
+        "kafka-controller",
+        "zookeeper",
+        "zookeeper-peer",
+        "zookeeper-election",
+        "epmd",
+        "rabbitmq-amqp",
+        "rabbitmq-amqps",
+        "rabbitmq-dist",
+        "rabbitmq-stream",
+        "rabbitmq-stomp",
+        "mqtt",
+        "mqtt-tls",
+        "mosquitto",
+        "activemq-openwire",
+        "nats",
+        "nats-cluster",
+        "pulsar",
+        "pulsar-tls",
+        "nsqd",
+    ],
+}
+_STORE_OF = {name: kind for kind, names in _STORE_KINDS.items() for name in names}
+
+#: Image names (the last path part, without tag) of data stores, caches and brokers.
+_STORE_IMAGES: dict[str, tuple[str, str]] = {
+    "postgres": ("PostgreSQL", "database"),
+    "postgis": ("PostGIS", "database"),
+    "timescaledb": ("TimescaleDB", "database"),
+    "mysql": ("MySQL", "database"),
+    "mariadb": ("MariaDB", "database"),
+    "percona": ("Percona Server", "database"),
+    "mongo": ("MongoDB", "database"),
+    "cassandra": ("Cassandra", "database"),
+    "scylla": ("ScyllaDB", "database"),
+    "couchdb": ("CouchDB", "database"),
+    "couchbase": ("Couchbase", "database"),
+    "influxdb": ("InfluxDB", "database"),
+    "clickhouse": ("ClickHouse", "database"),
+    "cockroach": ("CockroachDB", "database"),
+    "neo4j": ("Neo4j", "database"),
+    "mssql": ("SQL Server", "database"),
+    "oracle": ("Oracle Database", "database"),
+    "arangodb": ("ArangoDB", "database"),
+    "rethinkdb": ("RethinkDB", "database"),
+    "etcd": ("etcd", "database"),
+    "redis": ("Redis", "cache"),
+    "valkey": ("Valkey", "cache"),
+    "keydb": ("KeyDB", "cache"),
+    "dragonfly": ("Dragonfly", "cache"),
+    "memcached": ("Memcached", "cache"),
+    "elasticsearch": ("Elasticsearch", "search engine"),
+    "opensearch": ("OpenSearch", "search engine"),
+    "solr": ("Solr", "search engine"),
+    "meilisearch": ("Meilisearch", "search engine"),
+    "qdrant": ("Qdrant", "search engine"),
+    "rabbitmq": ("RabbitMQ", "message broker"),
+    "kafka": ("Kafka", "message broker"),
+    "cp-kafka": ("Kafka", "message broker"),
+    "zookeeper": ("ZooKeeper", "message broker"),
+    "cp-zookeeper": ("ZooKeeper", "message broker"),
+    "nats": ("NATS", "message broker"),
+    "eclipse-mosquitto": ("Mosquitto", "message broker"),
+    "activemq": ("ActiveMQ", "message broker"),
+    "pulsar": ("Pulsar", "message broker"),
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _port_names(port: int, protocol: str) -> tuple[tuple[str, str], ...]:
+    """Everyday (service, source) names of ``port``; IANA names when there is none."""
+    from portkit.registry import lookup
+
+    entries = [
+        e
+        for e in lookup(f"{port}/{protocol}")[0].entries
+        if e.port == port and e.port_end == port and e.service
+    ]
+    everyday = [e for e in entries if e.everyday]
+    chosen = everyday or [e for e in entries if e.status == "assigned"]
+    return tuple((e.service, e.source) for e in chosen)
+
+
+def _image_store(image: str | None) -> tuple[str, str] | None:
+    if not image:
+        return None
+    path = image.split("@")[0].lower()
+    name = path.rsplit("/", 1)[-1].split(":")[0]
+    if "mssql" in path:
+        return _STORE_IMAGES["mssql"]
+    for prefix, what in _STORE_IMAGES.items():
+        if name == prefix or name.startswith((prefix + "-", prefix + "_")):
+            return what
+    return None
+
+
+def datastore_of(
+    port: int, protocol: str = "tcp", image: str | None = None
+) -> tuple[str, str] | None:
+    """(name, kind) when ``port`` is a database, cache, search engine or broker port.
+
+    The port registry decides; the image only when the registry has no everyday
+    name for the port (a database moved to another port). A port whose everyday
+    names are mixed (9000: ClickHouse, MinIO, SonarQube) is not counted unless the
+    image says so.
+
+    >>> datastore_of(5432), datastore_of(8080), datastore_of(15432, image="postgres:16")
+    (('PostgreSQL', 'database'), None, ('PostgreSQL', 'database'))
+    """
+    names = _port_names(port, protocol)
+    everyday = [(n, src) for n, src in names if src != "iana"]
+    if not everyday:
+        # No everyday name: the IANA name, else the image.
+        for name, _ in names:
+            kind = _STORE_OF.get(name.lower())
+            if kind is not None:
+                return name, kind
+        return _image_store(image)
+    guide = [n for n, src in everyday if src == "guide"]
+    if guide:
+        kind = _STORE_OF.get(guide[0].lower())
+        return (guide[0], kind) if kind is not None else None
+    stores = [(n, _STORE_OF[n.lower()]) for n, _ in everyday if n.lower() in _STORE_OF]
+    if stores and len(stores) == len(everyday):
+        return stores[0]
+    return _image_store(image) if stores else None
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _issues(rule: str) -> Callable[[Plan, LintOptions], Iterable[Hit]]:
+    """A rule whose findings the readers already made."""
+
+    def check(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+        for issue in plan.issues:
+            if issue.rule == rule:
+                yield issue.file, issue.line, issue.object, issue.message
+
+    check.__name__ = f"issues_{rule.replace('-', '_')}"
+    return check
+
+
+def _where(m: PortMapping) -> str:
+    return f"{m.file}:{m.line}" if m.line else m.file
+
+
+def _addr(ip: str | None, port: str | int) -> str:
+    if ip is None:
+        ip = "0.0.0.0"
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _addresses_overlap(a: str | None, b: str | None) -> bool:
+    """Two bind addresses collide: None (every interface) overlaps everything,
+    0.0.0.0 every IPv4 address and :: every IPv6 address."""
+    if a is None or b is None or a == b:
+        return True
+    v6a, v6b = ":" in a, ":" in b
+    if a in ("0.0.0.0", "::") and v6a == v6b:
+        return True
+    return b in ("0.0.0.0", "::") and v6a == v6b
+
+
+def _container_ports(m: PortMapping) -> Iterator[int]:
+    return iter(m.container_port) if m.container_port is not None else iter(())
+
+
+# --- cross-object rules -------------------------------------------------------------
+
+
+def _conflict_scope(m: PortMapping) -> str | None:
+    """Which machine's ports a mapping takes: this host, a planned host, or a node."""
+    if m.source == "kubernetes":
+        return "node" if m.origin == "container" else None
+    return f"host:{m.scope or ''}"
+
+
+def _check_host_port_conflict(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    by_key: dict[tuple[str, str, int], list[PortMapping]] = defaultdict(list)
+    for m in plan.mappings:
+        scope = _conflict_scope(m)
+        if scope is None or not m.host_bound or m.host_port is None or m.pool:
+            continue
+        for port in m.host_port:
+            by_key[(scope, m.protocol, port)].append(m)
+    reported: set[tuple[int, int]] = set()
+    for (scope, protocol, port), ms in sorted(by_key.items(), key=lambda kv: kv[0][2]):
+        for j, later in enumerate(ms):
+            for earlier in ms[:j]:
+                pair = (id(earlier), id(later))
+                if pair in reported or not _addresses_overlap(earlier.host_ip, later.host_ip):
+                    continue
+                if scope == "node" and not _node_conflict(plan, earlier, later):
+                    continue
+                reported.add(pair)
+                if scope == "node":
+                    if earlier.object == later.object:
+                        msg = f'hostPort: Duplicate value: "{port}/{protocol.upper()}"'
+                    else:
+                        msg = (
+                            f"hostPort {port}/{protocol} is also taken by {earlier.object} "
+                            f"({_where(earlier)}): node(s) didn't have free ports for the "
+                            "requested pod ports"
+                        )
+                else:
+                    addr = _addr(later.host_ip if later.host_ip else earlier.host_ip, port)
+                    msg = (
+                        f"Bind for {addr} failed: port is already allocated ({protocol}; "
+                        f"{earlier.object} publishes it at {_where(earlier)})"
+                    )
+                yield later.file, later.line, later.object, msg
+    # NodePorts are one pool for the whole cluster.
+    taken: dict[tuple[int, str], PortMapping] = {}
+    for m in plan.mappings:
+        if (
+            m.origin != "service"
+            or m.node_port is None
+            or m.type not in ("NodePort", "LoadBalancer")
+        ):
+            continue
+        key = (m.node_port, m.protocol)
+        first = taken.get(key)
+        if first is not None and first.object != m.object:
+            yield (
+                m.file,
+                m.line,
+                m.object,
+                f"spec.ports.nodePort: Invalid value: {m.node_port}: provided port is already "
+                f"allocated (by {first.object} at {_where(first)})",
+            )
+        taken.setdefault(key, m)
+
+
+def _node_conflict(plan: Plan, a: PortMapping, b: PortMapping) -> bool:
+    """Two pods' host ports collide on a node when one pod has both, or one runs everywhere."""
+    return a.object == b.object or "DaemonSet" in (a.kind, b.kind)
+
+
+def _check_nodeport_range(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    rng = opts.node_port_range
+    for svc in plan.services:
+        if svc.type not in ("NodePort", "LoadBalancer"):
+            continue
+        for sp in svc.ports:
+            if sp.node_port is not None and sp.node_port not in rng:
+                yield (
+                    svc.file,
+                    sp.line,
+                    svc.object,
+                    f"spec.ports[{sp.index}].nodePort: Invalid value: {sp.node_port}: provided "
+                    "port is not in the valid range. The range of valid ports is "
+                    f"{rng.start}-{rng.end}",
+                )
+
+
+def _declared(pods: list[KubeWorkload]) -> str:
+    ports = [
+        f"{cp.container_port}/{cp.protocol}" + (f" ({cp.name})" if cp.name else "")
+        for w in pods
+        for cp in w.ports
+        if cp.container_port is not None
+    ]
+    return ", ".join(dict.fromkeys(ports)) or "none"
+
+
+def _target_hits(plan: Plan, numeric: bool) -> Iterator[Hit]:
+    workloads = plan.workloads
+    for svc in plan.services:
+        pods = selected_workloads(svc, workloads)
+        if not pods:
+            continue
+        names = ", ".join(w.object for w in pods)
+        for sp in svc.ports:
+            target = sp.target_port
+            if target is None:
+                continue
+            where = f"spec.ports[{sp.index}].targetPort"
+            same = [
+                cp
+                for w in pods
+                for cp in w.ports
+                if (cp.name == target if isinstance(target, str) else cp.container_port == target)
+            ]
+            matched = [cp for cp in same if cp.protocol == sp.protocol]
+            if matched:
+                continue
+            if same:
+                if not numeric:
+                    other = same[0]
+                    yield (
+                        svc.file,
+                        sp.line,
+                        svc.object,
+                        f"{where} {_quote(target)} is {other.protocol} on {names} "
+                        f"(container {other.container}), but the Service port is {sp.protocol}",
+                    )
+                continue
+            declared = _declared(pods)
+            if isinstance(target, str) and not numeric:
+                yield (
+                    svc.file,
+                    sp.line,
+                    svc.object,
+                    f"{where} {_quote(target)} names no container port of {names} "
+                    f"(declared: {declared})",
+                )
+            elif isinstance(target, int) and numeric and declared != "none":
+                yield (
+                    svc.file,
+                    sp.line,
+                    svc.object,
+                    f"{where} {target} matches no containerPort of {names} (declared: {declared})",
+                )
+
+
+def _quote(value: int | str) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _check_target_unresolved(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    return _target_hits(plan, numeric=False)
+
+
+def _check_target_mismatch(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    return _target_hits(plan, numeric=True)
+
+
+def _check_dangling_service(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    workloads = plan.workloads
+    if not workloads:
+        return
+    for svc in plan.services:
+        if svc.selector and not selected_workloads(svc, workloads):
+            selector = ",".join(f"{k}={v}" for k, v in sorted(svc.selector.items()))
+            yield (
+                svc.file,
+                svc.line,
+                svc.object,
+                f"selector {selector} matches no pod template in these files",
+            )
+
+
+def _check_ingress_backend(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    services = plan.services
+    for f in plan.files:
+        if f.kube is None:
+            continue
+        for b in f.kube.backends:
+            svc = next(
+                (
+                    s
+                    for s in services
+                    if s.name == b.service
+                    and (b.namespace is None or s.namespace is None or s.namespace == b.namespace)
+                ),
+                None,
+            )
+            if svc is None or b.port is None:
+                continue
+            ok = any(
+                (sp.port == b.port) if isinstance(b.port, int) else (sp.name == b.port)
+                for sp in svc.ports
+            )
+            if ok:
+                continue
+            ports = ", ".join(
+                f"{sp.port}/{sp.protocol}" + (f" ({sp.name})" if sp.name else "")
+                for sp in svc.ports
+            )
+            yield (
+                b.file,
+                b.line,
+                f"Ingress/{b.ingress}",
+                f"backend service {b.service} port {_quote(b.port)} matches no port of "
+                f"{svc.object} (ports: {ports or 'none'})",
+            )
+
+
+def _plan_services(plan: Plan) -> dict[str, list[PortMapping]]:
+    out: dict[str, list[PortMapping]] = defaultdict(list)
+    for f in plan.files:
+        if f.native is not None:
+            for s in f.native.services:
+                out.setdefault(s.name, [])
+    for m in plan.mappings:
+        if m.source == "plan":
+            out[m.service].append(m)
+    return out
+
+
+def _connections(plan: Plan) -> Iterator[tuple[str, int | None, str, str, str, int | None, str]]:
+    """(file, line, object, source, target, port, protocol) of connections and forwards_to."""
+    for f in plan.files:
+        if f.native is None:
+            continue
+        for c in f.native.connections:
+            yield c.file, c.line, f"connection {c.text}", c.source, c.target, c.port, c.protocol
+    for m in plan.mappings:
+        if m.source == "plan" and m.forwards_to:
+            parsed = parse_target(m.forwards_to)
+            if parsed is not None:
+                name, port, proto = parsed
+                yield (
+                    m.file,
+                    m.line,
+                    f"{m.object} forwards_to {m.forwards_to}",
+                    m.service,
+                    name,
+                    port,
+                    proto,
+                )
+
+
+def _check_unknown_service(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    services = _plan_services(plan)
+    for file, line, obj, source, target, _port, _proto in _connections(plan):
+        if source != EXTERNAL and source not in services:
+            yield (
+                file,
+                line,
+                obj,
+                f'unknown service "{source}" (planned: {", ".join(services) or "none"})',
+            )
+        if target not in services:
+            yield (
+                file,
+                line,
+                obj,
+                f'unknown service "{target}" (planned: {", ".join(services) or "none"})',
+            )
+
+
+def _matching_ports(ms: list[PortMapping], port: int | None, proto: str) -> list[PortMapping]:
+    return [
+        m
+        for m in ms
+        if m.protocol == proto
+        and (port is None or (m.host_port is not None and port in m.host_port))
+    ]
+
+
+def _check_connection_port(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    services = _plan_services(plan)
+    for file, line, obj, _source, target, port, proto in _connections(plan):
+        if target not in services or port is None:
+            continue
+        if not _matching_ports(services[target], port, proto):
+            listens = (
+                ", ".join(f"{m.host_port}/{m.protocol}" for m in services[target]) or "nothing"
+            )
+            yield (
+                file,
+                line,
+                obj,
+                f"service {target} does not listen on {port}/{proto} (it listens on {listens})",
+            )
+
+
+def _check_connection_reach(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    services = _plan_services(plan)
+    for file, line, obj, source, target, port, proto in _connections(plan):
+        if target not in services:
+            continue
+        ports = _matching_ports(services[target], port, proto)
+        if not ports:
+            continue
+        src_scope = (
+            None if source == EXTERNAL else next((m.scope for m in services.get(source, [])), None)
+        )
+        reachable = []
+        for m in ports:
+            if source == EXTERNAL:
+                ok = m.exposure is Exposure.PUBLIC
+            elif m.exposure is Exposure.LOOPBACK:
+                ok = src_scope == m.scope
+            else:
+                ok = True
+            reachable.append(ok)
+        if any(reachable):
+            continue
+        m = ports[0]
+        who = (
+            "clients outside"
+            if source == EXTERNAL
+            else f"service {source}" + (f" on {src_scope}" if src_scope else "")
+        )
+        yield (
+            file,
+            line,
+            obj,
+            f"{target}:{m.host_port}/{m.protocol} is {m.exposure.value}"
+            + (f" on {m.scope}" if m.scope else "")
+            + f": {who} cannot reach it",
+        )
+
+
+# --- exposure rules ----------------------------------------------------------------
+
+
+def _public_desc(m: PortMapping, port: int) -> str:
+    if m.source == "compose":
+        if m.network_host:
+            return f"on every interface of the host ({_addr(None, port)}, network_mode: host)"
+        return f"on every interface of the host ({_addr(m.host_ip, _host_text(m))})"
+    if m.source == "kubernetes":
+        if m.origin == "service":
+            if m.type in ("NodePort", "LoadBalancer"):
+                np = m.node_port if m.node_port else "a node port"
+                lb = " and on the load balancer" if m.type == "LoadBalancer" else ""
+                return f"outside the cluster on every node's port {np}{lb} (type {m.type})"
+            return f"outside the cluster on externalIPs {', '.join(m.external_ips)}"
+        if m.network_host:
+            return f"on every interface of the node (hostNetwork, port {port})"
+        return f"on every interface of the node (hostPort {m.host_port})"
+    return "publicly (exposure: public)"
+
+
+def _host_text(m: PortMapping) -> str:
+    if m.host_port is None:
+        return "<any free port>"
+    return str(m.host_port)
+
+
+def _check_datastore_public(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    for m in plan.mappings:
+        if m.exposure is not Exposure.PUBLIC or m.origin == "ingress":
+            continue
+        if m.host_ip not in (None, "0.0.0.0", "::") and m.source != "kubernetes":
+            continue
+        if m.source == "kubernetes" and m.origin == "container" and not m.host_bound:
+            continue
+        for port in _container_ports(m):
+            store = datastore_of(port, m.protocol, m.image)
+            if store is None:
+                continue
+            name, kind = store
+            extra = (
+                ": anyone who can reach the host can reach it, and Docker's published ports "
+                "bypass ufw/firewalld INPUT rules"
+                if m.source == "compose" and not m.network_host
+                else ""
+            )
+            yield (
+                m.file,
+                m.line,
+                m.object,
+                f"{name} ({kind}, {port}/{m.protocol}) is reachable {_public_desc(m, port)}{extra}",
+            )
+            break
+
+
+def _check_ssh_exposed(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    for m in plan.mappings:
+        if m.protocol != "tcp" or m.origin == "ingress":
+            continue
+        if m.source == "plan":
+            if m.exposure is Exposure.PUBLIC and m.host_port is not None and 22 in m.host_port:
+                yield m.file, m.line, m.object, "SSH (22/tcp) is planned public"
+            continue
+        if m.source == "kubernetes" and m.origin == "service":
+            if m.port == 22 or m.target_port == 22:
+                yield m.file, m.line, m.object, "the Service forwards port 22/tcp (SSH)"
+            continue
+        if m.container_port is not None and 22 in m.container_port:
+            how = {
+                "ports": "published on the host",
+                "expose": "exposed to the other services",
+                "container": "declared as a container port",
+            }.get(m.origin, "exposed")
+            yield m.file, m.line, m.object, f"port 22/tcp (SSH) is {how}"
+
+
+def _check_host_port(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    for w in plan.workloads:
+        if w.host_network:
+            continue
+        for cp in w.ports:
+            if cp.host_port is not None:
+                yield (
+                    w.file,
+                    cp.line,
+                    w.object,
+                    f"container {cp.container} binds hostPort {cp.host_port}/{cp.protocol} "
+                    f"on the node (-> containerPort {cp.container_port})",
+                )
+
+
+def _check_host_network(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    for w in plan.workloads:
+        if w.host_network:
+            yield (
+                w.file,
+                w.line,
+                w.object,
+                "hostNetwork: true: every port the pod opens is opened on the node itself",
+            )
+    seen: set[tuple[str, str]] = set()
+    for m in plan.mappings:
+        if m.source == "compose" and m.network_host and (m.file, m.service) not in seen:
+            seen.add((m.file, m.service))
+            yield (
+                m.file,
+                m.line,
+                m.object,
+                "network_mode: host: every port the container opens is opened on the host itself",
+            )
+
+
+def _check_base60(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    from portkit.plan._yaml import base60_value
+
+    for m in plan.mappings:
+        if m.base60:
+            text = _spec_text(m)
+            yield (
+                m.file,
+                m.line,
+                m.object,
+                f'{text} is unquoted: Docker reads it as the string "{text}", but YAML 1.1 '
+                f"readers (PyYAML, docker-compose v1) read the number {base60_value(text)}",
+            )
+
+
+def _spec_text(m: PortMapping) -> str:
+    host = str(m.host_port) if m.host_port is not None else ""
+    out = f"{host}:{m.container_port}"
+    if m.host_ip is not None:
+        out = f"{m.host_ip}:{out}"
+    return out
+
+
+def _check_privileged(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    for m in plan.mappings:
+        if m.origin == "ingress":
+            continue
+        if m.source == "kubernetes" and m.origin == "container" and not m.host_bound:
+            if m.container_port is not None and 0 < m.container_port.start < 1024:
+                yield (
+                    m.file,
+                    m.line,
+                    m.object,
+                    f"containerPort {m.container_port} is privileged (below 1024): container "
+                    f"{m.container} must run as root or with NET_BIND_SERVICE",
+                )
+            continue
+        if (
+            not m.host_bound
+            or m.host_port is None
+            or m.pool
+            or (m.source == "kubernetes" and m.origin == "service")
+        ):
+            continue
+        if 0 < m.host_port.start < 1024:
+            yield (
+                m.file,
+                m.line,
+                m.object,
+                f"host port {m.host_port.start} is privileged (below 1024): binding it needs root "
+                "or CAP_NET_BIND_SERVICE (rootless Docker and Podman cannot, unless "
+                "net.ipv4.ip_unprivileged_port_start is lowered)",
+            )
+
+
+def _check_ephemeral(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    eph = opts.ephemeral
+    for m in plan.mappings:
+        if not m.host_bound or m.host_port is None or m.pool or m.origin == "service":
+            continue
+        if m.host_port.overlaps(eph):
+            yield (
+                m.file,
+                m.line,
+                m.object,
+                f"host port {m.host_port} is inside the Linux ephemeral range {eph}: an outgoing "
+                "connection may hold it when the service starts, and the bind then fails",
+            )
+
+
+# --- the table ---------------------------------------------------------------------
+
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "invalid-port",
+        E,
+        _issues("invalid-port"),
+        "Invalid port, port range or address",
+        "Ports are 0-65535 for Docker and 1-65535 for Kubernetes; write a range as "
+        "START-END with START <= END, and an IPv6 host IP in [brackets].",
+    ),
+    Rule(
+        "invalid-protocol",
+        E,
+        _issues("invalid-protocol"),
+        "Invalid protocol",
+        "Docker accepts tcp, udp and sctp (any case); Kubernetes accepts TCP, UDP and SCTP "
+        "in upper case only.",
+    ),
+    Rule(
+        "unequal-ranges",
+        E,
+        _issues("unequal-ranges"),
+        "Host and container port ranges of different lengths",
+        "Give both sides the same number of ports (9090-9091:8080-8081), or a single "
+        "container port to take one host port out of a pool (8000-9000:80).",
+    ),
+    Rule(
+        "invalid-port-name",
+        E,
+        _issues("invalid-port-name"),
+        "Invalid or missing port name",
+        "Container port names (and named targetPorts) are IANA service names: at most 15 "
+        "characters of a-z, 0-9 and '-', at least one letter, no '--', no '-' at either "
+        "end. A Service with several ports must name each one (a DNS label).",
+    ),
+    Rule(
+        "duplicate-port-name",
+        E,
+        _issues("duplicate-port-name"),
+        "Duplicate port name",
+        "Give each port of a container, and each port of a Service, its own name.",
+    ),
+    Rule(
+        "duplicate-port",
+        E,
+        _issues("duplicate-port"),
+        "Duplicate Service port",
+        "Each (port, protocol) pair and each nodePort may appear once per Service.",
+    ),
+    Rule(
+        "invalid-service-type",
+        E,
+        _issues("invalid-service-type"),
+        "Invalid Service type",
+        "spec.type is ClusterIP (the default), NodePort, LoadBalancer or ExternalName.",
+    ),
+    Rule(
+        "nodeport-on-clusterip",
+        E,
+        _issues("nodeport-on-clusterip"),
+        "nodePort set on a ClusterIP Service",
+        "Remove nodePort, or set spec.type to NodePort or LoadBalancer. When changing an "
+        "existing Service back to ClusterIP, delete the nodePort values too.",
+    ),
+    Rule(
+        "nodeport-range",
+        E,
+        _check_nodeport_range,
+        "nodePort outside the cluster's NodePort range",
+        "Pick a nodePort inside the API server's --service-node-port-range (30000-32767 by "
+        "default), or leave it out and let Kubernetes allocate one.",
+    ),
+    Rule(
+        "host-port-conflict",
+        E,
+        _check_host_port_conflict,
+        "Host port taken twice on the same address and protocol",
+        "Give one of them another host port, or bind them to different addresses "
+        "(0.0.0.0 and no host IP overlap every IPv4 address).",
+    ),
+    Rule(
+        "target-port-unresolved",
+        E,
+        _check_target_unresolved,
+        "Service targetPort reaches no container port",
+        "Name the container port the targetPort names (same protocol), or set targetPort "
+        "to the containerPort number.",
+    ),
+    Rule(
+        "invalid-interpolation",
+        E,
+        _issues("invalid-interpolation"),
+        "Invalid or failed ${VAR} interpolation",
+        "Close every ${ with }, write a literal $ as $$, and set required variables in the "
+        "environment or an --env-file.",
+    ),
+    Rule(
+        "invalid-plan",
+        E,
+        _issues("invalid-plan"),
+        "Invalid portkit plan",
+        "See docs/plan.md and the JSON Schema portkit/plan/schema.json for the plan format.",
+    ),
+    Rule(
+        "unknown-service",
+        E,
+        _check_unknown_service,
+        "Connection to or from a service the plan does not have",
+        "Add the service to the plan, or fix the name (use `external` for clients "
+        "outside every host).",
+    ),
+    Rule(
+        "connection-port-mismatch",
+        E,
+        _check_connection_port,
+        "Connection to a port the service does not listen on",
+        "Connect to a port the target service lists, or add the port to it.",
+    ),
+    Rule(
+        "connection-unreachable",
+        E,
+        _check_connection_reach,
+        "Planned connection that the target's exposure forbids",
+        "Make the target port public (for external clients) or internal (for other "
+        "hosts), or move the client next to it.",
+    ),
+    Rule(
+        "datastore-public",
+        W,
+        _check_datastore_public,
+        "Database, cache or broker reachable on every interface",
+        'Bind it to 127.0.0.1 ("127.0.0.1:5432:5432") or drop the published port and let '
+        "services reach it over the internal network; in Kubernetes use a ClusterIP "
+        "Service. Docker-published ports bypass ufw/firewalld INPUT rules (moby/moby#4737).",
+    ),
+    Rule(
+        "ssh-exposed",
+        W,
+        _check_ssh_exposed,
+        "SSH port exposed",
+        "Do not run sshd in containers; use docker exec / kubectl exec, or a bastion.",
+    ),
+    Rule(
+        "target-port-mismatch",
+        W,
+        _check_target_mismatch,
+        "Numeric targetPort not declared by the selected pods",
+        "Declare the port the application listens on as a containerPort, or fix the "
+        "targetPort (a common slip is using the Service port or the NodePort).",
+    ),
+    Rule(
+        "ingress-backend-mismatch",
+        W,
+        _check_ingress_backend,
+        "Ingress backend port matches no port of its Service",
+        "An Ingress backend names the Service port (or its name), not the targetPort.",
+    ),
+    Rule(
+        "host-port",
+        W,
+        _check_host_port,
+        "hostPort in use",
+        "Avoid hostPort unless needed: it ties pods to nodes with that port free and "
+        "bypasses the Service. Use a NodePort or LoadBalancer Service instead.",
+    ),
+    Rule(
+        "host-network",
+        W,
+        _check_host_network,
+        "Host network namespace in use",
+        "Remove hostNetwork / network_mode: host unless the workload must see the host's "
+        "interfaces; publish only the ports it needs.",
+    ),
+    Rule(
+        "ports-with-host-network",
+        W,
+        _issues("ports-with-host-network"),
+        "ports listed with network_mode: host",
+        "With network_mode: host the container already listens on the host: remove "
+        "`ports`, or drop network_mode: host.",
+    ),
+    Rule(
+        "unquoted-base60",
+        W,
+        _check_base60,
+        "Unquoted HOST:CONTAINER that YAML 1.1 reads as a base-60 number",
+        'Quote port mappings: - "22:22". Docker (YAML 1.2) reads the text, but YAML 1.1 '
+        "tools read 22:22 as 1342 (docker/compose#3109).",
+    ),
+    Rule(
+        "unset-variable",
+        W,
+        _issues("unset-variable"),
+        "Variable not set",
+        "Set it in the environment or the .env file (--env-file), or give a default: ${VAR:-8080}.",
+    ),
+    Rule(
+        "dangling-service",
+        INFO,
+        _check_dangling_service,
+        "Service selects no pod in these files",
+        "Check the selector against the pod template labels (or lint the file that holds "
+        "the workload together with this one).",
+    ),
+    Rule(
+        "privileged-port",
+        INFO,
+        _check_privileged,
+        "Privileged port (below 1024)",
+        "Use a port >= 1024 and map it (8080 -> 80), or grant CAP_NET_BIND_SERVICE.",
+    ),
+    Rule(
+        "ephemeral-host-port",
+        INFO,
+        _check_ephemeral,
+        "Host port inside the ephemeral range",
+        "Pick a host port below 32768 (Linux) so that outgoing connections cannot hold it.",
+    ),
+)
+
+RULES_BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
+
+
+def lint(
+    plan: Plan,
+    *,
+    node_port_range: PortRange = NODEPORT_RANGE,
+    ephemeral: PortRange = LINUX_EPHEMERAL,
+    ignore: Iterable[str] = (),
+) -> list[Finding]:
+    """Run every rule of :data:`RULES` over the plan.
+
+    Args:
+        plan: the files read by :func:`~portkit.plan.load_plan`.
+        node_port_range: the cluster's ``--service-node-port-range``.
+        ephemeral: the ephemeral range of the hosts it deploys to.
+        ignore: rule ids to skip.
+
+    Returns:
+        Every finding, sorted by file and line.
+    """
+    skip = frozenset(ignore)
+    unknown = skip - RULES_BY_ID.keys()
+    if unknown:
+        from portkit.errors import UsageError
+
+        raise UsageError(
+            f"unknown rule {sorted(unknown)[0]!r} (see portkit plan lint --list-rules)"
+        )
+    opts = LintOptions(node_port_range, ephemeral, skip)
+    found: set[Finding] = set()
+    for order, rule in enumerate(RULES):
+        if rule.id in skip:
+            continue
+        for file, line, obj, message in rule.check(plan, opts):
+            found.add(Finding(file, line, order, rule.id, rule.severity, obj, message, rule.hint))
+    files = {f.path: i for i, f in enumerate(plan.files)}
+    return sorted(found, key=lambda f: (files.get(f.file, 0), f.line or 0, f.order, f.message))
