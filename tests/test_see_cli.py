@@ -1,0 +1,334 @@
+"""``portkit ls``, ``who``, ``stats`` and the overview through the real entry point.
+
+Listings are checked in a namespace made for this module (``pk3c<pid>``), where
+nothing but the helper's sockets exists; the helper of tests/test_sockets.py is
+reused, with a Redis-like listener on all interfaces and a PostgreSQL-like one on
+loopback added for the service names and the overview's warnings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from portkit.free import free_port
+from tests.conftest import Runner
+from tests.test_sockets import HELPER, Key, ss
+
+pytestmark = [pytest.mark.netns, pytest.mark.peer]
+
+NS = f"pk3c{os.getpid()}"
+EXTRA = r"""
+import socket as _s
+_hold = []
+for _host, _port in (("0.0.0.0", 6379), ("127.0.0.1", 5432)):
+    _x = _s.socket(); _x.bind((_host, _port)); _x.listen(); _hold.append(_x)
+"""
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dict[str, Any]]:
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    proc = None
+    try:
+        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", NS, sys.executable, "-c", EXTRA + HELPER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        info["ns"] = NS
+        info["pid"] = proc.pid
+        yield info
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=10)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        subprocess.run(["ip", "netns", "del", NS], check=False)
+
+
+def in_ns(
+    ns: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run portkit itself inside the namespace (so the fast path sees only the lab)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "portkit", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def json_keys(objs: list[dict[str, Any]]) -> set[Key]:
+    def addr(side: dict[str, Any] | None) -> str:
+        if side is None:
+            return "*"
+        ip = side["ip"]
+        return f"[{ip}]:{side['port']}" if ":" in ip else f"{ip}:{side['port']}"
+
+    return {(o["proto"], o["state"], addr(o["local"]), addr(o["remote"])) for o in objs}
+
+
+LS_KEYS = {
+    "proto",
+    "state",
+    "local",
+    "remote",
+    "recv_q",
+    "send_q",
+    "pid",
+    "process",
+    "user",
+    "uid",
+    "inode",
+    "service",
+    "role",
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "ss_args"),
+    [
+        (["-tan"], ["-ta"]),
+        (["-tln"], ["-tl"]),
+        (["-uan"], ["-ua"]),
+        (["-tn"], ["-t"]),
+        (["-t", "--state", "time-wait"], ["-t", "state", "time-wait"]),
+        (["-tan6"], ["-ta6"]),
+    ],
+)
+def test_ls_json_matches_ss(
+    cli: Runner, lab: dict[str, Any], args: list[str], ss_args: list[str]
+) -> None:
+    r = cli("ls", *args, "--json", "--netns", lab["ns"])
+    assert r.returncode == 0, r.stderr
+    objs = json.loads(r.stdout)
+    assert objs and all(LS_KEYS <= o.keys() for o in objs)
+    assert json_keys(objs) == ss(lab["ns"], *ss_args)
+
+
+def test_ls_table_names_roles_and_owners(cli: Runner, lab: dict[str, Any]) -> None:
+    r = cli("ls", "-tlp", "--netns", lab["ns"])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == [
+        "PROTO",
+        "STATE",
+        "RECV-Q",
+        "SEND-Q",
+        "LOCAL",
+        "REMOTE",
+        "ROLE",
+        "PID",
+        "PROCESS",
+        "USER",
+    ]
+    redis = next(line for line in lines if "0.0.0.0:redis" in line)
+    assert redis.split()[6:8] == ["server", str(lab["pid"])]
+    assert any("127.0.0.1:postgresql" in line for line in lines)
+    numeric = cli("ls", "-tln", "--netns", lab["ns"])
+    assert "0.0.0.0:6379" in numeric.stdout and "redis" not in numeric.stdout
+
+
+def test_ls_json_service_and_role(cli: Runner, lab: dict[str, Any]) -> None:
+    r = cli("ls", "-ta", "--json", "--netns", lab["ns"], "--port", "6379,5432")
+    objs = json.loads(r.stdout)
+    assert {(o["local"]["port"], o["service"], o["role"]) for o in objs} == {
+        (6379, "redis", "server"),
+        (5432, "postgresql", "server"),
+    }
+    r = cli("ls", "-ta", "--json", "--netns", lab["ns"], "--sport", str(lab["v4_client"]))
+    (client,) = json.loads(r.stdout)
+    assert client["role"] == "client" and client["remote"]["port"] == lab["v4"]
+
+
+def test_ls_csv(cli: Runner, lab: dict[str, Any]) -> None:
+    r = cli("ls", "-tl", "--csv", "--netns", lab["ns"], "--sport", "6379")
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.splitlines()
+    assert header.startswith("proto,family,state,local_ip,local_port,remote_ip,remote_port")
+    assert row.startswith("tcp,4,LISTEN,0.0.0.0,6379,,,")
+
+
+def test_ls_sort_and_filters(cli: Runner, lab: dict[str, Any]) -> None:
+    r = cli("ls", "-tln", "--json", "--sort", "-sport", "--netns", lab["ns"])
+    ports = [o["local"]["port"] for o in json.loads(r.stdout)]
+    assert ports == sorted(ports, reverse=True)
+    r = cli("ls", "-ta", "--json", "--dst", "::1", "--netns", lab["ns"])
+    assert {o["remote"]["ip"] for o in json.loads(r.stdout)} == {"::1"}
+    r = cli(
+        "ls", "-tl", "--json", "--src", "127.0.0.1", "--process", "python", "--netns", lab["ns"]
+    )
+    objs = json.loads(r.stdout)
+    assert objs and {o["pid"] for o in objs} == {lab["pid"]}
+
+
+def test_nothing_matching_a_filter_exits_1(cli: Runner, lab: dict[str, Any]) -> None:
+    r = cli("ls", "-ta", "--sport", "1", "--netns", lab["ns"])
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[0].startswith("PROTO")
+
+
+def test_fast_path_and_click_path_agree(lab: dict[str, Any]) -> None:
+    for args in (["ls", "-tln"], ["ls", "-tuan"], ["ls", "-tlnp"], ["ls", "-tan", "--json"]):
+        fast = in_ns(lab["ns"], *args)
+        slow = in_ns(lab["ns"], *args, env={"PORTKIT_NO_FAST": "1"})
+        assert fast.returncode == slow.returncode == 0, fast.stderr + slow.stderr
+        assert fast.stdout == slow.stdout
+        assert fast.stdout.count("\n") > 5
+
+
+def test_fast_path_imports_no_click() -> None:
+    code = (
+        "import sys; from portkit.cli import main; main(['ls', '-tln']); "
+        "print(sorted(m for m in ('click', 'typing', 'dataclasses', 'ipaddress', 'socket') "
+        "if m in sys.modules), file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls", "--state", "establishd"],
+        ["ls", "--sport", "99999"],
+        ["ls", "--dport", "80-"],
+        ["ls", "--src", "10.0.0.300"],
+        ["ls", "--sort", "colour"],
+        ["ls", "--json", "--csv"],
+        ["ls", "--netns", "../etc"],
+        ["ls", "--netns", "pk3-no-such-netns"],
+        ["ls", "-z"],
+        ["who", "http"],
+        ["who", "80/xyz"],
+        ["who", "80", "--signal", "NOPE"],
+        ["stats", "--pid-netns", "0"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli: Runner, args: list[str]) -> None:
+    r = cli(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_who_nobody_exits_1(cli: Runner) -> None:
+    port = free_port()
+    r = cli("who", str(port))
+    assert r.returncode == 1
+    assert "nothing uses this port" in r.stdout
+
+
+def test_who_names_the_owner(cli: Runner) -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    try:
+        r = cli("who", f"{port}/tcp", "--json")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        (owner,) = doc["owners"]
+        assert owner["pid"] == os.getpid()
+        assert owner["user"] == "root" and owner["started"]
+        assert owner["cmdline"] and owner["process"]
+        assert [s["state"] for s in doc["sockets"]] == ["LISTEN"]
+        text = cli("who", str(port))
+        assert str(os.getpid()) in text.stdout and "STARTED" in text.stdout
+    finally:
+        srv.close()
+
+
+def test_who_kill_signals_only_the_owner(cli: Runner) -> None:
+    code = (
+        "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+        "print(s.getsockname()[1], flush=True); time.sleep(120)"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        assert owner.stdout is not None
+        port = int(owner.stdout.readline())
+        r = cli("who", str(port), "--kill", "--yes")
+        assert r.returncode == 0, r.stderr
+        assert f"sent SIGTERM to {owner.pid}" in r.stderr
+        assert owner.wait(timeout=10) == -signal.SIGTERM
+        time.sleep(0.1)
+        assert bystander.poll() is None
+        # asking without --yes and answering no signals nothing
+        again = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert again.stdout is not None
+            port2 = int(again.stdout.readline())
+            r = cli("who", str(port2), "--kill", input="n\n")
+            assert r.returncode == 1
+            assert again.poll() is None
+        finally:
+            again.kill()
+            again.wait()
+            assert again.stdout is not None
+            again.stdout.close()
+    finally:
+        for p in (owner, bystander):
+            p.kill()
+            p.wait()
+        assert owner.stdout is not None
+        owner.stdout.close()
+
+
+def test_stats_json(cli: Runner, lab: dict[str, Any]) -> None:
+    r = cli("stats", "--json", "--netns", lab["ns"], "-p")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert set(doc) >= {
+        "total",
+        "counts",
+        "time_wait",
+        "listeners",
+        "ephemeral",
+        "destinations",
+        "warnings",
+    }
+    assert doc["time_wait"] == 2
+    redis = next(x for x in doc["listeners"] if x["port"] == 6379)
+    assert redis["service"] == "redis" and redis["pid"] == lab["pid"]
+    assert doc["ephemeral"]["size"] > 0
+    text = cli("stats", "--netns", lab["ns"])
+    assert "TIME-WAIT" in text.stdout and "ephemeral ports" in text.stdout
+
+
+def test_overview_is_the_default_command(lab: dict[str, Any]) -> None:
+    r = in_ns(lab["ns"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Listening on this machine")
+    assert "redis" in r.stdout and "all interfaces" in r.stdout
+    assert "warning: redis (6379/tcp) listens on all interfaces" in r.stdout
+    pg = next(line for line in r.stdout.splitlines() if "postgresql" in line)
+    assert "loopback only" in pg
+    doc = json.loads(in_ns(lab["ns"], "overview", "--json").stdout)
+    redis = next(g for g in doc["listening"] if g["port"] == 6379)
+    assert redis["exposed"] and redis["scope"] == "all interfaces"
+    assert any(f"/{lab['pid']}" in p for p in redis["processes"])
+
+
+def test_help_has_examples(cli: Runner) -> None:
+    for cmd in ("ls", "who", "stats"):
+        r = cli(cmd, "--help")
+        assert r.returncode == 0 and "Examples:" in r.stdout
