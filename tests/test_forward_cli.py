@@ -102,9 +102,9 @@ def listen_port(proc: Proc, proto: str = "tcp") -> int:
     return int(proc.wait_line(rf"listening [\d.]+:(\d+)/{proto}").group(1))
 
 
-def serve_ports(proc: Proc) -> dict[str, int]:
+def serve_ports(proc: Proc, count: int = 1) -> dict[str, int]:
     found = {}
-    while len(found) < 2:
+    while len(found) < count:
         try:
             line = proc.out.get(timeout=15)
         except queue.Empty:
@@ -164,7 +164,7 @@ def test_connect_refused_exits_1() -> None:
 
 def test_serve_connect_forward_tcp_and_udp() -> None:
     with running(["serve", "echo", "--tcp", "0", "--udp", "0"]) as server:
-        ports = serve_ports(server)
+        ports = serve_ports(server, 2)
         specs = [f"0:{ports['tcp']}", f"127.0.0.1:0:127.0.0.1:{ports['udp']}/udp"]
         with running(["forward", *specs, "--log-format", "json"]) as fwd:
             listens = {}
