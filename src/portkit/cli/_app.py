@@ -48,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "forward_cmd",
         "Forward ports (docker -p / ssh -L specs), TCP and UDP, in one process.",
     ),
+    "plan": (
+        "portkit.cli.commands.plan",
+        "plan_group",
+        "A stack's port plan (compose, Kubernetes, plan YAML): explain, lint, check.",
+    ),
     "ls": (
         "portkit.cli.commands.see",
         "ls_cmd",
