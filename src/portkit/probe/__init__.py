@@ -1,0 +1,82 @@
+"""Reach a port: ``check``, ``wait`` and ``scan``, with nmap's port states.
+
+Pure planning lives apart from the I/O (DESIGN.md, "sans-I/O"):
+
+* ``_targets``: target expansion (names, IPs, CIDRs, ranges, ``-iL`` lists)
+* ``_ports``: nmap ``-p`` specs, ``--top N`` and service names from portkit's registry
+* ``_states``: errno and ICMP (type, code) -> (state, reason) tables
+* ``_timing``: adaptive timeout from RTTs, rate limiter, concurrency from RLIMIT_NOFILE
+* ``_payloads``, ``_x509``: UDP payloads and banner probes; certificate fields
+* ``_engine``: the I/O -- an epoll TCP connect engine and a UDP prober
+* ``_check``, ``_scan``, ``_wait``, ``_session``: the public functions, built on the engine
+
+Names resolve on first use (PEP 562), so importing this package costs little.
+
+    >>> from portkit.probe import parse_port_spec
+    >>> parse_port_spec("22,80").tcp
+    (22, 80)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from portkit.probe._check import check as check
+    from portkit.probe._ports import PortPlan as PortPlan
+    from portkit.probe._ports import parse_port_spec as parse_port_spec
+    from portkit.probe._ports import service_name as service_name
+    from portkit.probe._ports import top_ports as top_ports
+    from portkit.probe._records import CheckResult as CheckResult
+    from portkit.probe._records import PortResult as PortResult
+    from portkit.probe._records import PortState as PortState
+    from portkit.probe._records import Reason as Reason
+    from portkit.probe._records import ScanReport as ScanReport
+    from portkit.probe._records import TlsInfo as TlsInfo
+    from portkit.probe._records import WaitResult as WaitResult
+    from portkit.probe._scan import scan as scan
+    from portkit.probe._targets import TargetSpec as TargetSpec
+    from portkit.probe._targets import parse_target as parse_target
+    from portkit.probe._targets import parse_target_list as parse_target_list
+    from portkit.probe._wait import WaitTimeout as WaitTimeout
+    from portkit.probe._wait import wait_for as wait_for
+    from portkit.probe._wait import wait_for_sync as wait_for_sync
+
+_EXPORTS: dict[str, str] = {
+    "CheckResult": "portkit.probe._records",
+    "PortPlan": "portkit.probe._ports",
+    "PortResult": "portkit.probe._records",
+    "PortState": "portkit.probe._records",
+    "Reason": "portkit.probe._records",
+    "ScanReport": "portkit.probe._records",
+    "TargetSpec": "portkit.probe._targets",
+    "TlsInfo": "portkit.probe._records",
+    "WaitResult": "portkit.probe._records",
+    "WaitTimeout": "portkit.probe._wait",
+    "check": "portkit.probe._check",
+    "parse_port_spec": "portkit.probe._ports",
+    "parse_target": "portkit.probe._targets",
+    "parse_target_list": "portkit.probe._targets",
+    "scan": "portkit.probe._scan",
+    "service_name": "portkit.probe._ports",
+    "top_ports": "portkit.probe._ports",
+    "wait_for": "portkit.probe._wait",
+    "wait_for_sync": "portkit.probe._wait",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portkit.probe' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

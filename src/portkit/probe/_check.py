@@ -1,0 +1,267 @@
+"""``check``: is each target reachable from here, now? (I/O, built on the engines.)
+
+Names are resolved on every call (so ``wait`` sees DNS records appear), every
+address of a name is tried in the resolver's order until one is open, and the
+extra checks (banner, TLS, HTTP) run on the connection the engine kept open.
+"""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from portkit.model import Endpoint, Protocol
+from portkit.probe._records import CheckResult, PortState, Reason
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["check", "resolve"]
+
+#: Which result to report for a name with several addresses when none is open.
+_RANK = {
+    PortState.OPEN: 0,
+    PortState.CLOSED: 1,
+    PortState.OPEN_FILTERED: 2,
+    PortState.FILTERED: 3,
+    PortState.ERROR: 4,
+}
+
+
+def resolve(host: str, family: int = socket.AF_UNSPEC) -> list[str]:
+    """The addresses of ``host`` in the resolver's order (an IP literal is itself).
+
+    Raises:
+        OSError (socket.gaierror): when the name does not resolve.
+    """
+    if ":" in host or host.replace(".", "").isdigit():
+        return [host]
+    infos = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _endpoints(targets: Iterable[str | Endpoint]) -> list[Endpoint]:
+    return [t if isinstance(t, Endpoint) else Endpoint.parse(t) for t in targets]
+
+
+def check(
+    targets: Iterable[str | Endpoint] | str | Endpoint,
+    *,
+    timeout: float = 3.0,
+    retries: int = 0,
+    tls: bool = False,
+    http: str | None = None,
+    banner: bool = False,
+    server_name: str | None = None,
+) -> list[CheckResult]:
+    """Probe each target (``HOST:PORT[/proto]``), all in parallel.
+
+    Args:
+        targets: endpoints in the guide's notation, or :class:`~portkit.Endpoint`.
+        timeout: seconds per try (a filtered TCP port costs ``timeout * (retries+1)``).
+        retries: extra tries before a silent port is filtered.
+        tls: do a TLS handshake on open TCP ports and report the certificate.
+        http: GET this path on open TCP ports (over TLS with ``tls``), report the status.
+        banner: report what the service says first, or answers to a probe (UDP: the
+            reply to the port's payload).
+        server_name: TLS SNI and name to verify (default: the target's host name).
+
+    Returns:
+        One :class:`CheckResult` per target, in order. ``result.ok`` is True when the
+        port is open and every extra check passed.
+
+    Raises:
+        ParseError: a target that is not ``HOST:PORT[/proto]``.
+
+    >>> import portkit
+    >>> portkit.check(["127.0.0.1:1"])[0].state.value
+    'closed'
+    """
+    if isinstance(targets, str | Endpoint):
+        targets = [targets]
+    endpoints = _endpoints(targets)
+    addresses = _resolve_all(endpoints)
+    results: list[CheckResult | None] = [None] * len(endpoints)
+    sockets: dict[int, Any] = {}  # target index -> the open connection kept for extras
+    cursor = [0] * len(endpoints)
+    extras = tls or http is not None or banner
+    try:
+        # Round k probes the k-th address of every target not open yet.
+        while True:
+            todo = []
+            for i in range(len(endpoints)):
+                addrs, res = addresses[i], results[i]
+                if (
+                    isinstance(addrs, list)
+                    and cursor[i] < len(addrs)
+                    and (res is None or res.state is not PortState.OPEN)
+                ):
+                    todo.append((i, endpoints[i], addrs[cursor[i]]))
+            if not todo:
+                break
+            found = _probe_round(todo, timeout=timeout, retries=retries, keep_open=extras)
+            for i, _, _ in todo:
+                cursor[i] += 1
+                new, sock = found[i]
+                old = results[i]
+                if old is None or _RANK[new.state] < _RANK[old.state]:
+                    results[i] = new
+                    if sock is not None:
+                        sockets[i] = sock
+                elif sock is not None:
+                    sock.close()
+        if sockets:
+
+            def run(i: int) -> CheckResult:
+                res = results[i]
+                assert res is not None
+                return _extras(
+                    res,
+                    sockets.pop(i),
+                    tls=tls,
+                    http=http,
+                    banner=banner,
+                    server_name=server_name,
+                    timeout=timeout,
+                )
+
+            with ThreadPoolExecutor(max_workers=min(32, len(sockets))) as pool:
+                for i, res in zip(list(sockets), pool.map(run, list(sockets)), strict=True):
+                    results[i] = res
+    finally:
+        for sock in sockets.values():
+            sock.close()
+    out: list[CheckResult] = []
+    for i, ep in enumerate(endpoints):
+        res = results[i]
+        if res is None:
+            error = addresses[i] if isinstance(addresses[i], str) else "no address"
+            res = CheckResult(ep, None, PortState.ERROR, Reason.UNRESOLVED, error=str(error))
+        out.append(res)
+    return out
+
+
+def _resolve_all(endpoints: list[Endpoint]) -> list[list[str] | str]:
+    """Per endpoint: its addresses, or the resolver's error message."""
+
+    def one(ep: Endpoint) -> list[str] | str:
+        try:
+            found = resolve(ep.host)
+        except OSError as exc:
+            return f"cannot resolve {ep.host}: {exc.strerror or exc}"
+        return found or f"no address for {ep.host}"
+
+    names = [ep for ep in endpoints if not ep.is_ip]
+    if len(names) <= 1:
+        return [one(ep) for ep in endpoints]
+    with ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
+        return list(pool.map(one, endpoints))
+
+
+def _probe_round(
+    items: list[tuple[int, Endpoint, str]], *, timeout: float, retries: int, keep_open: bool
+) -> dict[int, tuple[CheckResult, Any]]:
+    from portkit.probe._engine import connect_scan, udp_scan
+    from portkit.probe._payloads import summarize_banner, udp_payload_for
+
+    out: dict[int, tuple[CheckResult, Any]] = {}
+    by_key = {i: ep for i, ep, _ in items}
+
+    def on_tcp(
+        key: Any, ip: str, port: int, state: PortState, reason: Reason, rtt: float | None, sock: Any
+    ) -> None:
+        out[key] = (CheckResult(by_key[key], ip, state, reason, _ms(rtt)), sock)
+
+    def on_udp(
+        key: Any,
+        ip: str,
+        port: int,
+        state: PortState,
+        reason: Reason,
+        rtt: float | None,
+        data: bytes | None,
+    ) -> None:
+        text = summarize_banner(data) if keep_open and data is not None else None
+        out[key] = (CheckResult(by_key[key], ip, state, reason, _ms(rtt), banner=text), None)
+
+    tcp = [(i, ip, ep.port) for i, ep, ip in items if ep.protocol is not Protocol.UDP]
+    udp = [
+        (i, ip, ep.port, udp_payload_for(ep.port))
+        for i, ep, ip in items
+        if ep.protocol is Protocol.UDP
+    ]
+    if tcp:
+        connect_scan(
+            tcp,
+            on_tcp,
+            timeout=timeout,
+            retries=retries,
+            keep_open=keep_open,
+            refine_refused=True,
+            concurrency=min(len(tcp), 512),
+        )
+    if udp:
+        udp_scan(udp, on_udp, timeout=timeout, retries=retries, concurrency=min(len(udp), 256))
+    return out
+
+
+def _ms(rtt: float | None) -> float | None:
+    return None if rtt is None else round(rtt * 1000, 3)
+
+
+def _extras(
+    res: CheckResult,
+    sock: socket.socket,
+    *,
+    tls: bool,
+    http: str | None,
+    banner: bool,
+    server_name: str | None,
+    timeout: float,
+) -> CheckResult:
+    """Banner, TLS and HTTP on the open connection ``sock`` (closed afterwards)."""
+    from portkit.errors import ParseError
+    from portkit.probe import _session
+
+    ep, ip = res.target, res.address
+    assert ip is not None
+    tls_info = None
+    status = None
+    text = None
+    error = ""
+    conn: Any = sock
+    try:
+        if banner and not tls:
+            text = _session.grab_banner(conn, ep.port, min(timeout, 2.0))
+            if http is not None:  # the banner probe used this connection up
+                conn.close()
+                conn = socket.create_connection((ip, ep.port), timeout=timeout)
+        if tls:
+            name = server_name or (None if ep.is_ip else ep.host)
+            conn, tls_info = _session.tls_handshake(
+                conn, name, timeout, lambda: socket.create_connection((ip, ep.port), timeout)
+            )
+            if banner and http is None:
+                text = _session.grab_banner(conn, ep.port, min(timeout, 2.0))
+        if http is not None:
+            host = ep.address if ep.is_ip else f"{ep.host}:{ep.port}"
+            status = _session.http_status(conn, host, http, timeout)
+    except ParseError as exc:
+        error = str(exc)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        what = "TLS handshake" if tls and tls_info is None else "HTTP request" if http else "read"
+        error = f"{what} failed: {getattr(exc, 'reason', None) or exc.strerror or exc}"
+    finally:
+        conn.close()
+    return CheckResult(
+        ep,
+        ip,
+        res.state,
+        res.reason,
+        res.rtt_ms,
+        tls=tls_info,
+        http_status=status,
+        banner=text,
+        error=error,
+    )
