@@ -73,6 +73,31 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "overview_cmd",
         "What listens on this machine and what needs attention (= portkit alone).",
     ),
+    "top": (
+        "portkit.cli.commands.watch",
+        "top_cmd",
+        "Live view: listeners, connections, states over time, ephemeral use.",
+    ),
+    "exporter": (
+        "portkit.cli.commands.watch",
+        "exporter_cmd",
+        "Serve socket metrics to Prometheus (/metrics), read at scrape time.",
+    ),
+    "check": (
+        "portkit.cli.commands.reach",
+        "check_cmd",
+        "Is HOST:PORT reachable now? State, reason, ms; --tls, --http, --banner.",
+    ),
+    "wait": (
+        "portkit.cli.commands.reach",
+        "wait_cmd",
+        "Wait until ports accept connections (or are free), then run a command.",
+    ),
+    "scan": (
+        "portkit.cli.commands.reach",
+        "scan_cmd",
+        "Scan hosts' TCP/UDP ports with nmap's states, as fast as nmap -sT.",
+    ),
     "completion": (
         "portkit.cli.commands.shell",
         "completion_cmd",
