@@ -87,6 +87,42 @@ if TYPE_CHECKING:
     from portkit.model import (
         parse_ports as parse_ports,
     )
+    from portkit.probe import (
+        CheckResult as CheckResult,
+    )
+    from portkit.probe import (
+        PortResult as PortResult,
+    )
+    from portkit.probe import (
+        PortState as PortState,
+    )
+    from portkit.probe import (
+        Reason as Reason,
+    )
+    from portkit.probe import (
+        ScanReport as ScanReport,
+    )
+    from portkit.probe import (
+        TlsInfo as TlsInfo,
+    )
+    from portkit.probe import (
+        WaitResult as WaitResult,
+    )
+    from portkit.probe import (
+        WaitTimeout as WaitTimeout,
+    )
+    from portkit.probe import (
+        check as check,
+    )
+    from portkit.probe import (
+        scan as scan,
+    )
+    from portkit.probe import (
+        wait_for as wait_for,
+    )
+    from portkit.probe import (
+        wait_for_sync as wait_for_sync,
+    )
     from portkit.registry import (
         Answer as Answer,
     )
@@ -115,6 +151,7 @@ if TYPE_CHECKING:
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "Answer": "portkit.registry",
+    "CheckResult": "portkit.probe",
     "Connection": "portkit.model",
     "Endpoint": "portkit.model",
     "Entry": "portkit.registry",
@@ -125,30 +162,42 @@ _EXPORTS: dict[str, str] = {
     "PlanError": "portkit.errors",
     "PortClass": "portkit.model",
     "PortRange": "portkit.model",
+    "PortResult": "portkit.probe",
+    "PortState": "portkit.probe",
     "PortkitError": "portkit.errors",
     "ProbeError": "portkit.errors",
     "ProbeTimeout": "portkit.errors",
     "Protocol": "portkit.model",
     "RangeClass": "portkit.model",
+    "Reason": "portkit.probe",
     "RegistryError": "portkit.errors",
     "ResourceExhausted": "portkit.errors",
+    "ScanReport": "portkit.probe",
     "SocketRecord": "portkit.model",
     "SocketStats": "portkit.sockets._stats",
     "TcpState": "portkit.model",
+    "TlsInfo": "portkit.probe",
     "UsageError": "portkit.errors",
+    "WaitResult": "portkit.probe",
+    "WaitTimeout": "portkit.probe",
+    "check": "portkit.probe",
     "classify": "portkit.registry",
     "ephemeral_range": "portkit.system",
     "free_port": "portkit.free",
     "free_ports": "portkit.free",
     "lookup": "portkit.registry",
     "parse_ports": "portkit.model",
+    "scan": "portkit.probe",
     "serve": "portkit.forward",
     "socket_stats": "portkit.sockets",
     "sockets": "portkit.sockets",
+    "wait_for": "portkit.probe",
+    "wait_for_sync": "portkit.probe",
 }
 
 __all__ = [
     "Answer",
+    "CheckResult",
     "Connection",
     "Endpoint",
     "Entry",
@@ -159,27 +208,38 @@ __all__ = [
     "PlanError",
     "PortClass",
     "PortRange",
+    "PortResult",
+    "PortState",
     "PortkitError",
     "ProbeError",
     "ProbeTimeout",
     "Protocol",
     "RangeClass",
+    "Reason",
     "RegistryError",
     "ResourceExhausted",
+    "ScanReport",
     "SocketRecord",
     "SocketStats",
     "TcpState",
+    "TlsInfo",
     "UsageError",
+    "WaitResult",
+    "WaitTimeout",
     "__version__",
+    "check",
     "classify",
     "ephemeral_range",
     "free_port",
     "free_ports",
     "lookup",
     "parse_ports",
+    "scan",
     "serve",
     "socket_stats",
     "sockets",
+    "wait_for",
+    "wait_for_sync",
 ]
 
 

@@ -116,6 +116,20 @@ class _Probe:
         self.sock: Any = None
 
 
+def is_self_connect(sock: Any, ip: str, port: int) -> bool:
+    """True when ``sock`` is connected to itself: its local address is the remote one.
+
+    On loopback, a connect to a free port inside the ephemeral range can pick that
+    very port as its source; the SYN meets itself (TCP simultaneous open) and the
+    connect "succeeds" with nobody listening. nmap checks the same way.
+    """
+    try:
+        local = sock.getsockname()
+    except OSError:
+        return False
+    return bool(local[0] == ip and local[1] == port)
+
+
 def _read_icmp(sock: Any, protocol: str) -> tuple[PortState, Reason] | None:
     """The verdict of the first ICMP error queued on ``sock`` (IP_RECVERR), if any."""
     for _ in range(4):
@@ -203,6 +217,7 @@ def connect_scan(
     refine_refused: bool = False,
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    _bind: tuple[str, int] | None = None,
 ) -> None:
     """Probe every ``(key, ip, port)`` of ``jobs`` with a TCP connect; report each once.
 
@@ -220,6 +235,8 @@ def connect_scan(
             port-unreachable from a RST (costs a syscall per closed port).
         progress: called about five times a second with the number of jobs done.
         clock: the monotonic clock (injectable).
+        _bind: a local address for every probe socket (a test seam: binding the
+            target's own address and port forces a self-connect).
 
     Raises:
         ResourceExhausted: when not even one socket can be opened.
@@ -270,12 +287,8 @@ def connect_scan(
         report(p, verdict[0], verdict[1], rtt, None)
 
     def finish_open(p: _Probe, sock: Any, now: float) -> None:
-        try:
-            local = sock.getsockname()
-        except OSError:
-            local = None
-        if local is not None and local[0] == p.ip and local[1] == p.port:
-            # A self-connect: our SYN met itself. Not a listener; try again.
+        if is_self_connect(sock, p.ip, p.port):
+            # Our SYN met itself: nobody listens. Try again from another source port.
             sock.setsockopt(SOL_SOCKET, SO_LINGER, _LINGER0)
             sock.close()
             p.selfconn += 1
@@ -313,6 +326,9 @@ def connect_scan(
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
         else:
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        if _bind is not None:
+            sock.setsockopt(SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(_bind)
         p.sent = clock()
         err = sock.connect_ex(p.sockaddr)
         if err == EINPROGRESS:

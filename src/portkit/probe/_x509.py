@@ -112,6 +112,8 @@ def _name(data: bytes, start: int, end: int) -> str:
 
 def _time(tag: int, raw: bytes) -> str:
     text = raw.decode("ascii", "replace")
+    if not text[:-1].isdigit() or not text[:-1].isascii():
+        raise _bad(f"bad time {text!r}")
     if tag == 0x17 and len(text) == 13:  # UTCTime YYMMDDHHMMSSZ; RFC 5280: YY >= 50 is 19YY
         year = int(text[:2])
         text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
