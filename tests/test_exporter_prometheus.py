@@ -73,9 +73,19 @@ def _namespace() -> Iterator[str]:
     try:
         _ip("-n", NS, "link", "set", "lo", "up")
         subprocess.run(
-            ["ip", "netns", "exec", NS, "sysctl", "-q", "-w",
-             f"net.ipv4.ip_local_port_range={EPHEMERAL[0]} {EPHEMERAL[1]}"],
-            check=True, capture_output=True, timeout=30,
+            [
+                "ip",
+                "netns",
+                "exec",
+                NS,
+                "sysctl",
+                "-q",
+                "-w",
+                f"net.ipv4.ip_local_port_range={EPHEMERAL[0]} {EPHEMERAL[1]}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
         yield NS
     finally:
@@ -159,10 +169,16 @@ def _start_prometheus(tmp: Path, target: str) -> Prom:
     for _attempt in range(3):  # the port from bind(0) may be taken before Prometheus binds it
         port = _free_port()
         proc = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
-             "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
         end = time.monotonic() + 20
@@ -185,17 +201,39 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with contextlib.ExitStack() as stack:
         ns = stack.enter_context(_namespace())
         work = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", WORKLOAD,
-             *map(str, (SERVED, BACKLOG, N_SERVED, N_QUEUED, BACKLOG_SIZE))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-c",
+                WORKLOAD,
+                *map(str, (SERVED, BACKLOG, N_SERVED, N_QUEUED, BACKLOG_SIZE)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         stack.callback(_stop, work)
         assert work.stdout is not None and work.stdout.readline().strip() == "ready"
         exporter = subprocess.Popen(
-            [sys.executable, "-m", "portkit", "exporter", "--netns", ns,
-             "--listen", "127.0.0.1:0", "--ports", f"{SERVED},{BACKLOG},{ABSENT}",
-             "--dest", f"127.0.0.1:{SERVED}"],
-            stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "portkit",
+                "exporter",
+                "--netns",
+                ns,
+                "--listen",
+                "127.0.0.1:0",
+                "--ports",
+                f"{SERVED},{BACKLOG},{ABSENT}",
+                "--dest",
+                f"127.0.0.1:{SERVED}",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
         )
         stack.callback(_stop, exporter)
         assert exporter.stderr is not None
@@ -233,8 +271,10 @@ def test_prometheus_scrapes_the_exporter(lab: dict[str, Any]) -> None:
         ('portkit_sockets{protocol="tcp",state="listen"}', 2),
         ('portkit_sockets{protocol="tcp",state="established"}', 2 * N_SERVED + 2 * N_QUEUED),
         ("portkit_ephemeral_port_range_size", EPHEMERAL[1] - EPHEMERAL[0] + 1),
-        (f'portkit_destination_ephemeral_ports_in_use{{destination="127.0.0.1:{SERVED}"}}',
-         N_SERVED),
+        (
+            f'portkit_destination_ephemeral_ports_in_use{{destination="127.0.0.1:{SERVED}"}}',
+            N_SERVED,
+        ),
     ],
 )
 def test_queries_return_the_workload(lab: dict[str, Any], expr: str, want: int) -> None:
@@ -249,8 +289,16 @@ def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -
     names = {r["metric"]["__name__"] for r in prom.query('{__name__=~"portkit_.*"}')}
     assert not {n for n in names if n.endswith("_total")}
     labels = {k for r in prom.query('{__name__=~"portkit_.*"}') for k in r["metric"]}
-    assert labels <= {"__name__", "instance", "job", "protocol", "port", "state",
-                      "destination", "version"}
+    assert labels <= {
+        "__name__",
+        "instance",
+        "job",
+        "protocol",
+        "port",
+        "state",
+        "destination",
+        "version",
+    }
 
 
 def test_alert_rules_from_the_docs_fire(lab: dict[str, Any]) -> None:

@@ -136,7 +136,8 @@ def make_registry(collector: SocketCollector, *, process_metrics: bool = True) -
     class _Build:
         def collect(self) -> Iterator[Any]:
             yield InfoMetricFamily(
-                f"{PREFIX}_exporter_build", "Version of the portkit exporter.",
+                f"{PREFIX}_exporter_build",
+                "Version of the portkit exporter.",
                 value={"version": __version__},
             )
 

@@ -1,11 +1,11 @@
 """What the exporter serves and watches, parsed from its flags. Pure: no I/O.
 
-    >>> parse_listen("127.0.0.1:9636")
-    ('127.0.0.1', 9636)
-    >>> parse_listen("9700"), parse_listen("[::1]:9636")
-    (('127.0.0.1', 9700), ('::1', 9636))
-    >>> [str(d) for d in parse_destinations("10.0.0.5:5432, [fd00::7]:443")]
-    ['10.0.0.5:5432/tcp', '[fd00::7]:443/tcp']
+>>> parse_listen("127.0.0.1:9636")
+('127.0.0.1', 9636)
+>>> parse_listen("9700"), parse_listen("[::1]:9636")
+(('127.0.0.1', 9700), ('::1', 9636))
+>>> [str(d) for d in parse_destinations("10.0.0.5:5432, [fd00::7]:443")]
+['10.0.0.5:5432/tcp', '[fd00::7]:443/tcp']
 """
 
 from __future__ import annotations

@@ -57,8 +57,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
             )
         elif path == "/":
-            status, headers, payload = 200, [("Content-Type", "text/html; charset=utf-8")], (
-                self.server.landing.encode()
+            status, headers, payload = (
+                200,
+                [("Content-Type", "text/html; charset=utf-8")],
+                (self.server.landing.encode()),
             )
         else:
             status, headers, payload = 404, [("Content-Type", "text/plain")], b"not found\n"

@@ -96,9 +96,7 @@ def take_snapshot(
 
     start = time.perf_counter()
     taken = time.time()
-    found = scan(
-        Query(all=True, owners=owners), netns=netns, pid_netns=pid_netns, procfs=procfs
-    )
+    found = scan(Query(all=True, owners=owners), netns=netns, pid_netns=pid_netns, procfs=procfs)
     stats = compute_stats(found.rows, _ephemeral(netns, pid_netns, procfs))
     return Snapshot(
         taken,

@@ -10,7 +10,7 @@ import click
 
 from portkit.cli._output import err, out
 from portkit.cli.commands._options import _ModelType
-from portkit.errors import PortkitError
+from portkit.errors import PortkitError, UsageError
 from portkit.exporter._config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -144,4 +144,59 @@ def _serve(server: object) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
+    return 0
+
+
+@click.command(
+    "top",
+    epilog="""\b
+Examples:
+  portkit top                       refresh every second
+  portkit top -i 5                  every 5 seconds
+  portkit top --netns blue          the sockets of an `ip netns` namespace
+  portkit top --pid-netns 4242      a container's, by one of its processes
+\b
+Keys:
+  /        filter connections (estab, 8080, 8000-8100, nginx, state:..., pid:...)
+  esc      clear the filter
+  s, r     sort by the next column, reverse (or click a column title)
+  p, space pause and resume
+  +, -     refresh less or more often
+  enter    details of the selected row's process
+  tab      switch between listening ports and connections
+  q        quit""",
+)
+@click.option(
+    "-i",
+    "--interval",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
+@netns_option
+@pid_netns_option
+def top_cmd(interval: float, netns: str | None, pid_netns: int | None) -> int:
+    """Live view: listening ports, connections, counts by state over time, ephemeral use.
+
+    Listening ports show their service, owner, bind scope, connections and accept
+    queue (now/limit). Connections can be filtered and sorted by any column; rows
+    keep their place and selection across refreshes. Run as root to see every
+    process's sockets with their owners.
+    """
+    import sys
+
+    try:
+        import textual  # noqa: F401
+    except ImportError:
+        raise _missing_extra("textual", "tui") from None
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("portkit top needs a terminal; for scripts use `portkit ls` or `stats`")
+    from portkit.exporter.snapshot import provider
+    from portkit.tui import run_top
+
+    take = provider(owners=True, netns=netns, pid_netns=pid_netns)
+    take()  # a bad namespace fails here, as one line, before the screen is taken over
+    where = f" (netns {netns})" if netns else f" (netns of pid {pid_netns})" if pid_netns else ""
+    run_top(take, interval=interval, title=f"portkit top{where}")
     return 0

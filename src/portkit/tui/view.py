@@ -1,0 +1,407 @@
+"""What ``portkit top`` shows, computed from a snapshot. Pure: no textual, no I/O.
+
+The app (:mod:`portkit.tui.app`) only moves these values into widgets, so the
+filter grammar, the row keys, the sort keys, the state history and the sparkline
+are all tested here without a terminal.
+
+    >>> f = RowFilter.parse("estab 8080 nginx")
+    >>> sorted(s.value for s in f.states), [str(r) for r in f.ports], f.words
+    (['ESTABLISHED'], ['8080'], ('nginx',))
+    >>> spark([0, 1, 2, 4, 8])
+    '▁▂▃▅█'
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from portkit.errors import ParseError
+from portkit.model import SS_STATE_GROUPS, PortRange, Protocol, TcpState, parse_state_filter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Any
+
+    from portkit.exporter.snapshot import Snapshot
+    from portkit.sockets._stats import SocketStats
+
+__all__ = [
+    "CONN_COLUMNS",
+    "FILTER_HELP",
+    "LISTEN_COLUMNS",
+    "Cell",
+    "History",
+    "RowFilter",
+    "address",
+    "connection_rows",
+    "ephemeral_lines",
+    "listener_rows",
+    "row_key",
+    "spark",
+]
+
+#: (column key, title) of the connections table, in order.
+CONN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("proto", "PROTO"),
+    ("state", "STATE"),
+    ("local", "LOCAL"),
+    ("remote", "REMOTE"),
+    ("service", "SERVICE"),
+    ("role", "ROLE"),
+    ("recv_q", "RECV-Q"),
+    ("send_q", "SEND-Q"),
+    ("pid", "PID"),
+    ("process", "PROCESS"),
+    ("user", "USER"),
+)
+#: (column key, title) of the listening ports table.
+LISTEN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("port", "PORT"),
+    ("proto", "PROTO"),
+    ("service", "SERVICE"),
+    ("bind", "BIND"),
+    ("owner", "OWNER"),
+    ("conns", "CONNS"),
+    ("queue", "QUEUE"),
+)
+
+FILTER_HELP = (
+    "words: a state (estab, time-wait, connected...), a port or range (8080, 8000-8100), "
+    "or text in a process, address or service; state:/port:/proc:/pid: to be explicit"
+)
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+class Cell:
+    """A table cell: the text shown and the key it sorts by (numbers as numbers,
+    addresses by their bytes), right-aligned when it is a number."""
+
+    __slots__ = ("text", "key", "right")
+
+    def __init__(self, text: str, key: Any, right: bool = False) -> None:
+        self.text = text
+        self.key = key
+        self.right = right
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text(self.text, justify="right" if self.right else "left", no_wrap=True)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cell) and self.text == other.text and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"Cell({self.text!r})"
+
+
+def spark(values: Sequence[int], width: int | None = None) -> str:
+    """A one-line sparkline of ``values`` (the last ``width`` of them), scaled to
+    their maximum; zero is the lowest bar.
+
+    >>> spark([3, 3, 3]), spark([]), spark([0, 0])
+    ('███', '', '▁▁')
+    """
+    vals = list(values)[-width:] if width else list(values)
+    top = max(vals, default=0)
+    if top <= 0:
+        return _SPARK[0] * len(vals)
+    last = len(_SPARK) - 1
+    return "".join(_SPARK[round(v / top * last) if v > 0 else 0] for v in vals)
+
+
+class History:
+    """The last ``size`` snapshots' counts per (protocol, state), for sparklines."""
+
+    def __init__(self, size: int = 60) -> None:
+        self.size = size
+        self._counts: deque[dict[tuple[Protocol, TcpState], int]] = deque(maxlen=size)
+
+    def add(self, stats: SocketStats) -> None:
+        self._counts.append(dict(stats.counts))
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def series(self, key: tuple[Protocol, TcpState]) -> list[int]:
+        return [c.get(key, 0) for c in self._counts]
+
+    def lines(self, width: int = 20) -> list[tuple[str, int, str]]:
+        """``(label, current count, sparkline)`` for each (protocol, state) seen in
+        the window, TCP first in the kernel's state order."""
+        seen: set[tuple[Protocol, TcpState]] = set()
+        for counts in self._counts:
+            seen.update(k for k, n in counts.items() if n)
+        order = sorted(seen, key=lambda k: (k[0] is not Protocol.TCP, k[0].value, k[1].code))
+        current = self._counts[-1] if self._counts else {}
+        out = []
+        for proto, state in order:
+            name = state.ss_name if proto is Protocol.TCP else f"udp {state.ss_name}"
+            out.append(
+                (name, current.get((proto, state), 0), spark(self.series((proto, state)), width))
+            )
+        return out
+
+
+class RowFilter:
+    """The connections filter typed after ``/``: every word must match.
+
+    A word is a state or state group (``estab``, ``time-wait``, ``connected``), a
+    port or range matched on either side (``8080``, ``8000-8100``), or else text
+    found in the process name, an address or the service name. ``state:``,
+    ``port:``, ``proc:`` and ``pid:`` prefixes say which one is meant.
+
+    >>> RowFilter.parse("").active, RowFilter.parse("pid:42").pid
+    (False, 42)
+
+    Raises:
+        ParseError: a bad state, port or pid after a prefix.
+    """
+
+    __slots__ = ("text", "states", "ports", "process", "pid", "words")
+
+    def __init__(
+        self,
+        text: str = "",
+        states: frozenset[TcpState] | None = None,
+        ports: tuple[PortRange, ...] = (),
+        process: str | None = None,
+        pid: int | None = None,
+        words: tuple[str, ...] = (),
+    ) -> None:
+        self.text = text
+        self.states = states
+        self.ports = ports
+        self.process = process
+        self.pid = pid
+        self.words = words
+
+    @property
+    def active(self) -> bool:
+        return bool(self.states is not None or self.ports or self.process or self.pid or self.words)
+
+    @classmethod
+    def parse(cls, text: str) -> RowFilter:
+        states: set[TcpState] = set()
+        ports: list[PortRange] = []
+        process: str | None = None
+        pid: int | None = None
+        words: list[str] = []
+        for token in text.split():
+            prefix, sep, value = token.partition(":")
+            prefix = prefix.lower() if sep else ""
+            if prefix == "state":
+                states |= parse_state_filter([value])
+            elif prefix == "port":
+                ports.append(PortRange.parse(value))
+            elif prefix in ("proc", "process"):
+                process = value.lower()
+            elif prefix == "pid":
+                if not value.isdigit():
+                    raise ParseError(f"bad pid {value!r}", text=token, accepted="pid:NUMBER")
+                pid = int(value)
+            elif _is_port(token):
+                ports.append(PortRange.parse(token))
+            elif _state_word(token) is not None:
+                states |= _state_word(token) or frozenset()
+            else:
+                words.append(token.lower())
+        return cls(
+            text, frozenset(states) if states else None, tuple(ports), process, pid, tuple(words)
+        )
+
+    def matches(self, row: tuple[Any, ...], service: str | None = None) -> bool:
+        """Whether a socket row (:data:`~portkit.model.SOCKET_FIELDS` order) passes."""
+        if self.states is not None and row[2] not in self.states:
+            return False
+        if self.ports:
+            lport, rport = row[4], row[6] or -1
+            if not any(r.start <= lport <= r.end or r.start <= rport <= r.end for r in self.ports):
+                return False
+        if self.pid is not None and self.pid not in (row[15] or ((row[12],) if row[12] else ())):
+            return False
+        if self.process is not None and self.process not in (row[13] or "").lower():
+            return False
+        if self.words:
+            hay = f"{row[3]} {row[5] or ''} {row[13] or ''} {service or ''} {row[14] or ''}".lower()
+            return all(w in hay for w in self.words)
+        return True
+
+
+def _is_port(token: str) -> bool:
+    first, sep, last = token.partition("-")
+    return first.isdigit() and (not sep or last.isdigit())
+
+
+_STATE_ALIASES = {
+    "estab": "established",
+    "listen": "listening",
+    "close": "closed",
+    "tw": "time-wait",
+}
+
+
+def _state_word(token: str) -> frozenset[TcpState] | None:
+    key = token.lower().replace("_", "-")
+    key = _STATE_ALIASES.get(key, key)
+    return SS_STATE_GROUPS.get(key)
+
+
+# --- rows -----------------------------------------------------------------------------
+
+
+def row_key(row: tuple[Any, ...]) -> str:
+    """A socket's identity across refreshes: protocol, both ends and the inode (a
+    TIME-WAIT socket has inode 0 but a unique 4-tuple).
+
+    >>> from portkit.model import SocketRecord as R
+    >>> row_key(R(Protocol.TCP, 4, TcpState.ESTABLISHED, "127.0.0.1", 80, "127.0.0.1", 5000,
+    ...           inode=77).row)
+    'tcp 127.0.0.1 80 127.0.0.1 5000 77'
+    """
+    return f"{row[0].value} {row[3]} {row[4]} {row[5]} {row[6]} {row[10]}"
+
+
+_ip_keys: dict[str, bytes] = {}
+
+
+def _ip_key(ip: str | None) -> bytes:
+    """Sortable bytes of an address (IPv4 before IPv6), cached per address."""
+    if ip is None:
+        return b""
+    key = _ip_keys.get(ip)
+    if key is None:
+        from _socket import AF_INET, AF_INET6, inet_pton
+
+        key = inet_pton(AF_INET6, ip) if ":" in ip else b"\0" * 12 + inet_pton(AF_INET, ip)
+        if len(_ip_keys) > 100_000:  # bounded: a long-running view sees many peers
+            _ip_keys.clear()
+        _ip_keys[ip] = key
+    return key
+
+
+def address(ip: str, port: int | None) -> str:
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"{host}:{'*' if port is None else port}"
+
+
+def _num(value: int | None) -> Cell:
+    return Cell("-" if value is None else str(value), -1 if value is None else value, True)
+
+
+def _text(value: str | None) -> Cell:
+    return Cell(value or "-", value or "")
+
+
+def connection_cells(row: tuple[Any, ...], names: dict[str, dict[int, str]]) -> tuple[Cell, ...]:
+    """The cells of one connection, in :data:`CONN_COLUMNS` order."""
+    server = row[11] == "server"
+    port = row[4] if server else row[6]
+    service = names.get(row[0].value, {}).get(port) if port else None
+    return (
+        _text(row[0].value),
+        Cell(row[2].ss_name, row[2].code),
+        Cell(address(row[3], row[4]), (_ip_key(row[3]), row[4])),
+        Cell(address(row[5], row[6]), (_ip_key(row[5]), row[6] or 0)),
+        _text(service),
+        _text(row[11]),
+        _num(row[7]),
+        _num(row[8]),
+        _num(row[12]),
+        _text(row[13]),
+        _text(row[14]),
+    )
+
+
+def connection_rows(
+    rows: Iterable[tuple[Any, ...]],
+    flt: RowFilter,
+    names: dict[str, dict[int, str]],
+) -> dict[str, tuple[Any, ...]]:
+    """``{row key: socket row}`` of the connections (not listeners) that pass ``flt``,
+    first one kept when the kernel reports a key twice."""
+    out: dict[str, tuple[Any, ...]] = {}
+    active = flt.active
+    for r in rows:
+        if r[5] is None:
+            continue
+        if active:
+            server = r[11] == "server"
+            port = r[4] if server else r[6]
+            if not flt.matches(r, names.get(r[0].value, {}).get(port) if port else None):
+                continue
+        key = row_key(r)
+        if key not in out:
+            out[key] = r
+    return out
+
+
+def service_ports(rows: Iterable[tuple[Any, ...]]) -> dict[str, set[int]]:
+    """The server-side ports per protocol: the ones worth naming."""
+    out: dict[str, set[int]] = {}
+    for r in rows:
+        port = r[4] if r[11] == "server" else r[6]
+        if port:
+            out.setdefault(r[0].value, set()).add(port)
+    return out
+
+
+def listener_rows(
+    stats: SocketStats,
+    names: dict[str, dict[int, str]],
+    scope: Callable[[Iterable[str]], str],
+) -> dict[str, tuple[Cell, ...]]:
+    """``{"proto port": cells}``: one row per listening (protocol, port), in
+    :data:`LISTEN_COLUMNS` order, sorted by port."""
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for ls in stats.listeners:
+        groups.setdefault((ls.protocol.value, ls.port), []).append(ls)
+    out: dict[str, tuple[Cell, ...]] = {}
+    for (proto, port), items in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        owners = sorted({f"{ls.process}/{ls.pid}" for ls in items if ls.pid})
+        queue, qmax = sum(ls.accept_queue for ls in items), sum(ls.accept_max for ls in items)
+        tcp = proto == "tcp"
+        conns = sum(ls.connections for ls in items)
+        out[f"{proto} {port}"] = (
+            _num(port),
+            _text(proto),
+            _text(names.get(proto, {}).get(port)),
+            _text(scope(ls.ip for ls in items)),
+            _text(", ".join(owners) or None),
+            _num(conns) if tcp else Cell("-", -1, True),
+            Cell(f"{queue}/{qmax}" if tcp else "-", (queue / qmax if qmax else 0.0, queue), True),
+        )
+    return out
+
+
+def ephemeral_lines(stats: SocketStats, top: int = 4, width: int = 20) -> list[str]:
+    """The ephemeral pane: overall use with a bar, then the busiest destinations."""
+    size = len(stats.ephemeral)
+    used = stats.ephemeral_in_use
+    fill = used / size if size else 0.0
+    filled = round(fill * width)
+    lines = [
+        f"range {stats.ephemeral} ({size} ports)",
+        f"in use {used} ({fill:.1%}) {'█' * filled}{'░' * (width - filled)}",
+    ]
+    for d in stats.destinations[:top]:
+        lines.append(f"{d.in_use:>6} → {address(d.ip, d.port)} ({d.fill:.1%})")
+    if not stats.destinations:
+        lines.append("no outgoing connections")
+    return lines
+
+
+def summary(snap: Snapshot, *, interval: float, paused: bool, shown: int) -> str:
+    """The title line: sockets, rows shown, refresh rate, state."""
+    stats = snap.stats
+    parts = [f"{stats.total} sockets", f"{shown} shown", f"every {interval:g}s"]
+    if snap.owners_hidden:
+        parts.append(f"owners of {snap.owners_hidden} processes hidden (not root)")
+    if paused:
+        parts.append("PAUSED")
+    return " · ".join(parts)
