@@ -110,10 +110,10 @@ def _target(m: PortMapping, where: str | None) -> Target:
         return skip("exposed to other services only, not published on the host")
     if m.source == "kubernetes":
         if m.origin == "service":
-            if m.type == "LoadBalancer" and where is not None and m.port:
+            if m.type == "LoadBalancer" and where is not None and m.port and m.port <= 65535:
                 return Target(m, where, (m.port,), m.protocol, Exposure.PUBLIC, None)
             if m.type in ("NodePort", "LoadBalancer"):
-                if m.node_port is None:
+                if m.node_port is None or not 0 < m.node_port <= 65535:
                     return skip("node port allocated by Kubernetes: see kubectl get svc")
                 return Target(m, where, (m.node_port,), m.protocol, Exposure.PUBLIC, None)
             return skip("inside the cluster only")

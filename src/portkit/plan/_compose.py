@@ -130,6 +130,13 @@ class _Reader:
     def service(self, name: str, svc: dict[str, Any], raw: Any, obj: str) -> None:
         host_network = svc.get("network_mode") == "host"
         image = svc.get("image") if isinstance(svc.get("image"), str) else None
+        if host_network:
+            self.issue(
+                "host-network",
+                line_of(raw, "network_mode"),
+                obj,
+                "network_mode: host: every port the container opens is opened on the host itself",
+            )
         ports = svc.get("ports")
         if ports is not None:
             if not isinstance(ports, list):

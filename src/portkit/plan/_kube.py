@@ -369,7 +369,7 @@ class _Reader:
                 if key in seen_ports:
                     self.issue(
                         "duplicate-port",
-                        line,
+                        line_of(item, "port"),
                         obj,
                         f"{path}: Duplicate value: core.ServicePort"
                         f'{{Name:"", Protocol:"{protocol}", '
@@ -377,7 +377,18 @@ class _Reader:
                         '{Type:0, IntVal:0, StrVal:""}, NodePort:0}',
                     )
                 seen_ports.add(key)
-            sp = KubeServicePort(i, line, pname, port or None, target_port, node_port, protocol)
+            sp = KubeServicePort(
+                i,
+                line,
+                pname,
+                port or None,
+                target_port,
+                node_port,
+                protocol,
+                port_line=line_of(item, "port"),
+                target_line=line_of(item, "targetPort" if "targetPort" in item else "port"),
+                node_port_line=line_of(item, "nodePort"),
+            )
             ports.append(sp)
             exposure = _SERVICE_EXPOSURE.get(svc_type, Exposure.INTERNAL)
             if external_ips:
@@ -396,6 +407,7 @@ class _Reader:
                     host_port=PortRange(node_port)
                     if public and node_port and node_port <= 65535
                     else None,
+                    host_line=line_of(item, "nodePort") if node_port else None,
                     host_bound=public,
                     container_port=(
                         PortRange(target_port)
@@ -475,6 +487,7 @@ class _Reader:
                 labels,
                 host_network,
                 tuple(ports),
+                line_of(pod_spec, "hostNetwork") if host_network else None,
             )
         )
 
@@ -557,7 +570,8 @@ class _Reader:
             cport = None
         if host_port is not None and not 1 <= host_port <= 65535:
             host_port = None
-        return KubeContainerPort(cname, line, pname, cport, protocol, host_port, host_ip)
+        host_line = line_of(item, "hostPort") if "hostPort" in item else line
+        return KubeContainerPort(cname, line, pname, cport, protocol, host_port, host_ip, host_line)
 
     def ingress(self, doc: YamlMap) -> None:
         assert self.kube is not None
@@ -583,9 +597,10 @@ class _Reader:
                     where = f"host {host} path {p.get('path') or '/'}"
                     found.append((p["backend"], line_of(paths, pi), where))
         for backend, line, where in found:
-            svc_name, port = _backend(backend)
+            svc_name, port, port_line = _backend(backend)
             if svc_name is None:
                 continue
+            line = port_line or line
             self.kube.backends.append(
                 KubeIngressBackend(self.path, line, name, namespace, svc_name, port)
             )
@@ -609,18 +624,21 @@ class _Reader:
             )
 
 
-def _backend(backend: Any) -> tuple[str | None, int | str | None]:
-    """``service: {name, port: {number|name}}`` (v1), ``serviceName``/``servicePort`` (v1beta1)."""
+def _backend(backend: Any) -> tuple[str | None, int | str | None, int | None]:
+    """(service, port, line of the port) of ``service: {name, port: {number|name}}`` (v1)
+    or ``serviceName``/``servicePort`` (v1beta1)."""
     service = backend.get("service")
     if isinstance(service, dict):
         port = service.get("port")
         value = None
         if isinstance(port, dict):
             value = port.get("number") if port.get("number") is not None else port.get("name")
-        return _opt(service.get("name")), value if isinstance(value, (int, str)) else None
+        ok = isinstance(value, (int, str)) and not isinstance(value, bool)
+        return _opt(service.get("name")), value if ok else None, line_of(service, "port")
     name = backend.get("serviceName")
     port = backend.get("servicePort")
-    return _opt(name), port if isinstance(port, (int, str)) and not isinstance(port, bool) else None
+    ok = isinstance(port, (int, str)) and not isinstance(port, bool)
+    return _opt(name), port if ok else None, line_of(backend, "servicePort")
 
 
 def _opt(value: Any) -> str | None:
@@ -651,6 +669,7 @@ def _container_mapping(
         exposure=exposure_of(cp.host_ip) if bound else Exposure.INTERNAL,
         host_ip=cp.host_ip if bound else None,
         host_port=PortRange(host_port) if host_port is not None else None,
+        host_line=cp.host_port_line if bound else None,
         host_bound=bound,
         container_port=PortRange(cp.container_port) if cp.container_port is not None else None,
         kind=kind,

@@ -79,6 +79,8 @@ class PortMapping:
     origin: str
     protocol: str
     exposure: Exposure
+    #: the line of the field that binds the host side (hostPort, nodePort), when not ``line``
+    host_line: int | None = None
     host_ip: str | None = None
     host_port: PortRange | None = None
     host_bound: bool = False
@@ -127,6 +129,10 @@ class KubeServicePort:
     target_port: int | str | None
     node_port: int | None
     protocol: str
+    #: lines of the port, targetPort and nodePort fields (the item's line when absent)
+    port_line: int | None = None
+    target_line: int | None = None
+    node_port_line: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +160,7 @@ class KubeContainerPort:
     protocol: str
     host_port: int | None
     host_ip: str | None
+    host_port_line: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +173,7 @@ class KubeWorkload:
     labels: dict[str, str]
     host_network: bool
     ports: tuple[KubeContainerPort, ...]
+    host_network_line: int | None = None
 
     @property
     def object(self) -> str:
@@ -201,6 +209,7 @@ class PlanPort:
     address: str | None
     name: str | None
     forwards_to: str | None
+    forwards_line: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

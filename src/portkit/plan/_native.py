@@ -138,6 +138,7 @@ class _Reader:
                 obj,
                 f'{where}: "{EXTERNAL}" is reserved for clients outside every host',
             )
+            return
         if raw is None:
             raw = YamlMap(line or 0)
         if not isinstance(raw, dict):
@@ -264,7 +265,8 @@ class _Reader:
         forwards_to = entry.get("forwards_to")
         if forwards_to is not None:
             forwards_to = str(forwards_to)
-            if parse_target(forwards_to) is None:
+            target = parse_target(forwards_to)
+            if target is None or target[1] is None:
                 self.issue(
                     "invalid-plan",
                     line_of(entry, "forwards_to"),
@@ -283,6 +285,7 @@ class _Reader:
             address,
             str(name) if name is not None else None,
             forwards_to,
+            line_of(entry, "forwards_to") if forwards_to else None,
         )
 
     def connection(self, index: int, raw: Any, line: int | None) -> None:

@@ -114,7 +114,9 @@ def build_plan(files: Sequence[PlanFile]) -> Plan:
                     number, cp = resolve_target(m.target_port, m.protocol.upper(), pods)
                     m = replace(
                         m,
-                        container_port=PortRange(number) if number else None,
+                        container_port=PortRange(number)
+                        if number and 0 < number <= 65535
+                        else None,
                         container=cp.container if cp is not None else None,
                         selected=tuple(w.object for w in pods),
                     )

@@ -367,7 +367,7 @@ def _check_host_port_conflict(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
                         f"Bind for {addr} failed: port is already allocated ({protocol}; "
                         f"{earlier.object} publishes it at {_where(earlier)})"
                     )
-                yield later.file, later.line, later.object, msg
+                yield later.file, later.host_line or later.line, later.object, msg
     # NodePorts are one pool for the whole cluster.
     taken: dict[tuple[int, str], PortMapping] = {}
     for m in plan.mappings:
@@ -382,7 +382,7 @@ def _check_host_port_conflict(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
         if first is not None and first.object != m.object:
             yield (
                 m.file,
-                m.line,
+                m.host_line or m.line,
                 m.object,
                 f"spec.ports.nodePort: Invalid value: {m.node_port}: provided port is already "
                 f"allocated (by {first.object} at {_where(first)})",
@@ -404,7 +404,7 @@ def _check_nodeport_range(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
             if sp.node_port is not None and sp.node_port not in rng:
                 yield (
                     svc.file,
-                    sp.line,
+                    sp.node_port_line or sp.line,
                     svc.object,
                     f"spec.ports[{sp.index}].nodePort: Invalid value: {sp.node_port}: provided "
                     "port is not in the valid range. The range of valid ports is "
@@ -431,8 +431,8 @@ def _target_hits(plan: Plan, numeric: bool) -> Iterator[Hit]:
         names = ", ".join(w.object for w in pods)
         for sp in svc.ports:
             target = sp.target_port
-            if target is None:
-                continue
+            if target is None or not _valid_target(target):
+                continue  # invalid-port / invalid-port-name already say so
             where = f"spec.ports[{sp.index}].targetPort"
             same = [
                 cp
@@ -448,7 +448,7 @@ def _target_hits(plan: Plan, numeric: bool) -> Iterator[Hit]:
                     other = same[0]
                     yield (
                         svc.file,
-                        sp.line,
+                        sp.target_line or sp.line,
                         svc.object,
                         f"{where} {_quote(target)} is {other.protocol} on {names} "
                         f"(container {other.container}), but the Service port is {sp.protocol}",
@@ -458,7 +458,7 @@ def _target_hits(plan: Plan, numeric: bool) -> Iterator[Hit]:
             if isinstance(target, str) and not numeric:
                 yield (
                     svc.file,
-                    sp.line,
+                    sp.target_line or sp.line,
                     svc.object,
                     f"{where} {_quote(target)} names no container port of {names} "
                     f"(declared: {declared})",
@@ -466,10 +466,18 @@ def _target_hits(plan: Plan, numeric: bool) -> Iterator[Hit]:
             elif isinstance(target, int) and numeric and declared != "none":
                 yield (
                     svc.file,
-                    sp.line,
+                    sp.target_line or sp.line,
                     svc.object,
                     f"{where} {target} matches no containerPort of {names} (declared: {declared})",
                 )
+
+
+def _valid_target(target: int | str) -> bool:
+    from portkit.plan._kube import port_name_errors
+
+    if isinstance(target, int):
+        return 1 <= target <= 65535
+    return not port_name_errors(target)
 
 
 def _quote(value: int | str) -> str:
@@ -554,20 +562,13 @@ def _connections(plan: Plan) -> Iterator[tuple[str, int | None, str, str, str, i
             continue
         for c in f.native.connections:
             yield c.file, c.line, f"connection {c.text}", c.source, c.target, c.port, c.protocol
-    for m in plan.mappings:
-        if m.source == "plan" and m.forwards_to:
-            parsed = parse_target(m.forwards_to)
-            if parsed is not None:
-                name, port, proto = parsed
-                yield (
-                    m.file,
-                    m.line,
-                    f"{m.object} forwards_to {m.forwards_to}",
-                    m.service,
-                    name,
-                    port,
-                    proto,
-                )
+        for s in f.native.services:
+            for p in s.ports:
+                parsed = parse_target(p.forwards_to) if p.forwards_to else None
+                if parsed is not None:
+                    name, port, proto = parsed
+                    obj = f"service {s.name} forwards_to {p.forwards_to}"
+                    yield s.file, p.forwards_line or p.line, obj, s.name, name, port, proto
 
 
 def _check_unknown_service(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
@@ -701,7 +702,7 @@ def _check_datastore_public(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
             )
             yield (
                 m.file,
-                m.line,
+                m.host_line if m.origin == "container" and m.host_line else m.line,
                 m.object,
                 f"{name} ({kind}, {port}/{m.protocol}) is reachable {_public_desc(m, port)}{extra}",
             )
@@ -737,7 +738,7 @@ def _check_host_port(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
             if cp.host_port is not None:
                 yield (
                     w.file,
-                    cp.line,
+                    cp.host_port_line or cp.line,
                     w.object,
                     f"container {cp.container} binds hostPort {cp.host_port}/{cp.protocol} "
                     f"on the node (-> containerPort {cp.container_port})",
@@ -749,20 +750,11 @@ def _check_host_network(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
         if w.host_network:
             yield (
                 w.file,
-                w.line,
+                w.host_network_line or w.line,
                 w.object,
                 "hostNetwork: true: every port the pod opens is opened on the node itself",
             )
-    seen: set[tuple[str, str]] = set()
-    for m in plan.mappings:
-        if m.source == "compose" and m.network_host and (m.file, m.service) not in seen:
-            seen.add((m.file, m.service))
-            yield (
-                m.file,
-                m.line,
-                m.object,
-                "network_mode: host: every port the container opens is opened on the host itself",
-            )
+    yield from _issues("host-network")(plan, opts)
 
 
 def _check_base60(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
@@ -812,7 +804,7 @@ def _check_privileged(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
         if 0 < m.host_port.start < 1024:
             yield (
                 m.file,
-                m.line,
+                m.host_line or m.line,
                 m.object,
                 f"host port {m.host_port.start} is privileged (below 1024): binding it needs root "
                 "or CAP_NET_BIND_SERVICE (rootless Docker and Podman cannot, unless "
@@ -828,7 +820,7 @@ def _check_ephemeral(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
         if m.host_port.overlaps(eph):
             yield (
                 m.file,
-                m.line,
+                m.host_line or m.line,
                 m.object,
                 f"host port {m.host_port} is inside the Linux ephemeral range {eph}: an outgoing "
                 "connection may hold it when the service starts, and the bind then fails",

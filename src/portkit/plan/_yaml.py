@@ -225,30 +225,32 @@ class _Converter:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.done: dict[int, Any] = {}
+        # id(node) -> (node, value). The node is kept so that its id cannot be reused
+        # by another node while the cache lives (one document).
+        self.done: dict[int, tuple[Any, Any]] = {}
 
     def value(self, node: yaml.Node) -> Any:
         import yaml
 
         key = id(node)
         if key in self.done:
-            return self.done[key]
+            return self.done[key][1]
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             out = YamlMap(line)
-            self.done[key] = out
+            self.done[key] = (node, out)
             self._mapping(node, out)
             return out
         if isinstance(node, yaml.SequenceNode):
             seq = YamlList(line)
-            self.done[key] = seq
+            self.done[key] = (node, seq)
             for item in node.value:
                 seq.append(self.value(item))
                 seq.item_lines.append(item.start_mark.line + 1)
             return seq
         assert isinstance(node, yaml.ScalarNode)
         result = _scalar(node)
-        self.done[key] = result
+        self.done[key] = (node, result)
         return result
 
     def _mapping(self, node: yaml.MappingNode, out: YamlMap) -> None:
@@ -314,6 +316,7 @@ def load_documents(text: str, source: str = "<text>") -> list[Any]:
         while loader.check_node():
             node = loader.get_node()
             docs.append(None if node is None else converter.value(node))
+            converter.done.clear()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

@@ -216,8 +216,10 @@ def host_port_rows(plan: Plan) -> list[tuple[str, str, str, str, str, str]]:
             address = _ip(m.host_ip)
             if m.source == "kubernetes":
                 address = f"node {address}"
-            elif m.scope:
-                address = f"{m.scope} {address}"
+            elif m.source == "plan":
+                # A plan may leave the address open: show who may reach the port.
+                address = _ip(m.host_ip) if m.host_ip else m.exposure.value
+                address = f"{m.scope} {address}" if m.scope else address
             port_text = f"{m.host_port} (pool)" if m.pool else str(m.host_port)
             port = m.host_port.start
         what = (
