@@ -233,7 +233,7 @@ def _extras(
     conn: Any = sock
     try:
         if banner and not tls:
-            text = _session.grab_banner(conn, ep.port, min(timeout, 2.0))
+            text = _session.grab_banner(conn, ep.port, min(timeout, _session.BANNER_WAIT))
             if http is not None:  # the banner probe used this connection up
                 conn.close()
                 conn = socket.create_connection((ip, ep.port), timeout=timeout)
@@ -243,7 +243,7 @@ def _extras(
                 conn, name, timeout, lambda: socket.create_connection((ip, ep.port), timeout)
             )
             if banner and http is None:
-                text = _session.grab_banner(conn, ep.port, min(timeout, 2.0))
+                text = _session.grab_banner(conn, ep.port, min(timeout, _session.BANNER_WAIT))
         if http is not None:
             host = ep.address if ep.is_ip else f"{ep.host}:{ep.port}"
             status = _session.http_status(conn, host, http, timeout)

@@ -220,9 +220,9 @@ def _with_banners(
     results: list[PortResult], replies: dict[tuple[str, int], bytes], timeout: float | None
 ) -> list[PortResult]:
     from portkit.probe._payloads import summarize_banner
-    from portkit.probe._session import banner_of
+    from portkit.probe._session import BANNER_WAIT, banner_of
 
-    wait = min(timeout or 2.0, 5.0)
+    wait = min(timeout or BANNER_WAIT, BANNER_WAIT)
     todo = [i for i, r in enumerate(results) if r.state is PortState.OPEN]
     out = list(results)
     tcp = [i for i in todo if results[i].protocol == "tcp"]
@@ -247,8 +247,8 @@ def _icmp_ratelimit_notes(
 
     Linux answers at most a burst of 6 ICMP errors, then about 1 a second, per peer
     (net.ipv4.icmp_ratelimit). For each host that left UDP ports silent *and*
-    answered others with port-unreachable, re-probe up to three of the closed ports
-    at once: if any of them now stays silent, ICMP errors are being rate limited and
+    answered others with port-unreachable, probe known-closed ports three times in a
+    row: if one of them now stays silent, the host is rationing its ICMP errors and
     the silent ports may well be closed.
     """
     from portkit.probe._engine import udp_scan
@@ -261,12 +261,16 @@ def _icmp_ratelimit_notes(
         if not silent or not closed:
             continue
         answered: list[bool] = []
-        udp_scan(
-            [(None, host, p, b"") for p in closed],
-            lambda *r, out=answered: out.append(r[4] is Reason.PORT_UNREACH),
-            timeout=max(timeout or 0.0, 0.5),
-            retries=0,
-        )
+        for i in range(3):
+            # One at a time: the same port twice in one run would be probed once.
+            udp_scan(
+                [(None, host, closed[i % len(closed)], b"")],
+                lambda *r, out=answered: out.append(r[4] is Reason.PORT_UNREACH),
+                timeout=max(timeout or 0.0, 0.5),
+                retries=0,
+            )
+            if not answered[-1]:
+                break
         if not all(answered):
             notes.append(
                 f"{host}: ICMP port-unreachable answers are rate limited (Linux sends a "

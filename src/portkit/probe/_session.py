@@ -19,7 +19,11 @@ from portkit.probe._x509 import read_certificate
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["grab_banner", "http_status", "tls_handshake"]
+__all__ = ["BANNER_WAIT", "grab_banner", "http_status", "tls_handshake"]
+
+#: How long a service may take to speak first before it gets a probe (nmap waits 6 s
+#: for its NULL probe; services that talk first do so within milliseconds on a LAN).
+BANNER_WAIT = 1.0
 
 
 def _recv_some(sock: socket.socket, timeout: float, limit: int = 4096) -> bytes:
