@@ -99,6 +99,27 @@ def write_ls(
         extended=extended,
     )
     found = scan(query, netns=netns, pid_netns=pid_netns)
+    plain = not (as_json or as_csv or sort or resolve or extended or query.owner_filtered)
+    if plain and found.batches is not None:
+        # The plain listing renders straight from the kernel's rows (see ls_text_raw).
+        from portkit.render.sockets import ls_text_raw
+        from portkit.sockets._services import service_name
+
+        style = stdout_style()
+        out(
+            ls_text_raw(
+                found.batches,
+                found.listen_ports,
+                names=None if numeric else service_name,
+                owners=(found.owners, found.owner_names or {})
+                if found.owners is not None
+                else None,
+                style=style if style.color else None,
+            )
+        )
+        _note_hidden(query.owners, found.owners_hidden)
+        asked = sport or dport or port or src or dst
+        return 1 if asked and not len(found) else 0
     rows = found.rows
     if sort:
         from portkit.render.sockets import sort_rows
@@ -126,13 +147,17 @@ def write_ls(
                 style=style if style.color else None,
             )
         )
-    if query.owners and found.owners_hidden and os.geteuid() != 0:
-        err(
-            f"portkit ls: note: {found.owners_hidden} processes of other users could not be "
-            "inspected, so their sockets show no owner (run as root to see them)"
-        )
+    _note_hidden(query.owners, found.owners_hidden)
     asked = sport or dport or port or src or dst or pids or process
     return 1 if asked and not rows else 0
+
+
+def _note_hidden(owners: bool, hidden: int) -> None:
+    if owners and hidden and os.geteuid() != 0:
+        err(
+            f"portkit ls: note: {hidden} processes of other users could not be "
+            "inspected, so their sockets show no owner (run as root to see them)"
+        )
 
 
 def fast_ls(args: list[str]) -> int | None:

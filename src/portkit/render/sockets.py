@@ -15,10 +15,11 @@ from portkit.model import Protocol, TcpState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
     from typing import Any
 
     from portkit.render import Style
+    from portkit.sockets._netlink import RawRow
     from portkit.sockets._stats import SocketStats
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ls_csv",
     "ls_json",
     "ls_text",
+    "ls_text_raw",
     "overview_json",
     "overview_text",
     "service_ports",
@@ -97,30 +99,29 @@ def service_ports(rows: Iterable[tuple[Any, ...]]) -> dict[str, set[int]]:
 Names = dict[str, dict[int, str]]  # protocol -> {port: service name}
 
 
-def _addresses(
-    rows: Sequence[tuple[Any, ...]], names: Names | None, hosts: dict[str, str] | None
-) -> tuple[list[str], list[str]]:
-    """``ip:port`` text for both sides; server-side ports by name when ``names``."""
-    br = _Brackets()
-    if hosts:
-        for ip, host in hosts.items():
-            br[ip] = host
-    ps = _Str()
-    if names is None:
-        local = [f"{br[r[3]]}:{ps[r[4]]}" for r in rows]
-        remote = [f"{br[r[5]]}:{ps[r[6]]}" if r[5] is not None else "*" for r in rows]
-        return local, remote
-    local, remote = [], []
-    for r in rows:
-        named = names.get(r[0].value, {})
-        lp, rp = r[4], r[6]
-        server = r[11] == "server"
-        local.append(f"{br[r[3]]}:{named.get(lp, lp) if server else lp}")
-        if r[5] is None:
-            remote.append("*")
-        else:
-            remote.append(f"{br[r[5]]}:{rp if server else named.get(rp, rp)}")
-    return local, remote
+_HEADERS = ("PROTO", "STATE", "RECV-Q", "SEND-Q")
+
+
+def _line_format(ws: int, wq: int, wip: int, wp: int, wrip: int, wrp: int) -> str:
+    """One table line: addresses right-aligned to the ``:`` before the port, as ss."""
+    return f"%-5s  %-{ws}s  %{wq}s  %{wq}s  %{wip}s:%-{wp}s  %{wrip}s:%-{wrp}s  %s"
+
+
+def _head(fmt: str, tail: str = "") -> str:
+    role = "ROLE  " if tail else "ROLE"  # as wide as "server" when columns follow
+    return (fmt % (*_HEADERS, "LOCAL", "PORT", "REMOTE", "PORT", role) + tail).rstrip()
+
+
+class _PortText(dict[int, str]):
+    """Port number -> text: a service name where ``names`` has one, else the number."""
+
+    def __init__(self, names: dict[int, str] | None = None) -> None:
+        super().__init__()
+        self.names = names or {}
+
+    def __missing__(self, port: int) -> str:
+        text = self[port] = self.names.get(port) or str(port)
+        return text
 
 
 def ls_text(
@@ -145,26 +146,42 @@ def ls_text(
 
     >>> from portkit.model import SocketRecord as R
     >>> print(ls_text([R(Protocol.TCP, 4, TcpState.LISTEN, "0.0.0.0", 22, role="server").row]))
-    PROTO  STATE   RECV-Q  SEND-Q  LOCAL       REMOTE  ROLE
-    tcp    LISTEN       0       0  0.0.0.0:22  *       server
+    PROTO  STATE   RECV-Q  SEND-Q    LOCAL:PORT   REMOTE:PORT  ROLE
+    tcp    LISTEN       0       0  0.0.0.0:22    0.0.0.0:*     server
     """
-    local, remote = _addresses(rows, names, hosts)
-    headers = ["PROTO", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "REMOTE", "ROLE"]
-    wl = max([5, *map(len, local)])
-    wr = max([6, *map(len, remote)])
+    br = _Brackets()
+    if hosts:
+        br.update(hosts)
+    plain = _PortText()
+    named = {p: _PortText(n) for p, n in (names or {}).items()}
+    local_ip = [br[r[3]] for r in rows]
+    remote_ip = [br[r[5]] if r[5] is not None else _ANY[r[1]] for r in rows]
+    local_port, remote_port = [], []
+    for r in rows:
+        text = named.get(r[0].value, plain)
+        server = r[11] == "server"
+        local_port.append((text if server else plain)[r[4]])
+        remote_port.append("*" if r[6] is None else (plain if server else text)[r[6]])
     qs = _Str()
     wq = max([6, *(len(qs[r[7]]) for r in rows), *(len(qs[r[8]]) for r in rows)])
-    ws = max([5, *(len(_STATE_TEXT[r[2]]) for r in {r[2]: r for r in rows}.values())])
+    ws = max([5, *(len(_STATE_TEXT[s]) for s in {r[2] for r in rows})])
+    fmt = _line_format(
+        ws,
+        wq,
+        max([5, *map(len, set(local_ip))]),
+        max([4, *map(len, local_port)]),
+        max([6, *map(len, set(remote_ip))]),
+        max([4, *map(len, remote_port)]),
+    )
     st = _STATE_TEXT
-    head_fmt = f"%-5s  %-{ws}s  %{wq}s  %{wq}s  %-{wl}s  %-{wr}s  %s"
-    if not owners and not extended:
-        fmt = head_fmt
-        body = [
-            fmt % (r[0].value, st[r[2]], qs[r[7]], qs[r[8]], lo, re, r[11])
-            for r, lo, re in zip(rows, local, remote, strict=True)
-        ]
-    else:
-        fmt = f"%-5s  %-{ws}s  %{wq}s  %{wq}s  %-{wl}s  %-{wr}s  %-6s"
+    lines = zip(rows, local_ip, local_port, remote_ip, remote_port, strict=True)
+    body = [
+        fmt % (r[0].value, st[r[2]], qs[r[7]], qs[r[8]], li, lp, ri, rp, r[11])
+        for r, li, lp, ri, rp in lines
+    ]
+    tail_head = ""
+    if owners or extended:
+        headers: list[str] = []
         cells: list[list[str]] = []
         if owners:
             headers += ["PID", "PROCESS", "USER"]
@@ -180,26 +197,210 @@ def ls_text(
                 [qs[r[10]] for r in rows],
                 ["-" if r[16] is None else r[16] for r in rows],
             ]
-        widths = [max([len(h), *map(len, col)]) for h, col in zip(headers[7:], cells, strict=True)]
-        tail_fmt = "  ".join(f"%-{w}s" for w in widths[:-1])
-        if tail_fmt:
-            tail_fmt += "  "
-        tail_fmt += "%s"
-        head_fmt = fmt + "  " + tail_fmt
-        cols = list(zip(*cells, strict=True)) if rows else []
+        widths = [max([len(h), *map(len, col)]) for h, col in zip(headers, cells, strict=True)]
+        tail = "".join(f"  %-{w}s" for w in widths)
+        # ROLE is "server" or "client": six characters, so the extra columns line up
         body = [
-            (
-                fmt % (r[0].value, st[r[2]], qs[r[7]], qs[r[8]], lo, re, r[11])
-                + "  "
-                + tail_fmt % extra
-            ).rstrip()
-            for r, lo, re, extra in zip(rows, local, remote, cols, strict=True)
+            (line + tail % extra).rstrip()
+            for line, extra in zip(body, zip(*cells, strict=True), strict=True)
         ]
-    head = (head_fmt % tuple(headers)).rstrip()
+        tail_head = tail % tuple(headers)
+    head = _head(fmt, tail_head)
     if style is not None:
         head = style.bold(head)
     body.insert(0, head)
     return "\n".join(body)
+
+
+_ANY = {4: "0.0.0.0", 6: "[::]"}
+
+
+def ls_text_raw(
+    batches: Sequence[tuple[int, int, Sequence[RawRow]]],
+    listen_ports: Mapping[int, Collection[int]],
+    *,
+    names: Callable[[str, int], str | None] | None = None,
+    owners: tuple[dict[int, list[int]], dict[int, tuple[str | None, str | None]]] | None = None,
+    style: Style | None = None,
+) -> str:
+    """:func:`ls_text` straight from the kernel's raw rows, for the plain listing.
+
+    Decoding 100,000 rows into tuples and formatting them again costs twice; here
+    each raw row becomes its line by joining cached, already padded pieces (state
+    and queues, address, port, role), about 2.5x faster than a ``%`` format per row.
+    Owners, ``-e`` columns and sorting need decoded rows (:func:`ls_text`).
+
+    Args:
+        batches: ``(family, protocol, raw rows)`` as ``_linux.Dump.batches``.
+        listen_ports: raw (network-order) listening ports per protocol, for the role.
+        names: ``(protocol, port) -> service`` for server-side ports, or None (``-n``).
+        owners: ``({inode: [pid...]}, {pid: (name, user)})`` to add PID, PROCESS and
+            USER columns (``-p``), or None.
+        style: bold headers when colour is on.
+    """
+    from operator import itemgetter
+
+    text_ip = {2: _RawIp(2), 10: _RawIp(10)}
+    plain = _RawPort(None, "")
+    named = {p: _RawPort(names, p) for p in ("tcp", "udp")} if names else {}
+    wip = wrip = 5
+    wp = wrp = 4 if names else 5
+    wq = 6
+    codes: set[int] = set()
+    for family, proto, raw in batches:
+        if not raw:
+            continue
+        a = text_ip[family]
+        wip = max(wip, *(len(a[x]) for x in set(map(itemgetter(4), raw))))
+        wrip = max(wrip, *(len(a[x]) for x in set(map(itemgetter(5), raw))))
+        top = max(max(map(itemgetter(6), raw)), max(map(itemgetter(7), raw)))
+        wq = max(wq, len(str(top)))
+        codes.update(map(itemgetter(1), raw))
+        if names:
+            n = named[_PROTO_NAMES[proto]]
+            lp = listen_ports.get(proto, ())
+            local = {t[2] for t in raw if not t[3] or t[2] in lp}
+            remote = {t[3] for t in raw if t[3] and t[2] not in lp}
+            wp = max(wp, *(len(n[x]) for x in local), *(len(plain[x]) for x in remote), 5)
+            wrp = max(wrp, *(len(n[x]) for x in remote), 5)
+    ws = max([5, *(len(_RAW_STATE_TEXT[c]) for c in codes)])
+    head = (
+        f"{'PROTO':<5}  {'STATE':<{ws}}  {'RECV-Q':>{wq}}  {'SEND-Q':>{wq}}  "
+        f"{'LOCAL':>{wip}}:{'PORT':<{wp}}  {'REMOTE':>{wrip}}:{'PORT':<{wrp}}  ROLE"
+    )
+    own: dict[int, str] = {}
+    nobody = ""
+    if owners is not None:
+        holders, procs = owners
+        wpid = max([3, *(len(str(p)) for p in procs)])
+        wname = max([7, *(len(n or "-") for n, _ in procs.values())])
+        tails = {
+            pid: f"  {pid:<{wpid}}  {name or '-':<{wname}}  {user or '-'}"
+            for pid, (name, user) in procs.items()
+        }
+        nobody = f"  {'-':<{wpid}}  {'-':<{wname}}  -"
+        own = {ino: tails.get(pids[0], nobody) for ino, pids in holders.items()}
+        head = f"{head}    {'PID':<{wpid}}  {'PROCESS':<{wname}}  USER"
+    out = [style.bold(head) if style else head]
+    queue = _Padded(wq, "  ")
+    roles = ("client", "server")
+    for family, proto, raw in batches:
+        p = _PROTO_NAMES[proto]
+        lp = listen_ports.get(proto, ())
+        lead = [f"{p:<5}  {text:<{ws}}  " for text in _RAW_STATE_TEXT]
+        lip = _Padded(wip, ":", text_ip[family], right=True)
+        rip = _Padded(wrip, ":", text_ip[family], right=True)
+        # Most ports occur once (clients' ephemeral ports): pad every distinct one in
+        # a single comprehension rather than through a cache miss per row.
+        ports = set(map(itemgetter(2), raw))
+        ports.update(map(itemgetter(3), raw))
+        lport = _port_texts(ports, wp)
+        rport = lport if wrp == wp else _port_texts(ports, wrp)
+        if names:
+            lname = _Padded(wp, "  ", named[p], right=False)
+            rname = _Padded(wrp, "  ", named[p], right=False)
+            out += [
+                "".join(
+                    (
+                        lead[t[1]],
+                        queue[t[6]],
+                        queue[t[7]],
+                        lip[t[4]],
+                        (lname if (srv := not t[3] or t[2] in lp) else lport)[t[2]],
+                        rip[t[5]],
+                        (rport if srv else rname)[t[3]],
+                        roles[srv],
+                        own.get(t[9], nobody),
+                    )
+                )
+                for t in raw
+            ]
+        else:
+            out += [
+                "".join(
+                    (
+                        lead[t[1]],
+                        queue[t[6]],
+                        queue[t[7]],
+                        lip[t[4]],
+                        lport[t[2]],
+                        rip[t[5]],
+                        rport[t[3]],
+                        roles[not t[3] or t[2] in lp],
+                        own.get(t[9], nobody),
+                    )
+                )
+                for t in raw
+            ]
+    return "\n".join(out)
+
+
+def _port_texts(raw_ports: set[int], width: int) -> dict[int, str]:
+    """Raw (network-order) port -> its number padded to ``width`` plus two spaces."""
+    from portkit.sockets._netlink import ntohs
+
+    if ntohs(1) == 1:  # a big-endian machine: the raw value is the port
+        out = {v: f"{v:<{width}}  " for v in raw_ports}
+    else:
+        out = {v: f"{(v & 0xFF) << 8 | v >> 8:<{width}}  " for v in raw_ports}
+    out[0] = f"{'*':<{width}}  "
+    return out
+
+
+class _Padded(dict[object, str]):
+    """Value -> its text (from ``source``, else ``str``) padded to ``width``, plus ``sep``."""
+
+    def __init__(self, width: int, sep: str, source: Any = None, right: bool = True) -> None:
+        super().__init__()
+        self.width, self.sep, self.source, self.right = width, sep, source, right
+
+    def __missing__(self, value: object) -> str:
+        text = self.source[value] if self.source is not None else str(value)
+        text = text.rjust(self.width) if self.right else text.ljust(self.width)
+        self[value] = text = text + self.sep
+        return text
+
+
+_PROTO_NAMES = {6: "tcp", 17: "udp"}
+_RAW_STATE_TEXT: list[str] = ["UNCONN"] * 256
+for _s in TcpState:
+    _RAW_STATE_TEXT[_s.code] = _s.ss_name
+del _s
+
+
+class _RawIp(dict[bytes, str]):
+    """Raw address bytes -> table text (IPv6 in brackets)."""
+
+    def __init__(self, family: int) -> None:
+        super().__init__()
+        self.family = family
+
+    def __missing__(self, raw: bytes) -> str:
+        from portkit.sockets._rows import ip_text
+
+        text = ip_text(self.family, raw)
+        text = self[raw] = f"[{text}]" if self.family == 10 else text
+        return text
+
+
+class _RawPort(dict[int, str]):
+    """Raw network-order port -> text (0: ``*``), named when ``names`` knows it."""
+
+    def __init__(self, names: Callable[[str, int], str | None] | None, proto: str) -> None:
+        super().__init__()
+        self.names = names
+        self.proto = proto
+
+    def __missing__(self, raw: int) -> str:
+        from portkit.sockets._netlink import ntohs
+
+        if not raw:
+            text = "*"
+        else:
+            port = ntohs(raw)
+            text = (self.names(self.proto, port) if self.names else None) or str(port)
+        self[raw] = text
+        return text
 
 
 def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = False) -> str:

@@ -53,14 +53,63 @@ class SocketList(list[SocketRecord]):
 
 class Scan:
     """Rows (``SocketRecord.row`` tuples) and what the reader should be told: the
-    form the CLI renders from, without building a record per socket."""
+    form the CLI renders from, without building a record per socket.
 
-    __slots__ = ("rows", "owners_hidden", "source")
+    When nothing had to be filtered or attached in Python, the kernel's raw rows are
+    kept in :attr:`batches` (``(family, protocol, raw rows)``, with the raw listening
+    ports in :attr:`listen_ports`) and :attr:`rows` decodes them on first use, so a
+    renderer that can work from raw rows (``ls`` text) skips the decoding.
+    """
 
-    def __init__(self, rows: list[tuple[Any, ...]], owners_hidden: int, source: str) -> None:
-        self.rows = rows
+    __slots__ = (
+        "_rows",
+        "batches",
+        "listen_ports",
+        "owners",
+        "owner_names",
+        "owners_hidden",
+        "source",
+    )
+
+    def __init__(
+        self,
+        rows: list[tuple[Any, ...]] | None,
+        owners_hidden: int,
+        source: str,
+        batches: list[tuple[int, int, list[Any]]] | None = None,
+        listen_ports: dict[int, set[int]] | None = None,
+        owners: dict[int, list[int]] | None = None,
+        owner_names: dict[int, tuple[str | None, str | None]] | None = None,
+    ) -> None:
+        self._rows = rows
+        self.batches = batches
+        self.listen_ports = listen_ports or {}
+        #: With raw batches and owners asked for: ``{inode: [pid, ...]}`` and
+        #: ``{pid: (process name, user)}``, not yet attached to rows.
+        self.owners = owners
+        self.owner_names = owner_names
         self.owners_hidden = owners_hidden
         self.source = source
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            from portkit.sockets._rows import attach_owners, decode
+
+            rows = [
+                r
+                for family, proto, raw in self.batches or ()
+                for r in decode(raw, family, proto, self.listen_ports.get(proto, ()))
+            ]
+            if self.owners is not None:
+                rows = attach_owners(rows, self.owners, self.owner_names or {})
+            self._rows = rows
+        return self._rows
+
+    def __len__(self) -> int:
+        if self._rows is None:
+            return sum(len(raw) for _, _, raw in self.batches or ())
+        return len(self._rows)
 
 
 def _netns_args(
@@ -106,6 +155,13 @@ def scan(
         netns=path,
         netns_pid=pid,
     )
+    if dump.filtered and not query.extended and not query.owner_filtered:
+        if not query.owners:
+            return Scan(None, 0, dump.source, dump.batches, dump.listen_ports)
+        owners, names, hidden = _owner_maps(
+            {r[9] for _, _, raw in dump.batches for r in raw if r[9]}, procfs
+        )
+        return Scan(None, hidden, dump.source, dump.batches, dump.listen_ports, owners, names)
     rows: list[tuple[Any, ...]] = []
     for family, proto, raw in dump.batches:
         batch = decode(raw, family, proto, dump.listen_ports.get(proto, ()))
@@ -127,17 +183,24 @@ def scan(
     return Scan(rows, hidden, dump.source)
 
 
-def _with_owners(
-    rows: list[tuple[Any, ...]], query: Query, procfs: str
-) -> tuple[list[tuple[Any, ...]], int]:
+def _owner_maps(
+    wanted: set[int], procfs: str
+) -> tuple[dict[int, list[int]], dict[int, tuple[str | None, str | None]], int]:
+    """``({inode: [pid...]}, {pid: (name, user)}, hidden)`` for the wanted inodes."""
     from portkit.sockets._owners import process_info, scan_owners
-    from portkit.sockets._rows import attach_owners
 
-    wanted = {r[10] for r in rows if r[10]}
     owners, hidden = scan_owners(wanted, procfs)
     pids = {p for ps in owners.values() for p in ps}
     info = process_info(pids, procfs)
-    names = {pid: (pi.name, pi.user) for pid, pi in info.items()}
+    return owners, {pid: (pi.name, pi.user) for pid, pi in info.items()}, hidden
+
+
+def _with_owners(
+    rows: list[tuple[Any, ...]], query: Query, procfs: str
+) -> tuple[list[tuple[Any, ...]], int]:
+    from portkit.sockets._rows import attach_owners
+
+    owners, names, hidden = _owner_maps({r[10] for r in rows if r[10]}, procfs)
     rows = attach_owners(rows, owners, names)
     if query.owner_filtered:
         rows = [

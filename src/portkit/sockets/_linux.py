@@ -43,7 +43,9 @@ _netlink_broken = False
 class Dump:
     """What one listing read: raw rows per (family, protocol), listening ports per
     protocol, cgroup ids per inode (``extended`` only), which source was used, and
-    whether the kernel applied the filters (False: the caller filters rows)."""
+    whether the kernel applied the filters (False: the caller filters rows).
+
+    ``listen_ports`` holds raw (network-order) port values, as the rows do."""
 
     __slots__ = ("batches", "listen_ports", "cgroups", "source", "filtered")
 

@@ -3,7 +3,9 @@
 The fallback where NETLINK_SOCK_DIAG is missing (old or locked-down kernels). Rows
 have the netlink parser's layout, so everything after parsing is shared::
 
-    (family, state, sport, dport, src16, dst16, recv_q, send_q, uid, inode)
+    (family, state, sport_n, dport_n, src16, dst16, recv_q, send_q, uid, inode)
+
+(ports in network byte order as the kernel keeps them: ``_netlink.ntohs`` undoes it).
 
 Addresses in these files are the kernel's 32-bit words printed in host order
 (``0100007F`` is 127.0.0.1 on a little-endian machine), so each word is reversed.
@@ -11,8 +13,8 @@ Addresses in these files are the kernel's 32-bit words printed in host order
     >>> line = ("   0: 0100007F:0CEA 00000000:0000 0A 00000000:00000002 00:00000000 "
     ...         "00000000  1000        0 4242 1")
     >>> row = parse_lines([line], 2)[0]
-    >>> row[:4], row[4][:4], row[6:]
-    ((2, 10, 3306, 0), b'\\x7f\\x00\\x00\\x01', (2, 0, 1000, 4242))
+    >>> row[:2], ntohs(row[2]), row[4][:4], row[6:]
+    ((2, 10), 3306, b'\\x7f\\x00\\x00\\x01', (2, 0, 1000, 4242))
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import sys
 
 from portkit.errors import ParseError
+from portkit.sockets._netlink import htons, ntohs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 
     from portkit.sockets._netlink import RawRow
 
-__all__ = ["decode_address", "parse_lines"]
+__all__ = ["decode_address", "ntohs", "parse_lines"]
 
 _LITTLE = sys.byteorder == "little"
 
@@ -82,8 +85,8 @@ def parse_lines(lines: Iterable[str], family: int) -> list[RawRow]:
                 (
                     family,
                     state,
-                    sport,
-                    dport,
+                    htons(sport),
+                    htons(dport),
                     src,
                     dst,
                     int(rx, 16),

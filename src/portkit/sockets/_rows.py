@@ -4,8 +4,9 @@ This is the hot loop of ``portkit ls`` (100,000 rows in a few tens of ms): one l
 comprehension per (family, protocol) batch, address text cached per distinct
 address (a listing has few), states looked up in a list by kernel number.
 
-    >>> raw = [(2, 10, 22, 0, bytes(16), bytes(16), 0, 128, 0, 99)]
-    >>> row = decode(raw, 2, 6, {22})[0]
+    >>> from portkit.sockets._netlink import htons
+    >>> raw = [(2, 10, htons(22), 0, bytes(16), bytes(16), 0, 128, 0, 99)]
+    >>> row = decode(raw, 2, 6, {htons(22)})[0]
     >>> row[:7], row[11]
     ((<Protocol.TCP: 'tcp'>, 4, <TcpState.LISTEN: 'LISTEN'>, '0.0.0.0', 22, None, None), 'server')
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 from _socket import AF_INET, AF_INET6, inet_ntop
 
 from portkit.model import Protocol, TcpState
+from portkit.sockets._netlink import PORTS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,22 +68,24 @@ def decode(
 
     A socket whose remote port is 0 is a listener (or an unconnected UDP socket): its
     remote is None and its role ``server``; otherwise the role is ``server`` when its
-    local port is one of ``listen_ports``, else ``client``.
+    local port is one of ``listen_ports`` (raw, network-order values as in the rows),
+    else ``client``.
     """
     p = _PROTOS[proto]
     fam = 4 if family == AF_INET else 6
     ip = _IP[family]
     st = _STATES
     lp = listen_ports
+    pt = PORTS
     return [
         (
             p,
             fam,
             st[t[1]],
             ip[t[4]],
-            t[2],
+            pt[t[2]],
             ip[t[5]] if t[3] else None,
-            t[3] or None,
+            pt[t[3]] if t[3] else None,
             t[6],
             t[7],
             t[8],

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from portkit.registry._index import Row
 
-__all__ = ["best_name", "service_names"]
+__all__ = ["best_name", "service_name", "service_names"]
 
 _SOURCE_RANK = {"guide": 0, "devops": 1, "prometheus": 2, "iana": 3}
 _cache: dict[tuple[int, str], str | None] = {}
@@ -59,3 +59,8 @@ def service_names(ports: Iterable[int], proto: str = "tcp") -> dict[int, str]:
         if name:
             out[port] = name
     return out
+
+
+def service_name(proto: str, port: int) -> str | None:
+    """The short service name of one port, or None (cached)."""
+    return service_names((port,), proto).get(port)
