@@ -264,7 +264,7 @@ def row_key(row: tuple[Any, ...]) -> str:
     ...           inode=77).row)
     'tcp 127.0.0.1 80 127.0.0.1 5000 77'
     """
-    return f"{row[0].value} {row[3]} {row[4]} {row[5]} {row[6]} {row[10]}"
+    return f"{row[0]} {row[3]} {row[4]} {row[5]} {row[6]} {row[10]}"
 
 
 _ip_keys: dict[str, bytes] = {}

@@ -99,10 +99,18 @@ def exporter_cmd(
     except ImportError:
         raise _missing_extra("prometheus_client", "exporter") from None
     from portkit.exporter import SocketCollector, make_registry, make_server
-    from portkit.exporter.snapshot import provider
+    from portkit.exporter.snapshot import Snapshot, provider
+
+    take = provider(netns=netns, pid_netns=pid_netns)
+    # One reading now: a bad namespace or missing privilege fails here, as one line
+    # and its exit code, not later as portkit_up 0.
+    first = [take()]
+
+    def snapshot() -> Snapshot:
+        return first.pop() if first else take()
 
     collector = SocketCollector(
-        provider(netns=netns, pid_netns=pid_netns),
+        snapshot,
         ports=ports,
         destinations=dest or (),
         on_error=lambda msg: err(f"portkit exporter: warning: {msg} (portkit_up 0)"),
