@@ -292,8 +292,11 @@ def ls_text_raw(
         rip = _Padded(wrip, ":", text_ip[family], right=True)
         # Most ports occur once (clients' ephemeral ports): pad every distinct one in
         # a single comprehension rather than through a cache miss per row.
-        ports = set(map(itemgetter(2), raw))
-        ports.update(map(itemgetter(3), raw))
+        if len(raw) > 20000:  # most of the 65536 ports occur: one table for all
+            ports: Collection[int] = range(65536)
+        else:
+            ports = set(map(itemgetter(2), raw))
+            ports.update(map(itemgetter(3), raw))
         lport = _port_texts(ports, wp)
         rport = lport if wrp == wp else _port_texts(ports, wrp)
         if names:
@@ -335,7 +338,7 @@ def ls_text_raw(
     return "\n".join(out)
 
 
-def _port_texts(raw_ports: set[int], width: int) -> dict[int, str]:
+def _port_texts(raw_ports: Collection[int], width: int) -> dict[int, str]:
     """Raw (network-order) port -> its number padded to ``width`` plus two spaces."""
     from portkit.sockets._netlink import ntohs
 
