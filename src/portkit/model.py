@@ -11,13 +11,12 @@ or raises :class:`~portkit.errors.ParseError` naming the bad part.
     ['22', '80', '8000-8100']
 
 It is imported by the quickest commands (``portkit lookup 22``), so it stays cheap
-to import: no ``dataclasses`` (which pulls in ``inspect``, about 15 ms) and no
-runtime ``typing``. Records are ``__slots__`` classes built on :class:`_Record`.
+to import: no ``dataclasses`` (which pulls in ``inspect``, about 15 ms), no runtime
+``typing`` and no ``enum`` (the StrEnums are ``portkit._constants.StrConstants`` at run
+time). Records are ``__slots__`` classes built on :class:`_Record`.
 """
 
 from __future__ import annotations
-
-from enum import StrEnum
 
 from portkit.errors import ParseError
 
@@ -25,7 +24,12 @@ from portkit.errors import ParseError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from enum import StrEnum
     from typing import Any
+else:
+    # enum.StrEnum for type checkers; at run time the same behaviour without the ~6 ms
+    # import and build cost of enum (see portkit/_constants.py).
+    from portkit._constants import StrConstants as StrEnum
 
 __all__ = [
     "ENDPOINT_FORMS",
