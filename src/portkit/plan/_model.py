@@ -104,7 +104,8 @@ class PortMapping:
     backend: str | None = None
     external_ips: tuple[str, ...] = ()
     selected: tuple[str, ...] = ()
-    # plan
+    # plan: the host as written, and its address (``scope``, used to probe and to compare)
+    host_name: str | None = None
     scope: str | None = None
     forwards_to: str | None = None
     description: str | None = None

@@ -174,6 +174,7 @@ class _Reader:
                     container_port=port.ports,
                     name=port.name,
                     scope=scope,
+                    host_name=host,
                     forwards_to=port.forwards_to,
                     image=str(raw["image"]) if raw.get("image") is not None else None,
                 )

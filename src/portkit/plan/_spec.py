@@ -172,7 +172,7 @@ def parse_port_spec(text: str) -> PortSpec:
             # net.SplitHostPort(ip + ":") accepts exactly "[addr]".
             if not ip.endswith("]") or ip.count("[") != 1 or ip.count("]") != 1:
                 raise ParseError(
-                    f"invalid IP address {ip}: address {ip}: missing ']' in address",
+                    f"invalid IP address {ip}: address {ip}:: missing ']' in address",
                     text=text,
                     part=ip,
                     accepted="an IPv4 address or an IPv6 address, optionally in [ ]",

@@ -70,7 +70,7 @@ def _host_side(m: PortMapping) -> str:
 
 def _compose(m: PortMapping) -> str:
     container = f"container {m.service}:{m.container_port}/{m.protocol}"
-    if m.origin == "expose":
+    if m.origin == "expose" and not m.network_host:
         return (
             f"{container}, exposed to the other services of the project only "
             "(not published on the host)"
@@ -161,10 +161,16 @@ _PLAN_REACH = {
 }
 
 
+def _host_label(m: PortMapping) -> str:
+    if m.host_name and m.scope and m.host_name != m.scope:
+        return f"{m.host_name} ({m.scope})"
+    return m.host_name or m.scope or ""
+
+
 def _plan(m: PortMapping) -> str:
-    where = f" on {m.scope}" if m.scope else ""
+    where = f"on host {_host_label(m)}: " if m.host_name or m.scope else ""
     addr = f"{_ip(m.host_ip)}:" if m.host_ip else ""
-    text = f"listens{where} on {addr}{m.host_port}/{m.protocol}, {_PLAN_REACH[m.exposure]}"
+    text = f"{where}listens on {addr}{m.host_port}/{m.protocol}, {_PLAN_REACH[m.exposure]}"
     if m.forwards_to:
         text += f"; forwards to {m.forwards_to}"
     return text
@@ -219,7 +225,8 @@ def host_port_rows(plan: Plan) -> list[tuple[str, str, str, str, str, str]]:
             elif m.source == "plan":
                 # A plan may leave the address open: show who may reach the port.
                 address = _ip(m.host_ip) if m.host_ip else m.exposure.value
-                address = f"{m.scope} {address}" if m.scope else address
+                host = m.host_name or m.scope
+                address = f"{host} {address}" if host else address
             port_text = f"{m.host_port} (pool)" if m.pool else str(m.host_port)
             port = m.host_port.start
         what = (
@@ -317,7 +324,8 @@ def mapping_json(m: PortMapping) -> dict[str, Any]:
         return base
     base.update(
         service=m.service,
-        host=m.scope,
+        host=m.host_name,
+        host_address=m.scope,
         address=m.host_ip,
         port=_range(m.host_port),
         protocol=m.protocol,
