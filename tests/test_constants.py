@@ -32,7 +32,7 @@ class Real(enum.StrEnum):
 
     ALPHA = "a"
     BETA = "b"
-    _ignore_ = ["_hidden"]
+    _ignore_ = ("_hidden",)
 
     @property
     def shout(self) -> str:
@@ -73,7 +73,7 @@ def test_bad_value_and_name() -> None:
         with pytest.raises(ValueError, match="is not a valid"):
             cls("zz")
         with pytest.raises(KeyError):
-            cls["ZZ"]  # noqa: B018
+            cls["ZZ"]
 
 
 def test_private_attributes_are_not_members() -> None:
