@@ -332,3 +332,20 @@ def test_help_has_examples(cli: Runner) -> None:
     for cmd in ("ls", "who", "stats"):
         r = cli(cmd, "--help")
         assert r.returncode == 0 and "Examples:" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["-tuanp", "--json"], ["-tuan", "--json"], ["-tuanp"], ["-tua"]])
+def test_raw_rendering_matches_decoded_rendering(lab: dict[str, Any], args: list[str]) -> None:
+    # --sort makes ls decode every row first; without it, text and JSON are written
+    # straight from the kernel's rows. Both must say the same thing.
+    raw = in_ns(lab["ns"], "ls", *args)
+    decoded = in_ns(lab["ns"], "ls", *args, "--sort", "proto")
+    assert raw.returncode == decoded.returncode == 0, raw.stderr + decoded.stderr
+    if "--json" in args:
+        assert sorted(raw.stdout.splitlines()) == sorted(decoded.stdout.splitlines())
+    else:
+
+        def cells(text: str) -> list[list[str]]:
+            return sorted(line.split() for line in text.splitlines()[1:])
+
+        assert cells(raw.stdout) == cells(decoded.stdout)

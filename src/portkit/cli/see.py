@@ -99,6 +99,15 @@ def write_ls(
         extended=extended,
     )
     found = scan(query, netns=netns, pid_netns=pid_netns)
+    raw_owners = (found.owners, found.owner_names or {}) if found.owners is not None else None
+    if as_json and not sort and found.batches is not None and not extended:
+        from portkit.render.sockets import ls_json_raw
+        from portkit.sockets._services import service_name
+
+        out(ls_json_raw(found.batches, found.listen_ports, service_name, raw_owners))
+        _note_hidden(query.owners, found.owners_hidden)
+        asked = sport or dport or port or src or dst
+        return 1 if asked and not len(found) else 0
     plain = not (as_json or as_csv or sort or resolve or extended or query.owner_filtered)
     if plain and found.batches is not None:
         # The plain listing renders straight from the kernel's rows (see ls_text_raw).

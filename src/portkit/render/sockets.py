@@ -27,6 +27,7 @@ __all__ = [
     "SORT_KEYS",
     "ls_csv",
     "ls_json",
+    "ls_json_raw",
     "ls_text",
     "ls_text_raw",
     "overview_json",
@@ -372,17 +373,18 @@ del _s
 
 
 class _RawIp(dict[bytes, str]):
-    """Raw address bytes -> table text (IPv6 in brackets)."""
+    """Raw address bytes -> text (IPv6 in brackets for tables)."""
 
-    def __init__(self, family: int) -> None:
+    def __init__(self, family: int, brackets: bool = True) -> None:
         super().__init__()
         self.family = family
+        self.brackets = brackets and family == 10
 
     def __missing__(self, raw: bytes) -> str:
         from portkit.sockets._rows import ip_text
 
         text = ip_text(self.family, raw)
-        text = self[raw] = f"[{text}]" if self.family == 10 else text
+        text = self[raw] = f"[{text}]" if self.brackets else text
         return text
 
 
@@ -459,6 +461,120 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
             )
         )
     return "[\n" + ",\n".join(lines) + "\n]"
+
+
+def ls_json_raw(
+    batches: Sequence[tuple[int, int, Sequence[RawRow]]],
+    listen_ports: Mapping[int, Collection[int]],
+    names: Callable[[str, int], str | None],
+    owners: tuple[dict[int, list[int]], dict[int, tuple[str | None, str | None]]] | None = None,
+) -> str:
+    """:func:`ls_json` straight from raw rows: the same document, byte for byte.
+
+    Each object is joined from cached pieces (the part up to the local address per
+    state, address and port texts, owner and service parts) rather than formatted
+    from a decoded tuple.
+    """
+    js = _Json()
+    own: dict[int, str] = {}
+    nobody = '"pid": null, "process": null, "user": null, '
+    if owners is not None:
+        holders, procs = owners
+        parts = {
+            pid: f'"pid": {pid}, "process": {js[name]}, "user": {js[user]}, '
+            for pid, (name, user) in procs.items()
+        }
+        own = {ino: parts.get(pids[0], nobody) for ino, pids in holders.items()}
+    total = sum(len(raw) for _, _, raw in batches)
+    table = _port_texts(range(65536) if total > 20000 else _raw_ports(batches), 0)
+    ports = {raw: text[:-2] for raw, text in table.items()}
+    lines: list[str] = []
+    for family, proto, raw in batches:
+        p = _PROTO_NAMES[proto]
+        fam = 4 if family == 2 else 6
+        lp = listen_ports.get(proto, ())
+        lead = [
+            f'  {{"proto": "{p}", "family": {fam}, "state": "{st}", "local": {{"ip": "'
+            for st in _RAW_STATE_VALUE
+        ]
+        lip = _Suffixed('", "port": ', _RawIp(family, brackets=False))
+        rip = _Suffixed('", "port": ', _RawIp(family, brackets=False), '{"ip": "')
+        queue = _Suffixed(', "send_q": ')
+        sendq = _Suffixed(", ")
+        uid = _Suffixed(', "inode": ', None, '"uid": ')
+
+        def tail(role: str, p: str = p) -> _Suffixed:
+            return _Suffixed(
+                f', "role": "{role}", "cgroup": null}}',
+                _Service(names, p, js),
+                ', "service": ',
+            )
+
+        as_server, as_client = tail("server"), tail("client")
+        lines += [
+            "".join(
+                (
+                    lead[t[1]],
+                    lip[t[4]],
+                    ports[t[2]],
+                    '}, "remote": ',
+                    rip[t[5]] + ports[t[3]] + '}, "recv_q": ' if t[3] else 'null, "recv_q": ',
+                    queue[t[6]],
+                    sendq[t[7]],
+                    own.get(t[9], nobody),
+                    uid[t[8]],
+                    str(t[9]),
+                    as_server[t[2]] if (not t[3] or t[2] in lp) else as_client[t[3]],
+                )
+            )
+            for t in raw
+        ]
+    if not lines:
+        return "[]"
+    return "[\n" + ",\n".join(lines) + "\n]"
+
+
+def _raw_ports(batches: Sequence[tuple[int, int, Sequence[RawRow]]]) -> set[int]:
+    from operator import itemgetter
+
+    out: set[int] = set()
+    for _, _, raw in batches:
+        out.update(map(itemgetter(2), raw))
+        out.update(map(itemgetter(3), raw))
+    return out
+
+
+_RAW_STATE_VALUE: list[str] = ["CLOSE"] * 256
+for _s in TcpState:
+    _RAW_STATE_VALUE[_s.code] = _s.value
+del _s
+
+
+class _Suffixed(dict[object, str]):
+    """Value -> ``prefix + text + suffix`` (text from ``source``, else ``str``), cached."""
+
+    def __init__(self, suffix: str, source: Any = None, prefix: str = "") -> None:
+        super().__init__()
+        self.suffix, self.source, self.prefix = suffix, source, prefix
+
+    def __missing__(self, value: object) -> str:
+        text = self.source[value] if self.source is not None else str(value)
+        self[value] = text = self.prefix + text + self.suffix
+        return text
+
+
+class _Service(dict[int, str]):
+    """Raw port -> the JSON text of its service name (``null`` when unknown)."""
+
+    def __init__(self, names: Callable[[str, int], str | None], proto: str, js: _Json) -> None:
+        super().__init__()
+        self.names, self.proto, self.js = names, proto, js
+
+    def __missing__(self, raw: int) -> str:
+        from portkit.sockets._netlink import ntohs
+
+        text = self[raw] = self.js[self.names(self.proto, ntohs(raw)) if raw else None]
+        return text
 
 
 CSV_HEADERS = (
