@@ -87,6 +87,12 @@ if TYPE_CHECKING:
     from portkit.model import (
         parse_ports as parse_ports,
     )
+    from portkit.plan import (
+        Plan as Plan,
+    )
+    from portkit.plan import (
+        load_plan as load_plan,
+    )
     from portkit.probe import (
         CheckResult as CheckResult,
     )
@@ -159,6 +165,7 @@ _EXPORTS: dict[str, str] = {
     "Forwarder": "portkit.forward",
     "ParseError": "portkit.errors",
     "PermissionDenied": "portkit.errors",
+    "Plan": "portkit.plan",
     "PlanError": "portkit.errors",
     "PortClass": "portkit.model",
     "PortRange": "portkit.model",
@@ -185,6 +192,7 @@ _EXPORTS: dict[str, str] = {
     "ephemeral_range": "portkit.system",
     "free_port": "portkit.free",
     "free_ports": "portkit.free",
+    "load_plan": "portkit.plan",
     "lookup": "portkit.registry",
     "parse_ports": "portkit.model",
     "scan": "portkit.probe",
@@ -205,6 +213,7 @@ __all__ = [
     "Forwarder",
     "ParseError",
     "PermissionDenied",
+    "Plan",
     "PlanError",
     "PortClass",
     "PortRange",
@@ -232,6 +241,7 @@ __all__ = [
     "ephemeral_range",
     "free_port",
     "free_ports",
+    "load_plan",
     "lookup",
     "parse_ports",
     "scan",
