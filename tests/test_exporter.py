@@ -115,7 +115,7 @@ def test_flag_parsers_answer_or_raise_parse_error(text: str) -> None:
 def test_default_port_is_free_in_the_prometheus_allocations() -> None:
     from pathlib import Path
 
-    csv = (Path(__file__).resolve().parent.parent / "data" / "prometheus-exporter-ports.csv")
+    csv = Path(__file__).resolve().parent.parent / "data" / "prometheus-exporter-ports.csv"
     rows = [line.split(",") for line in csv.read_text().splitlines()]
     claims = [r for r in rows if r[0] == str(DEFAULT_PORT)]
     assert claims and all("FREE" in r[2] for r in claims)

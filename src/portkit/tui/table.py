@@ -215,9 +215,12 @@ class SocketTable(ScrollView, can_focus=True):
             self.post_message(self.Selected(self, self.cursor_key))
 
     async def _on_click(self, event: events.Click) -> None:
-        y = event.y
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        y = offset.y
         if y == 0:
-            x = event.x + int(self.scroll_offset.x)
+            x = offset.x + int(self.scroll_offset.x)
             edge = 0
             for (key, _), width in zip(self.columns, self._widths, strict=True):
                 edge += width + _GAP

@@ -67,8 +67,8 @@ LISTEN_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 FILTER_HELP = (
-    "words: a state (estab, time-wait, connected...), a port or range (8080, 8000-8100), "
-    "or text in a process, address or service; state:/port:/proc:/pid: to be explicit"
+    "a state (estab, time-wait, connected...), a port or range (8080, 8000-8100), text "
+    "in a process, address or service; state:/port:/proc:/pid: to be explicit"
 )
 
 _SPARK = "▁▂▃▄▅▆▇█"
@@ -149,12 +149,14 @@ class History:
 
 
 class RowFilter:
-    """The connections filter typed after ``/``: every word must match.
+    """The connections filter typed after ``/``.
 
     A word is a state or state group (``estab``, ``time-wait``, ``connected``), a
     port or range matched on either side (``8080``, ``8000-8100``), or else text
     found in the process name, an address or the service name. ``state:``,
-    ``port:``, ``proc:`` and ``pid:`` prefixes say which one is meant.
+    ``port:``, ``proc:`` and ``pid:`` prefixes say which one is meant. Several
+    states or ports mean any of them; the kinds, and the text words, must all match
+    (``estab 80 443 nginx``: established, on port 80 or 443, of nginx).
 
     >>> RowFilter.parse("").active, RowFilter.parse("pid:42").pid
     (False, 42)
@@ -366,7 +368,10 @@ def listener_rows(
         owners = sorted({f"{ls.process}/{ls.pid}" for ls in items if ls.pid})
         queue, qmax = sum(ls.accept_queue for ls in items), sum(ls.accept_max for ls in items)
         tcp = proto == "tcp"
-        conns = sum(ls.connections for ls in items)
+        # A wildcard listener's count already covers every connection to the port
+        # (and IPv4 + IPv6 wildcards each report it): take it once, else add up.
+        wild = [ls.connections for ls in items if ls.ip in ("0.0.0.0", "::")]
+        conns = max(wild) if wild else sum(ls.connections for ls in items)
         out[f"{proto} {port}"] = (
             _num(port),
             _text(proto),

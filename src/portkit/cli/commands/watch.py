@@ -198,13 +198,13 @@ def top_cmd(interval: float, netns: str | None, pid_netns: int | None) -> int:
         import textual  # noqa: F401
     except ImportError:
         raise _missing_extra("textual", "tui") from None
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("portkit top needs a terminal; for scripts use `portkit ls` or `stats`")
     from portkit.exporter.snapshot import provider
     from portkit.tui import run_top
 
     take = provider(owners=True, netns=netns, pid_netns=pid_netns)
     take()  # a bad namespace fails here, as one line, before the screen is taken over
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("portkit top needs a terminal; for scripts use `portkit ls` or `stats`")
     where = f" (netns {netns})" if netns else f" (netns of pid {pid_netns})" if pid_netns else ""
     run_top(take, interval=interval, title=f"portkit top{where}")
     return 0
