@@ -33,7 +33,8 @@ def _uri(path: str) -> str:
         from pathlib import Path
 
         return Path(path).as_uri()
-    return path.replace(os.sep, "/")
+    # Code-scanning tools match results to files by repository-relative path.
+    return os.path.normpath(path).replace(os.sep, "/")
 
 
 def _rule_object(rule: Rule) -> dict[str, Any]:
