@@ -297,3 +297,68 @@ def test_unknown_namespace_and_bad_filters() -> None:
 
 def test_ss_is_available() -> None:
     assert shutil.which("ss"), "ss (iproute2) is in scripts/system-packages.txt"
+
+
+def test_psutil_backend_agrees_with_netlink(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("psutil")  # the `psutil` extra: installed by scripts/test
+    import portkit.sockets as mod
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    cli = socket.create_connection(("127.0.0.1", port))
+    acc, _ = srv.accept()
+    try:
+        netlink = portkit.sockets(ports=port, owners=True)
+        monkeypatch.setattr(mod, "BACKEND", "psutil")
+        via_psutil = portkit.sockets(ports=port, owners=True)
+        assert via_psutil.source == "psutil"
+        assert keys(via_psutil) == keys(netlink)
+        assert {(r.local, r.role, r.pid) for r in via_psutil} == {
+            (r.local, r.role, r.pid) for r in netlink
+        }
+        assert len(portkit.sockets(ports=port, states="listening")) == 1
+    finally:
+        for s in (cli, acc, srv):
+            s.close()
+
+
+def test_sockets_vanishing_mid_listing_never_break_it() -> None:
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(512)
+    port = srv.getsockname()[1]
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            pairs = []
+            for _ in range(20):
+                c = socket.create_connection(("127.0.0.1", port))
+                a, _ = srv.accept()
+                pairs += [c, a]
+            for s in pairs:
+                s.close()
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", "import socket, time; s = socket.socket(); time.sleep(0.05)"]
+        )
+        for _ in range(5)
+    ]
+    try:
+        for _ in range(15):
+            got = portkit.sockets(ports=port, owners=True, states="all")
+            assert all(r.local_port == port or r.remote_port == port for r in got)
+            portkit.socket_stats(owners=True)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+        for p in procs:
+            p.wait(timeout=10)
+        srv.close()

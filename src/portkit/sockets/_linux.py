@@ -107,6 +107,18 @@ def _proc_rows(procfs: str, pid: int | None, family: int, proto: int) -> list[Ra
         raise PermissionDenied(f"cannot read {base}", needed="root") from exc
 
 
+def _tcp_listen_only(states: int) -> int:
+    """``ss -l`` asks for LISTEN and CLOSE; for TCP that makes the kernel walk the whole
+    established hash (``inet_diag_dump_icsk`` skips it only when LISTEN is the sole
+    bit), to find CLOSE sockets that are not hashed there anyway. Ask for LISTEN alone.
+
+    >>> _tcp_listen_only((1 << 10) | (1 << 7)) == 1 << 10
+    True
+    """
+    listen = 1 << _LISTEN
+    return listen if states & listen and not states & ~(listen | 1 << _CLOSE) else states
+
+
 def _listen_mask(proto: int) -> int:
     return 1 << (_LISTEN if proto == nl.IPPROTO_TCP else _CLOSE)
 
@@ -141,7 +153,7 @@ def _collect_netlink(
                         sock,
                         family,
                         proto,
-                        states,
+                        _tcp_listen_only(states) if proto == nl.IPPROTO_TCP else states,
                         bytecode,
                         seq,
                         out.cgroups if extended else None,

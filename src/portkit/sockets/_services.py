@@ -19,6 +19,26 @@ __all__ = ["best_name", "service_name", "service_names"]
 
 _SOURCE_RANK = {"guide": 0, "devops": 1, "prometheus": 2, "iana": 3}
 _cache: dict[tuple[int, str], str | None] = {}
+#: Above this many unknown ports, name every port at once from the whole index
+#: (about 90 ms) rather than one lookup each (about 0.2 ms).
+_BULK = 400
+_full: dict[str, dict[int, str]] = {}
+
+
+def _load_all(proto: str) -> None:
+    if proto in _full:
+        return
+    try:
+        from portkit.registry import all_entries
+
+        by_port: dict[int, list[tuple[object, ...]]] = {}
+        for e in all_entries():
+            if e.port is not None and not e.is_range:
+                by_port.setdefault(e.port, []).append(e._values())
+    except Exception:  # a damaged index must not break a listing: show numbers
+        return
+    names = {port: best_name(rows, proto) for port, rows in by_port.items()}  # type: ignore[arg-type]
+    _full[proto] = {port: name for port, name in names.items() if name}
 
 
 def best_name(rows: Iterable[Row], proto: str) -> str | None:
@@ -44,7 +64,13 @@ def best_name(rows: Iterable[Row], proto: str) -> str | None:
 def service_names(ports: Iterable[int], proto: str = "tcp") -> dict[int, str]:
     """``{port: name}`` for the ports the registry knows (single-port entries only)."""
     out: dict[int, str] = {}
-    for port in set(ports):
+    wanted = set(ports)
+    if proto not in _full and len([p for p in wanted if (p, proto) not in _cache]) > _BULK:
+        _load_all(proto)
+    full = _full.get(proto)
+    if full is not None:
+        return {p: full[p] for p in wanted if p in full}
+    for port in wanted:
         key = (port, proto)
         if key not in _cache:
             try:
