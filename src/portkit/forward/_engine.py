@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ForwardError, PermissionDenied, UsageError
-from portkit.forward._tcp import Conn, reset_socket
+from portkit.forward._tcp import Conn, ReadBuffer, reset_socket
 from portkit.forward._udp import UdpListener, UdpSession
 from portkit.forward.access import AllowList, connection_budget
 from portkit.forward.proxy import VERSIONS, build_header
@@ -42,6 +42,8 @@ BACKLOG = 4096
 ACCEPT_BATCH = 128
 #: How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM.
 ACCEPT_PAUSE = 0.1
+#: Default limit on concurrent UDP sessions per mapping.
+UDP_SESSIONS = 4096
 #: How long a resolved target name is reused.
 RESOLVE_TTL = 10.0
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -190,6 +192,7 @@ class Forwarder:
         self.on_notice = on_notice
         self.backlog = backlog
         self.stats = Stats()
+        self.read_buffer = ReadBuffer()
         self.nofile = 0
         self._tcp: list[_TcpRoute] = []
         self._udp: list[_UdpRoute] = []
@@ -225,18 +228,19 @@ class Forwarder:
         self._closed = asyncio.Event()
         self._idle = asyncio.Event()
         self.nofile = raise_nofile()
+        # TCP gets the whole descriptor budget; UDP sessions (one descriptor each) draw
+        # on the same pool. Should both fill up at once, EMFILE only pauses accepting
+        # and drops the datagram that would open a session: nothing stops.
         budget = connection_budget(self.nofile)
-        udp_count = sum(m.protocol is Protocol.UDP for m in self.mappings)
-        tcp_budget = budget if not udp_count else max(1, budget // 2)
-        if self.requested_max_conns and self.requested_max_conns > tcp_budget:
+        if self.requested_max_conns and self.requested_max_conns > budget:
             self._notice(
                 "warning",
-                f"--max-conns {self.requested_max_conns} lowered to {tcp_budget}: "
+                f"--max-conns {self.requested_max_conns} lowered to {budget}: "
                 f"RLIMIT_NOFILE is {self.nofile} and each connection takes 2 descriptors",
             )
-        self.max_conns = min(self.requested_max_conns or tcp_budget, tcp_budget)
-        udp_budget = max(1, (budget * 2 - self.max_conns * 2) // max(udp_count, 1))
-        self.max_udp_sessions = min(self.requested_udp_sessions or udp_budget, udp_budget)
+        self.max_conns = min(self.requested_max_conns or budget, budget)
+        udp_default = min(UDP_SESSIONS, budget)
+        self.max_udp_sessions = min(self.requested_udp_sessions or udp_default, budget * 2)
         try:
             for mapping in self.mappings:
                 if mapping.protocol is Protocol.UDP:
@@ -543,7 +547,12 @@ class Forwarder:
         if target is None:
             return None
         family, ip = target
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:  # EMFILE: drop this datagram, the client may retry
+            self.stats.accept_errors += 1
+            self._notice("warning", f"UDP session for {_text(addr)} not opened: {exc.strerror}")
+            return None
         try:
             sock.setblocking(False)
             sock.connect((ip, mapping.target_port))

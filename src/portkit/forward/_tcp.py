@@ -24,8 +24,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from portkit.forward._engine import Forwarder, _TcpRoute
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "Conn", "Leg", "reset_socket"]
+__all__ = ["HIGH_WATER", "LOW_WATER", "READ_SIZE", "Conn", "Leg", "ReadBuffer", "reset_socket"]
 
+#: Bytes read per call: one shared buffer (see ReadBuffer), so its size costs nothing per
+#: connection.
+READ_SIZE = 256 * 1024
 #: Per-leg write buffer limits: above HIGH the other leg stops reading, below LOW it resumes.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -38,13 +41,33 @@ def reset_socket(sock: Any) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
 
-class Leg(asyncio.Protocol):
+class ReadBuffer:
+    """One read buffer shared by every leg of a forwarder (one event loop, one thread).
+
+    A leg reads into it, writes that view to its peer and is done with it, so idle
+    connections own no buffer at all, and no bytes object is made per chunk (the
+    plain ``Protocol`` path copies each chunk once more). When the peer cannot send
+    everything at once its transport keeps a reference to the view instead of
+    copying it (uvloop does), so the buffer is handed over and a new one made.
+    """
+
+    __slots__ = ("view",)
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(READ_SIZE))
+
+    def renew(self) -> None:
+        self.view = memoryview(bytearray(READ_SIZE))
+
+
+class Leg(asyncio.BufferedProtocol):
     """One side of a relayed connection; ``peer`` is the other side."""
 
-    __slots__ = ("conn", "eof", "nbytes", "peer", "transport")
+    __slots__ = ("buffer", "conn", "eof", "nbytes", "peer", "transport")
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, buffer: ReadBuffer) -> None:
         self.conn = conn
+        self.buffer = buffer
         self.peer: Leg = self
         self.transport: Any = None
         self.nbytes = 0
@@ -57,17 +80,23 @@ class Leg(asyncio.Protocol):
         if self is conn.client:
             conn.client_ready()
 
-    def data_received(self, data: bytes) -> None:
-        self.nbytes += len(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.nbytes += nbytes
         self.conn.active = True
         peer = self.peer.transport
+        buffer = self.buffer
         if peer is None:
             # Server-first protocols (SSH, SMTP banners) speak before the client leg
             # exists: keep this chunk and read no more until it does.
-            self.conn.early.append(data)
+            self.conn.early.append(bytes(buffer.view[:nbytes]))
             self.transport.pause_reading()
             return
-        peer.write(data)
+        peer.write(buffer.view[:nbytes])
+        if peer.get_write_buffer_size():
+            buffer.renew()  # the peer's transport may still hold our view
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -112,8 +141,8 @@ class Conn:
         self.client_addr = client_addr
         self.target_addr: tuple[Any, ...] | None = None
         self.started = started
-        self.client = Leg(self)
-        self.upstream = Leg(self)
+        self.client = Leg(self, fwd.read_buffer)
+        self.upstream = Leg(self, fwd.read_buffer)
         self.client.peer = self.upstream
         self.upstream.peer = self.client
         self.closed_by = ""
