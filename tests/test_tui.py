@@ -13,7 +13,6 @@ import os
 import pty
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time

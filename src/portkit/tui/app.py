@@ -14,11 +14,12 @@ flickers. :mod:`portkit.tui.table` says why the tables are not Textual's DataTab
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -215,9 +216,21 @@ class TopApp(App[None]):
         try:
             snap = self.provider()
         except PortkitError as exc:
-            self.call_from_thread(self._failed, str(exc))
+            self._from_thread(self._failed, str(exc))
             return
-        self.call_from_thread(self.apply, snap)
+        self._from_thread(self.apply, snap)
+
+    def _from_thread(self, callback: Callable[..., None], *args: Any) -> None:
+        # The user may quit while a read is in flight: then there is nothing to update.
+        with contextlib.suppress(RuntimeError):
+            self.call_from_thread(callback, *args)
+
+    def _alive(self) -> bool:
+        """Whether the main screen is still there (a read may end as the app quits)."""
+        try:
+            return bool(self.screen.query("#connections"))
+        except ScreenStackError:
+            return False
 
     def _failed(self, message: str) -> None:
         self._busy = False
@@ -236,6 +249,8 @@ class TopApp(App[None]):
     def apply(self, snap: Snapshot) -> None:
         """Show ``snap``: diff both tables, redraw the side panes."""
         self._busy = False
+        if not self._alive():
+            return  # quitting: the widgets are gone
         self.snapshot = snap
         self.refreshes += 1
         self.history.add(snap.stats)
