@@ -7,6 +7,7 @@ and answer in about the time of a bare interpreter.
 
 from __future__ import annotations
 
+import gc
 import os
 
 from portkit.cli._output import err, out, stdout_style
@@ -81,6 +82,42 @@ def write_ls(
     pid_netns: int | None = None,
 ) -> int:
     """List sockets; exit 1 when a port, address or owner filter matched nothing."""
+    # Rendering builds a line per socket and nothing that can form a cycle: the
+    # collector would only walk those objects over and over (see _linux.dump).
+    args = dict(locals())
+    gc.disable()
+    try:
+        return _write_ls(**args)
+    finally:
+        gc.enable()
+
+
+def _write_ls(
+    *,
+    tcp: bool,
+    udp: bool,
+    listening: bool,
+    all_states: bool,
+    numeric: bool,
+    processes: bool,
+    ipv4: bool,
+    ipv6: bool,
+    extended: bool,
+    resolve: bool,
+    states: Sequence[str],
+    sport: Any,
+    dport: Any,
+    port: Any,
+    src: Sequence[str],
+    dst: Sequence[str],
+    pids: Sequence[int],
+    process: str | None,
+    sort: str | None,
+    as_json: bool,
+    as_csv: bool,
+    netns: str | None,
+    pid_netns: int | None,
+) -> int:
     query = Query(
         tcp=tcp,
         udp=udp,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import _socket
 import errno as _errno
+import gc
 
 from portkit.errors import PermissionDenied
 from portkit.sockets import _netlink as nl
@@ -244,12 +245,21 @@ def dump(
             out.__init__()  # type: ignore[misc]
         _collect_proc(families, protocols, netns_pid if netns else None, out)
 
-    if netns is None:
-        work()
-    else:
-        from portkit.sockets._netns import run_in_netns
+    # 100,000 rows are 100,000 new tuples: without this the cyclic collector walks
+    # them again and again while they are built (about 15% of the CPU time), though
+    # they cannot form cycles.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        if netns is None:
+            work()
+        else:
+            from portkit.sockets._netns import run_in_netns
 
-        run_in_netns(netns, work)
+            run_in_netns(netns, work)
+    finally:
+        if paused:
+            gc.enable()
     return out
 
 
