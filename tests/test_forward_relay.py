@@ -277,6 +277,32 @@ async def _target_down_resets_client_and_keeps_serving() -> None:
     assert logs[0].error
 
 
+async def _connect_timeout_resets_the_client() -> None:
+    # A listener whose accept queue is full drops SYNs: connecting to it hangs.
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    fillers = []
+    for _ in range(8):
+        c = socket.socket()
+        c.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            c.connect(blackhole.getsockname())
+        fillers.append(c)
+    logs: list[ConnLog] = []
+    try:
+        port_ = blackhole.getsockname()[1]
+        async with forwarding(port_, logs=logs, connect_timeout=0.5) as (fwd, port):
+            assert await turned_away(port) == "reset"
+            await until(lambda: len(logs) == 1)
+            assert fwd.stats.tcp_failed == 1
+    finally:
+        for c in fillers:
+            c.close()
+        blackhole.close()
+    assert logs[0].closed_by == "connect-timeout" and "0.5" in (logs[0].error or "")
+
+
 async def _max_conns_refuses_the_extra_client() -> None:
     logs: list[ConnLog] = []
     async with target(echo) as tport, forwarding(tport, logs=logs, max_conns=2) as (fwd, port):
@@ -500,6 +526,10 @@ def test_target_reset_reaches_the_client(run: Runner) -> None:
 
 def test_target_down_resets_client_and_keeps_serving(run: Runner) -> None:
     run(_target_down_resets_client_and_keeps_serving())
+
+
+def test_connect_timeout_resets_the_client(run: Runner) -> None:
+    run(_connect_timeout_resets_the_client())
 
 
 def test_max_conns_refuses_the_extra_client(run: Runner) -> None:
