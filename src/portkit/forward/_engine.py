@@ -477,6 +477,7 @@ class Forwarder:
             for _family, ip in addrs:
                 try:
                     upstream, _ = await loop.create_connection(lambda: conn.upstream, ip, port)
+                    conn.target_addr = (ip, port)
                     break
                 except OSError as exc:
                     error = exc.strerror or type(exc).__name__
@@ -500,7 +501,6 @@ class Forwarder:
             conn.error = error
             self._tcp_done(conn, "connect-failed")
             return
-        conn.target_addr = upstream.get_extra_info("peername")
         upstream.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if self.proxy_protocol is not None:
             dest = sock.getsockname()
