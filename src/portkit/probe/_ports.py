@@ -18,7 +18,7 @@ from __future__ import annotations
 from portkit.errors import ParseError
 from portkit.model import MAX_PORT, _Record, parse_port
 
-__all__ = ["PortPlan", "parse_port_spec", "service_name", "top_ports"]
+__all__ = ["PortPlan", "parse_port_spec", "service_name", "service_names", "top_ports"]
 
 ACCEPTED = "PORT, START-END, -END, START-, - (all), lists with ',', T:/U: prefixes"
 _PREFIXES = {"T": "tcp", "U": "udp"}
@@ -150,15 +150,8 @@ def _slug(name: str) -> str:
     return "-".join(name.lower().split())[:24]
 
 
-def service_name(port: int, protocol: str = "tcp") -> str:
-    """The everyday name of a service on ``port`` ("" when the registry has none).
-
-    The guide's name wins, then the DevOps defaults, then IANA, then Prometheus:
-    ``8080`` is ``http-alt``, ``9092`` is ``kafka`` (IANA: XmlIpcRegSvc).
-
-    >>> service_name(22), service_name(53, "udp"), service_name(9092)
-    ('ssh', 'dns', 'kafka')
-    """
+def service_names(protocol: str = "tcp") -> dict[int, str]:
+    """Port -> everyday service name for ``protocol`` (see :func:`service_name`)."""
     names = _names.get(protocol)
     if names is None:
         from portkit.registry import all_entries
@@ -172,4 +165,16 @@ def service_name(port: int, protocol: str = "tcp") -> str:
             if e.port not in best or r < best[e.port][0]:
                 best[e.port] = (r, _slug(e.service))
         names = _names[protocol] = {p: name for p, (_, name) in best.items()}
-    return names.get(port, "")
+    return names
+
+
+def service_name(port: int, protocol: str = "tcp") -> str:
+    """The everyday name of a service on ``port`` ("" when the registry has none).
+
+    The guide's name wins, then the DevOps defaults, then IANA, then Prometheus:
+    ``8080`` is ``http-alt``, ``9092`` is ``kafka`` (IANA: XmlIpcRegSvc).
+
+    >>> service_name(22), service_name(53, "udp"), service_name(9092)
+    ('ssh', 'dns', 'kafka')
+    """
+    return service_names(protocol).get(port, "")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import socket
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ProbeError, UsageError
-from portkit.probe._ports import PortPlan, parse_port_spec, service_name, top_ports
+from portkit.probe._ports import PortPlan, parse_port_spec, service_names, top_ports
 from portkit.probe._records import PortResult, PortState, Reason, ScanReport
 from portkit.probe._targets import TargetSpec, parse_targets
 
@@ -139,7 +138,7 @@ def scan(
     if not hosts:
         raise ProbeError("nothing to scan: " + "; ".join(notes or ["no targets"]))
     keep_states = None if keep is None else frozenset(PortState(k) for k in keep)
-    counts: Counter[tuple[str, str, PortState, Reason]] = Counter()
+    counts: dict[tuple[str, str, PortState, Reason], int] = {}
     kept: list[PortResult] = []
     replies: dict[tuple[str, int], bytes] = {}
     udp_closed: dict[str, list[int]] = {}  # a few ICMP-closed ports per host: canaries
@@ -148,8 +147,11 @@ def scan(
     started = time.monotonic()
 
     def make_cb(proto: str) -> Callable[..., None]:
-        names_cache: dict[int, str] = {}
+        names = service_names(proto)
+        keep_all = keep_states is None
+        udp = proto == "udp"
 
+        # Called once per port (65,535 times for -p-): kept lean on purpose.
         def cb(
             key: Any,
             ip: str,
@@ -159,18 +161,18 @@ def scan(
             rtt: float | None,
             extra: Any,
         ) -> None:
-            counts[(ip, proto, state, reason)] += 1
-            if reason is Reason.PORT_UNREACH and proto == "udp":
+            k = (ip, proto, state, reason)
+            counts[k] = counts.get(k, 0) + 1
+            if udp and reason is Reason.PORT_UNREACH:
                 seen = udp_closed.setdefault(ip, [])
                 if len(seen) < 3:
                     seen.append(port)
-            if keep_states is None or state in keep_states:
-                service = names_cache.get(port)
-                if service is None:
-                    service = names_cache[port] = service_name(port, proto)
-                ms = None if rtt is None else round(rtt * 1000, 3)
-                kept.append(PortResult(ip, port, proto, state, reason, service, None, ms))
-                if proto == "udp" and extra:
+            if keep_all or state in keep_states:  # type: ignore[operator]
+                ms = None if rtt is None else int(rtt * 1e6 + 0.5) / 1000
+                kept.append(
+                    PortResult(ip, port, proto, state, reason, names.get(port, ""), None, ms)
+                )
+                if udp and extra:
                     replies[(ip, port)] = extra
 
         return cb
@@ -239,7 +241,7 @@ def _with_banners(
 
 
 def _icmp_ratelimit_notes(
-    counts: Counter[tuple[str, str, PortState, Reason]],
+    counts: dict[tuple[str, str, PortState, Reason], int],
     udp_closed: dict[str, list[int]],
     timeout: float | None,
 ) -> list[str]:

@@ -46,7 +46,7 @@ class RttEstimator:
         maximum: the ceiling (nmap -T4: 1.25 s).
     """
 
-    __slots__ = ("initial", "maximum", "minimum", "rttvar", "samples", "srtt")
+    __slots__ = ("initial", "maximum", "minimum", "rttvar", "samples", "srtt", "timeout")
 
     def __init__(self, initial: float = 1.0, minimum: float = 0.1, maximum: float = 2.0) -> None:
         self.initial = initial
@@ -55,21 +55,24 @@ class RttEstimator:
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.samples = 0
+        #: The probe timeout now (read once per probe: kept, not computed).
+        self.timeout = initial
 
     def update(self, rtt: float) -> None:
-        """Take one round-trip sample in seconds (only from a try that was not repeated)."""
+        """Take one round-trip sample in seconds (only from a try that was not repeated).
+
+        After 256 samples only every 16th counts: a full-range scan gives 65,535 of
+        them and the estimate is long settled.
+        """
         self.samples += 1
+        if self.samples > 256 and self.samples & 15:
+            return
         if self.srtt is None:
             self.srtt, self.rttvar = rtt, rtt / 2
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
-
-    @property
-    def timeout(self) -> float:
-        if self.srtt is None:
-            return self.initial
-        return min(self.maximum, max(self.minimum, self.srtt + 4 * self.rttvar))
+        self.timeout = min(self.maximum, max(self.minimum, self.srtt + 4 * self.rttvar))
 
 
 class FixedTimeout:

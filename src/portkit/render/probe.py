@@ -26,6 +26,7 @@ __all__ = [
     "progress_line",
     "scan_grepable",
     "scan_json",
+    "scan_json_text",
     "scan_summary",
     "scan_table",
     "wait_json",
@@ -191,6 +192,38 @@ def scan_json(
         }
         for r in _shown(report, states)
     ]
+
+
+def scan_json_text(report: ScanReport, states: Collection[PortState] | None = None) -> str:
+    """:func:`scan_json` as one JSON document, one object per line.
+
+    Written out by hand because a full range is 65,535 objects: ``json.dumps(...,
+    indent=2)`` takes the pure-Python encoder (0.8 s here); this takes about 0.1 s.
+    Every string goes through ``json.dumps``, so the text is valid JSON.
+    """
+    import json
+
+    enc = json.dumps
+    hosts: dict[str, str] = {}
+    middles: dict[tuple[str, PortState, object, str], str] = {}
+    lines = []
+    for r in _shown(report, states):
+        host = hosts.get(r.host)
+        if host is None:
+            host = hosts[r.host] = enc(r.host)
+        key = (r.protocol, r.state, r.reason, r.service)
+        middle = middles.get(key)
+        if middle is None:
+            middle = middles[key] = (
+                f'"protocol": {enc(r.protocol)}, "state": {enc(r.state.value)}, '
+                f'"reason": {enc(r.reason.value)}, "service": {enc(r.service or None)}'
+            )
+        banner = "null" if r.banner is None else enc(r.banner, ensure_ascii=False)
+        rtt = "null" if r.rtt_ms is None else repr(float(r.rtt_ms))
+        lines.append(
+            f'{{"host": {host}, "port": {r.port}, {middle}, "banner": {banner}, "rtt_ms": {rtt}}}'
+        )
+    return "[\n  " + ",\n  ".join(lines) + "\n]" if lines else "[]"
 
 
 def _grep_field(text: str | None) -> str:

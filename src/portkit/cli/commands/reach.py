@@ -327,7 +327,7 @@ def scan_cmd(
     from portkit.render.probe import (
         progress_line,
         scan_grepable,
-        scan_json,
+        scan_json_text,
         scan_summary,
         scan_table,
     )
@@ -371,7 +371,7 @@ def scan_cmd(
         with open(grep_file, "w", encoding="utf-8") as f:
             f.write(text + "\n")
     if as_json:
-        out(to_json(scan_json(report, states)))
+        out(scan_json_text(report, states))
         return 0
     body = scan_table(report, stdout_style(), states=states, banner=banner, width=stdout_width())
     if body:
