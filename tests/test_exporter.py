@@ -383,3 +383,20 @@ def test_cli_serves_until_sigterm_and_warns_about_public_binds() -> None:
         assert proc.wait(timeout=20) == 0
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import portkit.exporter
+    import portkit.exporter._config
+    import portkit.exporter.metrics
+    import portkit.exporter.snapshot
+
+    for module in (
+        portkit.exporter,
+        portkit.exporter._config,
+        portkit.exporter.metrics,
+        portkit.exporter.snapshot,
+    ):
+        assert doctest.testmod(module).failed == 0, module.__name__

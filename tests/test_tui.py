@@ -234,14 +234,14 @@ def test_row_keys_are_unique_per_socket() -> None:
 
 def test_spark_and_history() -> None:
     assert view.spark([0, 5, 10]) == "▁▅█"
-    assert view.spark([1, 2, 3, 4], width=2) == "▆█"
+    assert view.spark([1, 2, 3, 4], width=2) == "▁█"
     hist = view.History(3)
     for step in range(5):
         hist.add(scene(step).stats)
     lines = {name: (n, line) for name, n, line in hist.lines()}
     assert len(hist) == 3
     assert lines["ESTAB"][0] == (4 + 4 % 4) + 1 + 6 + 1  # web, ssh, 3 local pairs, db
-    assert lines["TIME-WAIT"] == (4, "▅▆█")  # 2, 3, 4 over the last 3 steps
+    assert lines["TIME-WAIT"] == (4, "▁▅█")  # 2, 3, 4 over the last 3 steps
     assert "udp UNCONN" in lines
 
 
@@ -623,3 +623,11 @@ async def test_threaded_worker_does_not_block_the_loop() -> None:
         assert app.refreshes == 1
         release.set()
         await _until(pilot, lambda: app.refreshes >= 2)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from portkit.tui import view as module
+
+    assert doctest.testmod(module).failed == 0

@@ -54,7 +54,7 @@ class SocketTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "edge(0)", "First", show=False),
         Binding("end", "edge(1)", "Last", show=False),
-        Binding("enter", "select", "Process", show=False),
+        Binding("enter", "select", "Process"),
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "socket-table--header",

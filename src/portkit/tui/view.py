@@ -101,18 +101,21 @@ class Cell:
 
 
 def spark(values: Sequence[int], width: int | None = None) -> str:
-    """A one-line sparkline of ``values`` (the last ``width`` of them), scaled to
-    their maximum; zero is the lowest bar.
+    """A one-line sparkline of ``values`` (the last ``width`` of them), scaled from
+    their minimum to their maximum so that small changes show; a flat series is a
+    flat middle line (the count beside it says how much).
 
-    >>> spark([3, 3, 3]), spark([]), spark([0, 0])
-    ('███', '', '▁▁')
+    >>> spark([3, 3, 3]), spark([]), spark([0, 0]), spark([10, 12, 11])
+    ('▄▄▄', '', '▁▁', '▁█▅')
     """
     vals = list(values)[-width:] if width else list(values)
-    top = max(vals, default=0)
-    if top <= 0:
-        return _SPARK[0] * len(vals)
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    if lo == hi:
+        return (_SPARK[3] if hi > 0 else _SPARK[0]) * len(vals)
     last = len(_SPARK) - 1
-    return "".join(_SPARK[round(v / top * last) if v > 0 else 0] for v in vals)
+    return "".join(_SPARK[round((v - lo) / (hi - lo) * last)] for v in vals)
 
 
 class History:
