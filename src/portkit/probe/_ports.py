@@ -15,8 +15,13 @@ allocations, IANA): no nmap-services data is shipped or read.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from portkit.errors import ParseError
 from portkit.model import MAX_PORT, _Record, parse_port
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable
 
 __all__ = ["PortPlan", "parse_port_spec", "service_name", "service_names", "top_ports"]
 
@@ -150,21 +155,39 @@ def _slug(name: str) -> str:
     return "-".join(name.lower().split())[:24]
 
 
-def service_names(protocol: str = "tcp") -> dict[int, str]:
-    """Port -> everyday service name for ``protocol`` (see :func:`service_name`)."""
+_RANK = {"guide": 0, "devops": 1, "iana": 2, "prometheus": 3}
+
+
+def _best_names(entries: Iterable[Any], protocol: str) -> dict[int, str]:
+    best: dict[int, tuple[int, str]] = {}
+    for e in entries:
+        if e.port is None or e.protocol != protocol or not _is_service(e) or not e.service:
+            continue
+        r = _RANK.get(e.source, 9)
+        if e.port not in best or r < best[e.port][0]:
+            best[e.port] = (r, _slug(e.service))
+    return {p: name for p, (_, name) in best.items()}
+
+
+def service_names(protocol: str = "tcp", ports: Collection[int] | None = None) -> dict[int, str]:
+    """Port -> everyday service name for ``protocol`` (see :func:`service_name`).
+
+    With ``ports``, only those (a few hundred at most are looked up one by one in
+    the registry's index, much quicker than loading all of it).
+    """
     names = _names.get(protocol)
+    if names is None and ports is not None and len(ports) <= 500:
+        from portkit.registry import lookup
+
+        found: dict[int, str] = {}
+        for port in ports:
+            entries = lookup(f"{port}/{protocol}")[0].entries
+            found.update(_best_names(entries, protocol))
+        return found
     if names is None:
         from portkit.registry import all_entries
 
-        rank = {"guide": 0, "devops": 1, "iana": 2, "prometheus": 3}
-        best: dict[int, tuple[int, str]] = {}
-        for e in all_entries():
-            if e.port is None or e.protocol != protocol or not _is_service(e) or not e.service:
-                continue
-            r = rank.get(e.source, 9)
-            if e.port not in best or r < best[e.port][0]:
-                best[e.port] = (r, _slug(e.service))
-        names = _names[protocol] = {p: name for p, (_, name) in best.items()}
+        names = _names[protocol] = _best_names(all_entries(), protocol)
     return names
 
 
@@ -177,4 +200,4 @@ def service_name(port: int, protocol: str = "tcp") -> str:
     >>> service_name(22), service_name(53, "udp"), service_name(9092)
     ('ssh', 'dns', 'kafka')
     """
-    return service_names(protocol).get(port, "")
+    return service_names(protocol, [port]).get(port, "")

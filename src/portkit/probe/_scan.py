@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ProbeError, UsageError
@@ -147,8 +148,10 @@ def scan(
     started = time.monotonic()
 
     def make_cb(proto: str) -> Callable[..., None]:
-        names = service_names(proto)
+        # Every port kept: name them as they come (the whole registry is needed anyway).
+        # A few kept: name them at the end, looking up only those ports.
         keep_all = keep_states is None
+        names = service_names(proto) if keep_all else {}
         udp = proto == "udp"
 
         # Called once per port (65,535 times for -p-): kept lean on purpose.
@@ -209,13 +212,42 @@ def scan(
             progress=prog,
         )
         notes.extend(_icmp_ratelimit_notes(counts, udp_closed, timeout))
-    order = {h: i for i, h in enumerate(hosts)}
-    kept.sort(key=lambda r: (order[r.host], r.protocol, r.port))
+    if keep_states is not None:
+        kept = _named(kept)
+    if len(hosts) == 1 and len(plan.items()) == 1:
+        kept.sort(key=attrgetter("port"))
+    else:
+        order = {h: i for i, h in enumerate(hosts)}
+        kept.sort(key=lambda r: (order[r.host], r.protocol, r.port))
     if banner:
         kept = _with_banners(kept, replies, timeout)
     return ScanReport(
         tuple(kept), dict(counts), names, tuple(notes), time.monotonic() - started, total
     )
+
+
+def _named(results: list[PortResult]) -> list[PortResult]:
+    """``results`` with their service names (looked up for these ports only)."""
+    out: list[PortResult] = []
+    for proto in ("tcp", "udp"):
+        mine = [r for r in results if r.protocol == proto]
+        if not mine:
+            continue
+        names = service_names(proto, {r.port for r in mine})
+        out.extend(
+            PortResult(
+                r.host,
+                r.port,
+                r.protocol,
+                r.state,
+                r.reason,
+                names.get(r.port, ""),
+                r.banner,
+                r.rtt_ms,
+            )
+            for r in mine
+        )
+    return out
 
 
 def _with_banners(
