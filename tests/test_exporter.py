@@ -400,3 +400,28 @@ def test_docstring_examples() -> None:
         portkit.exporter.snapshot,
     ):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_a_bug_in_collection_answers_500_and_keeps_serving(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls: list[int] = []
+
+    def buggy() -> Snapshot:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ZeroDivisionError("division by zero")
+        return fixed()
+
+    srv = make_server(SocketCollector(buggy), "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, _, body = get(srv.url + "/metrics")
+        assert (status, body) == (500, b"scrape failed: ZeroDivisionError\n")
+        assert get(srv.url + "/metrics")[0] == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)
+    assert "scrape failed: ZeroDivisionError: division by zero" in capsys.readouterr().err

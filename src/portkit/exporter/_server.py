@@ -53,9 +53,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, *, body: bool) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            status, headers, payload = self.server.render_metrics(
-                self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
-            )
+            try:
+                status, headers, payload = self.server.render_metrics(
+                    self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
+                )
+            except Exception as exc:  # a bug must answer 500, not drop the connection
+                self.server.report(f"scrape failed: {type(exc).__name__}: {exc}")
+                status, headers = 500, [("Content-Type", "text/plain")]
+                payload = f"scrape failed: {type(exc).__name__}\n".encode()
         elif path == "/":
             status, headers, payload = (
                 200,
@@ -112,6 +117,13 @@ class MetricsServer(ThreadingHTTPServer):
         except OSError as exc:
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise PortkitError(f"cannot listen on {_addr(host, port)}: {reason}") from exc
+
+    def report(self, message: str) -> None:
+        """One line on stderr about a failed request."""
+        import sys
+
+        sys.stderr.write(f"portkit exporter: {message}\n")
+        sys.stderr.flush()
 
     @property
     def address(self) -> tuple[str, int]:

@@ -215,7 +215,7 @@ class TopApp(App[None]):
     def _read_in_thread(self) -> None:
         try:
             snap = self.provider()
-        except PortkitError as exc:
+        except (PortkitError, OSError) as exc:
             self._from_thread(self._failed, str(exc))
             return
         self._from_thread(self.apply, snap)
@@ -241,7 +241,7 @@ class TopApp(App[None]):
         """Take a snapshot in the event loop and show it."""
         try:
             snap = self.provider()
-        except PortkitError as exc:
+        except (PortkitError, OSError) as exc:
             self._failed(str(exc))
             return
         self.apply(snap)
