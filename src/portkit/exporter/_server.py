@@ -96,6 +96,7 @@ class MetricsServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    request_queue_size = 64  # the listen() backlog; http.server's default is 5
     allow_reuse_address = True  # restart at once after a crash: TIME-WAIT must not block
 
     def __init__(self, host: str, port: int, registry: Any, *, landing_note: str = "") -> None:
