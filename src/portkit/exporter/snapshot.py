@@ -12,6 +12,7 @@ Nothing here renders or serves; nothing here imports textual or prometheus_clien
 
 from __future__ import annotations
 
+import gc
 import time
 
 TYPE_CHECKING = False
@@ -96,8 +97,19 @@ def take_snapshot(
 
     start = time.perf_counter()
     taken = time.time()
-    found = scan(Query(all=True, owners=owners), netns=netns, pid_netns=pid_netns, procfs=procfs)
-    stats = compute_stats(found.rows, _ephemeral(netns, pid_netns, procfs))
+    # 100,000 new row tuples set off the cyclic garbage collector again and again,
+    # though rows hold no cycles: pausing it cuts a 100k-socket reading by about a
+    # fifth (measured: 0.63 -> 0.50 s on the loaded 2-core VM).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        found = scan(
+            Query(all=True, owners=owners), netns=netns, pid_netns=pid_netns, procfs=procfs
+        )
+        stats = compute_stats(found.rows, _ephemeral(netns, pid_netns, procfs))
+    finally:
+        if paused:
+            gc.enable()
     return Snapshot(
         taken,
         found.rows,
