@@ -349,3 +349,118 @@ def test_raw_rendering_matches_decoded_rendering(lab: dict[str, Any], args: list
             return sorted(line.split() for line in text.splitlines()[1:])
 
         assert cells(raw.stdout) == cells(decoded.stdout)
+
+
+PRESSURE = r"""
+import json, socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(10)  # never accepts
+clients = [socket.create_connection(srv.getsockname()) for _ in range(8)]
+print(json.dumps({"port": srv.getsockname()[1]}), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_stats_warns_above_70_percent() -> None:
+    # A namespace whose ephemeral range has 10 ports, 8 of them used towards one
+    # listener that never accepts: ephemeral use overall and per destination, and the
+    # accept queue, are all above 70%.
+    ns = f"pk3w{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    proc = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_local_port_range=40000 40009",
+            ],
+            check=True,
+        )
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", PRESSURE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        port = json.loads(proc.stdout.readline())["port"]
+        r = subprocess.run(
+            [sys.executable, "-m", "portkit", "stats", "--json", "--netns", ns],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        doc = json.loads(r.stdout)
+        assert doc["ephemeral"]["range"] == {"start": 40000, "end": 40009}
+        assert doc["ephemeral"]["in_use"] == 8
+        (dest,) = doc["destinations"]
+        assert (dest["port"], dest["in_use"], dest["capacity"]) == (port, 8, 10)
+        text = " | ".join(doc["warnings"])
+        assert "8 of 10 ephemeral ports (80%) are in use" in text
+        assert f"-> 127.0.0.1:{port}" in text
+        assert f"accept queue of 127.0.0.1:{port}" in text
+        overview = in_ns(ns)
+        assert overview.stdout.count("warning:") >= 3
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=10)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_without_root_owners_are_hidden_not_fatal(lab: dict[str, Any]) -> None:
+    # As `nobody`, every socket is still listed (sock_diag needs no privilege), but
+    # root's processes cannot be inspected: no owners, and a note says so.
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.path.join(os.getcwd(), "src"),
+    }
+    r = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "portkit",
+            "ls",
+            "-tlnp",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("PROTO")
+    assert "could not be inspected" in r.stderr
+    r = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "portkit",
+            "ls",
+            "--netns",
+            lab["ns"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 3
+    assert len(r.stderr.strip().splitlines()) == 1 and "root" in r.stderr

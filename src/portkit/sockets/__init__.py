@@ -312,7 +312,6 @@ def socket_stats(
         A :class:`~portkit.sockets._stats.SocketStats`.
     """
     from portkit.sockets._stats import compute_stats
-    from portkit.system import ephemeral_range
 
     query = Query(tcp=tcp, udp=udp, all=True, families=families)
     found = scan(query, netns=netns, pid_netns=pid_netns, procfs=procfs)
@@ -323,7 +322,25 @@ def socket_stats(
         named, hidden = _with_owners(listeners, query, procfs)
         by_inode = {r[10]: r for r in named}
         rows = [by_inode.get(r[10], r) if r[5] is None else r for r in rows]
-    return compute_stats(rows, ephemeral_range(procfs), hidden)
+    return compute_stats(rows, _ephemeral(netns, pid_netns, procfs), hidden)
+
+
+def _ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRange:
+    """The ephemeral range of the namespace looked into (a per-namespace sysctl)."""
+    from portkit.system import ephemeral_range
+
+    path, _ = _netns_args(netns, pid_netns, procfs)
+    if path is None or BACKEND != "linux":
+        return ephemeral_range(procfs)
+    from portkit.sockets._netns import run_in_netns
+    from portkit.system import parse_ip_local_port_range
+
+    def read() -> PortRange:
+        # /proc/sys/net shows the namespace of the thread reading it
+        with open(f"{procfs}/sys/net/ipv4/ip_local_port_range") as f:
+            return parse_ip_local_port_range(f.read())
+
+    return run_in_netns(path, read)
 
 
 class _CallableModule(types.ModuleType):
