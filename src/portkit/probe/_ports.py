@@ -159,14 +159,23 @@ _RANK = {"guide": 0, "devops": 1, "iana": 2, "prometheus": 3}
 
 
 def _best_names(entries: Iterable[Any], protocol: str) -> dict[int, str]:
+    rank = _RANK
     best: dict[int, tuple[int, str]] = {}
-    for e in entries:
-        if e.port is None or e.protocol != protocol or not _is_service(e) or not e.service:
+    for e in entries:  # 15,000 rows for a full map: plain attribute reads only
+        port = e.port
+        if (
+            port is None
+            or e.protocol != protocol
+            or not e.service
+            or port != e.port_end
+            or e.status not in ("assigned", "everyday")
+        ):
             continue
-        r = _RANK.get(e.source, 9)
-        if e.port not in best or r < best[e.port][0]:
-            best[e.port] = (r, _slug(e.service))
-    return {p: name for p, (_, name) in best.items()}
+        r = rank.get(e.source, 9)
+        old = best.get(port)
+        if old is None or r < old[0]:
+            best[port] = (r, e.service)
+    return {p: _slug(name) for p, (_, name) in best.items()}
 
 
 def service_names(protocol: str = "tcp", ports: Collection[int] | None = None) -> dict[int, str]:
