@@ -647,7 +647,9 @@ class Forwarder:
                 elif conn.client.transport is not None:
                     conn.idle += tick
                     if conn.idle >= limit:
-                        conn.close("idle-timeout")
+                        # abort, not close: a close would wait to flush data that a
+                        # stalled reader may never take.
+                        conn.close("idle-timeout", abort=True)
         for route in self._udp:
             listener = route.listener
             if listener is None:
