@@ -171,6 +171,8 @@ class Lab:
         self.tmp = tempfile.mkdtemp(prefix=f"{prefix}lab")
         self.server: subprocess.Popen[str] | None = None
         self.v4, self.v6 = TARGET_V4, TARGET_V6
+        self.etc = f"/etc/netns/{self.client}"
+        self.hosts_file = os.path.join(self.etc, "hosts")
 
     # --- building ----------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -189,6 +191,11 @@ class Lab:
 
     def _build(self) -> None:
         c, t = self.client, self.target
+        # `ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts: names that
+        # only the client namespace resolves (see add_host).
+        os.makedirs(self.etc, exist_ok=True)
+        with open(self.hosts_file, "w") as f:
+            f.write("127.0.0.1 localhost\n::1 localhost\n")
         _sh("ip", "netns", "add", c)
         _sh("ip", "netns", "add", t)
         _sh(
@@ -270,6 +277,11 @@ class Lab:
         self._ns(self.target, "sysctl", "-qw", f"net.ipv4.icmp_ratelimit={ms}")
         self._ns(self.target, "sysctl", "-qw", f"net.ipv6.icmp.ratelimit={ms}")
 
+    def add_host(self, name: str, address: str) -> None:
+        """Make ``name`` resolve to ``address`` inside the client namespace, from now on."""
+        with open(self.hosts_file, "a") as f:  # in place: the bind mount keeps the inode
+            f.write(f"{address} {name}\n")
+
     def close(self) -> None:
         if self.server is not None and self.server.poll() is None:
             # ip netns exec execs the python server, so this pid is the server itself.
@@ -286,6 +298,9 @@ class Lab:
         for ns in (self.client, self.target):
             _sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.etc, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir("/etc/netns")  # only when no one else keeps a namespace config there
 
     # --- running things in the client namespace ---------------------------------------
     def argv(self, *args: str) -> list[str]:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,6 +248,21 @@ def test_wait_for_a_port_that_opens_later(lab: _lab.Lab) -> None:
         listener.wait()
     assert done.returncode == 5, done.stderr
     assert done.stderr.count("is open after") == 2
+
+
+def test_wait_resolves_the_name_again_on_every_try(lab: _lab.Lab) -> None:
+    name = "db.pk4.test"
+    timer = threading.Timer(0.6, lab.add_host, (name, _lab.TARGET_V4))
+    timer.start()
+    try:
+        done = lab.portkit("wait", f"{name}:22", "--timeout", "20", "--interval", "0.1", "--json")
+    finally:
+        timer.cancel()
+        timer.join()
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["attempts"] >= 2  # it failed to resolve first, then found the new record
+    assert data["targets"][0]["address"] == _lab.TARGET_V4
 
 
 def test_wait_timeout_on_filtered_port(lab: _lab.Lab) -> None:

@@ -573,3 +573,12 @@ def test_public_names_resolve() -> None:
     ):
         assert getattr(portkit, name) is getattr(portkit.probe, name)
     assert Path(portkit.probe.__file__).parent.name == "probe"
+
+
+def test_wait_for_http_status(http_server: int) -> None:
+    assert wait_for_sync(f"127.0.0.1:{http_server}", http="/health", timeout=5).ready
+    result = wait_for_sync(
+        f"127.0.0.1:{http_server}", http="/missing", timeout=0.5, raise_on_timeout=False
+    )
+    assert not result.ready  # open, but a 404 is not ready
+    assert result.results[0].http_status == 404

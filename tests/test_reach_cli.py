@@ -285,3 +285,60 @@ def test_scan_unresolvable_is_environment_error() -> None:
     done = portkit("scan", "no-such-host.invalid", "-p", "22")
     assert done.returncode == 3
     assert "cannot resolve no-such-host.invalid" in done.stderr
+
+
+def _with_tty_stderr(*args: str) -> tuple[int, str, str]:
+    """Run portkit with stderr on a pseudo-terminal; return (code, stdout, terminal text)."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portkit", *args],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+    return proc.returncode, out, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_only_on_a_terminal(closed_port: int) -> None:
+    code, out, tty = _with_tty_stderr("scan", "127.0.0.1", "-p", "1-30000", "--rate", "60000")
+    assert code == 0
+    assert "scanned " in tty
+    assert "ports/s" in tty
+    assert "scanned" not in out.splitlines()[0]  # progress never reaches stdout
+    piped = portkit("scan", "127.0.0.1", "-p", "1-30000", "--rate", "60000")
+    assert "ports/s" not in piped.stderr
+    code, _, tty = _with_tty_stderr(
+        "wait", f"127.0.0.1:{closed_port}", "--timeout", "0.6", "--interval", "0.1"
+    )
+    assert code == 124
+    assert "waiting " in tty
+    assert f"127.0.0.1:{closed_port}/tcp closed (conn-refused)" in tty
+
+
+def test_scan_targets_from_stdin(server: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "portkit", "scan", "-iL", "-", "-p", str(server), "--json"],
+        input="127.0.0.1\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [d["port"] for d in json.loads(done.stdout)] == [server]
