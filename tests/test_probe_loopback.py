@@ -582,3 +582,22 @@ def test_wait_for_http_status(http_server: int) -> None:
     )
     assert not result.ready  # open, but a 404 is not ready
     assert result.results[0].http_status == 404
+
+
+def test_open_probes_leave_nothing_behind(listener: tuple[socket.socket, int]) -> None:
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss (iproute2)")
+    _, port = listener
+    report = scan("127.0.0.1", [port])
+    assert report.open_ports() == [port]
+    for _ in range(20):
+        check([f"127.0.0.1:{port}"])
+    # The probes close with SO_LINGER {1, 0}: a RST, so no FIN-WAIT or TIME-WAIT stays
+    # on our side and the never-accepted connections leave the listener's queue.
+    done = subprocess.run(
+        ["ss", "-Htan", "state", "connected", f"( sport = :{port} or dport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == ""
