@@ -248,7 +248,7 @@ def test_spark_and_history() -> None:
 def test_listener_rows_group_by_port() -> None:
     rows = view.listener_rows(scene().stats, NAMES, scope)
     assert list(rows) == ["tcp 22", "udp 53", "tcp 80", "tcp 5432"]
-    text = {k: [c.text for c in v] for k, v in rows.items()}
+    text = {k: list(v[0]) for k, v in rows.items()}
     assert text["tcp 22"] == ["22", "tcp", "ssh", "all interfaces", "sshd/812", "1", "0/256"]
     assert text["tcp 80"][-1] == "3/511"
     assert text["tcp 5432"][3:6] == ["loopback only", "postgres/901", "3"]
@@ -357,7 +357,7 @@ def _addr_key(text: str) -> tuple[int, ...]:
 
 def _column_x(table: Any, column: str) -> int:
     x = 0
-    for (key, _), width in zip(table.columns, table._widths, strict=True):
+    for (key, _, _), width in zip(table.columns, table._widths, strict=True):
         if key == column:
             return x
         x += width + 2
@@ -538,7 +538,7 @@ async def test_real_namespace_through_the_snapshot_provider() -> None:
             await pilot.pause()
             listeners = app.query_one("#listeners")
             assert listeners.ordered_keys == ["tcp 8080"]
-            row = [c.text for c in listeners.row("tcp 8080")]
+            row = list(listeners.row("tcp 8080")[0])
             assert row[3] == "loopback only"
             assert row[4] == f"python3/{proc.pid}" or row[4].endswith(f"/{proc.pid}")
             # one accepted and one waiting in the queue (of 9): both established

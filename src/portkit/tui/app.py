@@ -15,6 +15,7 @@ flickers. :mod:`portkit.tui.table` says why the tables are not Textual's DataTab
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +23,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
@@ -163,7 +165,7 @@ class TopApp(App[None]):
         self.snapshot: Snapshot | None = None
         self.refreshes = 0
         self._shown: dict[str, tuple[Any, ...]] = {}
-        self._cells: dict[str, tuple[tuple[Any, ...], tuple[view.Cell, ...]]] = {}
+        self._cells: dict[str, view.Row] = {}
         self._names: dict[str, dict[int, str]] = {}
         self._busy = False
         self._timer: Any = None
@@ -247,10 +249,23 @@ class TopApp(App[None]):
         self.apply(snap)
 
     def apply(self, snap: Snapshot) -> None:
-        """Show ``snap``: diff both tables, redraw the side panes."""
+        """Show ``snap``: new rows to both tables, redraw the side panes."""
         self._busy = False
         if not self._alive():
             return  # quitting: the widgets are gone
+        # Tens of thousands of new tuples would set off the cyclic collector again and
+        # again mid-refresh (rows hold no cycles): let it run once afterwards instead.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self._apply(snap)
+        except NoMatches:
+            pass  # the app is quitting: its widgets are being removed
+        finally:
+            if paused:
+                gc.enable()
+
+    def _apply(self, snap: Snapshot) -> None:
         self.snapshot = snap
         self.refreshes += 1
         self.history.add(snap.stats)
@@ -280,31 +295,26 @@ class TopApp(App[None]):
     def _show_listeners(self, snap: Snapshot) -> None:
         table = self.query_one("#listeners", SocketTable)
         rows = view.listener_rows(snap.stats, self._names, self.scope)
-        # Reuse unchanged tuples: the table then skips measuring them.
-        kept = {}
-        for key, cells in rows.items():
-            old = table.row(key)
-            kept[key] = old if old is not None and tuple(old) == cells else cells
-        table.set_rows(kept)
+        table.set_rows(rows)
         table.border_title = f"Listening ({len(rows)})"
 
     def _show_connections(self) -> None:
-        """Move the filtered connections into the table, keyed by socket."""
+        """Move the filtered connections into the table, keyed by socket; texts and
+        sort keys are built again only for sockets whose row changed."""
         if self.snapshot is None:
             return
         table = self.query_one("#connections", SocketTable)
         wanted = view.connection_rows(self.snapshot.rows, self.filter, self._names)
-        cache = self._cells
-        fresh: dict[str, tuple[tuple[Any, ...], tuple[view.Cell, ...]]] = {}
-        names = self._names
+        seen, cells, names = self._shown, self._cells, self._names
+        fresh: dict[str, view.Row] = {}
         for key, row in wanted.items():
-            hit = cache.get(key)
-            if hit is None or hit[0] != row:
-                hit = (row, view.connection_cells(row, names))
+            hit = cells.get(key)
+            if hit is None or seen.get(key) != row:
+                hit = view.connection_cells(row, names)
             fresh[key] = hit
         self._cells = fresh
         self._shown = wanted
-        table.set_rows({k: v[1] for k, v in fresh.items()})
+        table.set_rows(fresh)
         title = f"Connections ({len(wanted)})"
         if self.filter.active:
             title += f" · filter: {self.filter.text}"
@@ -356,7 +366,7 @@ class TopApp(App[None]):
         table.sort_by(column, reverse)
 
     def action_sort(self) -> None:
-        keys = [k for k, _ in view.CONN_COLUMNS]
+        keys = [k for k, _, _ in view.CONN_COLUMNS]
         table = self.connections
         table.sort_by(keys[(keys.index(table.sort_column) + 1) % len(keys)], False)
 

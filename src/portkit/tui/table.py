@@ -17,7 +17,7 @@ and nothing is cleared and redrawn, so nothing flickers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from textual import events
 
-    from portkit.tui.view import Cell
+    from portkit.tui.view import Row
 
 __all__ = ["SocketTable"]
 
@@ -40,10 +40,11 @@ _GAP = 2
 
 
 class SocketTable(ScrollView, can_focus=True):
-    """Rows of :class:`~portkit.tui.view.Cell` tuples, keyed, sorted by one column.
+    """Rows of ``(texts, sort keys)`` (:data:`~portkit.tui.view.Row`), keyed by
+    socket, sorted by one column.
 
     Args:
-        columns: ``(key, title)`` pairs, in display order.
+        columns: ``(key, title, right-aligned)``, in display order.
         sort: the column to sort by first.
     """
 
@@ -99,20 +100,20 @@ class SocketTable(ScrollView, can_focus=True):
 
     def __init__(
         self,
-        columns: Sequence[tuple[str, str]],
+        columns: Sequence[tuple[str, str, bool]],
         *,
         sort: str | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(id=id)
         self.columns = tuple(columns)
-        self._col_index = {key: i for i, (key, _) in enumerate(self.columns)}
+        self._col_index = {key: i for i, (key, _, _) in enumerate(self.columns)}
         self.sort_column = sort or self.columns[0][0]
         self.sort_reverse = False
-        self._rows: dict[str, Sequence[Cell]] = {}
+        self._rows: dict[str, Row] = {}
         self._order: list[str] = []
         self._index: dict[str, int] = {}
-        self._widths = [len(title) for _, title in self.columns]
+        self._widths = [len(title) for _, title, _ in self.columns]
         self.cursor = 0
         self.cursor_key: str | None = None
 
@@ -127,25 +128,22 @@ class SocketTable(ScrollView, can_focus=True):
         """Row keys in display order."""
         return list(self._order)
 
-    def row(self, key: str) -> Sequence[Cell] | None:
+    def row(self, key: str) -> Row | None:
         return self._rows.get(key)
 
     def column_texts(self, column: str) -> list[str]:
         """The texts of one column in display order (for tests and exports)."""
         i = self._col_index[column]
-        return [self._rows[k][i].text for k in self._order]
+        return [self._rows[k][0][i] for k in self._order]
 
-    def set_rows(self, rows: Mapping[str, Sequence[Cell]]) -> None:
-        """Replace the rows (``{key: cells}``); order, cursor and screen line are kept.
-
-        Cell tuples that are the same objects as last time are not measured again,
-        so callers should reuse the tuples of unchanged rows.
-        """
+    def set_rows(self, rows: Mapping[str, Row]) -> None:
+        """Replace the rows (``{key: (texts, sort keys)}``); the sort order, the
+        cursor's row and its screen line are kept."""
         old = self._rows
-        widths = [len(title) for _, title in self.columns]
-        # Column widths from every row: one pass per column over the texts.
+        widths = [len(title) for _, title, _ in self.columns]
+        # Column widths from every row: one pass per column over the texts, in C.
         if rows:
-            texts = zip(*[[c.text for c in cells] for cells in rows.values()], strict=True)
+            texts = zip(*[row[0] for row in rows.values()], strict=True)
             widths = [max(w, max(map(len, col))) for w, col in zip(widths, texts, strict=True)]
         changed = widths != self._widths or rows.keys() != old.keys()
         self._widths = widths
@@ -168,7 +166,7 @@ class SocketTable(ScrollView, can_focus=True):
         i = self._col_index[self.sort_column]
         rows = self._rows
         before = self.cursor - int(self.scroll_offset.y)
-        self._order = sorted(rows, key=lambda k: (rows[k][i].key, k), reverse=self.sort_reverse)
+        self._order = sorted(rows, key=lambda k: (rows[k][1][i], k), reverse=self.sort_reverse)
         self._index = {k: n for n, k in enumerate(self._order)}
         total = sum(self._widths) + _GAP * (len(self._widths) - 1)
         self.virtual_size = Size(total, len(self._order) + 1)
@@ -222,7 +220,7 @@ class SocketTable(ScrollView, can_focus=True):
         if y == 0:
             x = offset.x + int(self.scroll_offset.x)
             edge = 0
-            for (key, _), width in zip(self.columns, self._widths, strict=True):
+            for (key, _, _), width in zip(self.columns, self._widths, strict=True):
                 edge += width + _GAP
                 if x < edge:
                     self.post_message(self.HeaderClicked(self, key))
@@ -237,32 +235,34 @@ class SocketTable(ScrollView, can_focus=True):
 
     # --- rendering -------------------------------------------------------------------
 
-    def _line_text(self, cells: Sequence[Any], header: bool = False) -> str:
+    def _header_text(self) -> str:
         parts = []
-        for (key, title), width, cell in zip(self.columns, self._widths, cells, strict=True):
-            if header:
-                mark = ""
-                if key == self.sort_column:
-                    mark = "▼" if self.sort_reverse else "▲"
-                text = f"{title}{mark}"
-                parts.append(text.ljust(width + (1 if mark else 0)))
-            else:
-                text = cell.text[:width]
-                parts.append(text.rjust(width) if cell.right else text.ljust(width))
-        return (" " * _GAP).join(parts) if not header else _join_header(parts, self._widths)
+        for key, title, _ in self.columns:
+            mark = ""
+            if key == self.sort_column:
+                mark = "▼" if self.sort_reverse else "▲"
+            parts.append(f"{title}{mark}")
+        return _join_header(parts, self._widths)
+
+    def _line_text(self, texts: Sequence[str]) -> str:
+        parts = []
+        for (_, _, right), width, text in zip(self.columns, self._widths, texts, strict=True):
+            text = text[:width]
+            parts.append(text.rjust(width) if right else text.ljust(width))
+        return (" " * _GAP).join(parts)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         scroll_x, scroll_y = (int(v) for v in self.scroll_offset)
         if y == 0:
-            text = self._line_text([None] * len(self.columns), header=True)
+            text = self._header_text()
             style = self.get_component_rich_style("socket-table--header")
         else:
             index = scroll_y + y - 1
             if index >= len(self._order):
                 return Strip.blank(width, self.rich_style)
             key = self._order[index]
-            text = self._line_text(self._rows[key])
+            text = self._line_text(self._rows[key][0])
             if index == self.cursor:
                 style = self.rich_style + self.get_component_rich_style("socket-table--cursor")
             elif index % 2:

@@ -26,11 +26,15 @@ if TYPE_CHECKING:
     from portkit.exporter.snapshot import Snapshot
     from portkit.sockets._stats import SocketStats
 
+    #: A table row: the texts shown and the keys each column sorts by (numbers as
+    #: numbers, addresses by their bytes). Plain tuples of strings and numbers, which
+    #: the cyclic garbage collector stops tracking, so 50,000 rows cost it nothing.
+    Row = tuple[tuple[str, ...], tuple[Any, ...]]
+
 __all__ = [
     "CONN_COLUMNS",
     "FILTER_HELP",
     "LISTEN_COLUMNS",
-    "Cell",
     "History",
     "RowFilter",
     "address",
@@ -41,29 +45,29 @@ __all__ = [
     "spark",
 ]
 
-#: (column key, title) of the connections table, in order.
-CONN_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("proto", "PROTO"),
-    ("state", "STATE"),
-    ("local", "LOCAL"),
-    ("remote", "REMOTE"),
-    ("service", "SERVICE"),
-    ("role", "ROLE"),
-    ("recv_q", "RECV-Q"),
-    ("send_q", "SEND-Q"),
-    ("pid", "PID"),
-    ("process", "PROCESS"),
-    ("user", "USER"),
+#: (column key, title, right-aligned) of the connections table, in order.
+CONN_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("proto", "PROTO", False),
+    ("state", "STATE", False),
+    ("local", "LOCAL", False),
+    ("remote", "REMOTE", False),
+    ("service", "SERVICE", False),
+    ("role", "ROLE", False),
+    ("recv_q", "RECV-Q", True),
+    ("send_q", "SEND-Q", True),
+    ("pid", "PID", True),
+    ("process", "PROCESS", False),
+    ("user", "USER", False),
 )
-#: (column key, title) of the listening ports table.
-LISTEN_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("port", "PORT"),
-    ("proto", "PROTO"),
-    ("service", "SERVICE"),
-    ("bind", "BIND"),
-    ("owner", "OWNER"),
-    ("conns", "CONNS"),
-    ("queue", "QUEUE"),
+#: (column key, title, right-aligned) of the listening ports table.
+LISTEN_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("port", "PORT", True),
+    ("proto", "PROTO", False),
+    ("service", "SERVICE", False),
+    ("bind", "BIND", False),
+    ("owner", "OWNER", False),
+    ("conns", "CONNS", True),
+    ("queue", "QUEUE", True),
 )
 
 FILTER_HELP = (
@@ -72,32 +76,6 @@ FILTER_HELP = (
 )
 
 _SPARK = "▁▂▃▄▅▆▇█"
-
-
-class Cell:
-    """A table cell: the text shown and the key it sorts by (numbers as numbers,
-    addresses by their bytes), right-aligned when it is a number."""
-
-    __slots__ = ("text", "key", "right")
-
-    def __init__(self, text: str, key: Any, right: bool = False) -> None:
-        self.text = text
-        self.key = key
-        self.right = right
-
-    def __rich__(self) -> Any:
-        from rich.text import Text
-
-        return Text(self.text, justify="right" if self.right else "left", no_wrap=True)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Cell) and self.text == other.text and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __repr__(self) -> str:
-        return f"Cell({self.text!r})"
 
 
 def spark(values: Sequence[int], width: int | None = None) -> str:
@@ -260,6 +238,10 @@ def _state_word(token: str) -> frozenset[TcpState] | None:
 # --- rows -----------------------------------------------------------------------------
 
 
+# Protocol members' own str()/format go through Python code; a dict lookup does not.
+_PROTO_TEXT: dict[Any, str] = {p: p.value for p in Protocol}
+
+
 def row_key(row: tuple[Any, ...]) -> str:
     """A socket's identity across refreshes: protocol, both ends and the inode (a
     TIME-WAIT socket has inode 0 but a unique 4-tuple).
@@ -269,7 +251,9 @@ def row_key(row: tuple[Any, ...]) -> str:
     ...           inode=77).row)
     'tcp 127.0.0.1 80 127.0.0.1 5000 77'
     """
-    return f"{row[0]} {row[3]} {row[4]} {row[5]} {row[6]} {row[10]}"
+    return (
+        f"{_PROTO_TEXT.get(row[0]) or row[0].value} {row[3]} {row[4]} {row[5]} {row[6]} {row[10]}"
+    )
 
 
 _ip_keys: dict[str, bytes] = {}
@@ -295,32 +279,39 @@ def address(ip: str, port: int | None) -> str:
     return f"{host}:{'*' if port is None else port}"
 
 
-def _num(value: int | None) -> Cell:
-    return Cell("-" if value is None else str(value), -1 if value is None else value, True)
-
-
-def _text(value: str | None) -> Cell:
-    return Cell(value or "-", value or "")
-
-
-def connection_cells(row: tuple[Any, ...], names: dict[str, dict[int, str]]) -> tuple[Cell, ...]:
-    """The cells of one connection, in :data:`CONN_COLUMNS` order."""
+def connection_cells(row: tuple[Any, ...], names: dict[str, dict[int, str]]) -> Row:
+    """The texts and sort keys of one connection, in :data:`CONN_COLUMNS` order."""
     server = row[11] == "server"
     port = row[4] if server else row[6]
     service = names.get(row[0].value, {}).get(port) if port else None
-    return (
-        _text(row[0].value),
-        Cell(row[2].ss_name, row[2].code),
-        Cell(address(row[3], row[4]), (_ip_key(row[3]), row[4])),
-        Cell(address(row[5], row[6]), (_ip_key(row[5]), row[6] or 0)),
-        _text(service),
-        _text(row[11]),
-        _num(row[7]),
-        _num(row[8]),
-        _num(row[12]),
-        _text(row[13]),
-        _text(row[14]),
+    pid, process, user = row[12], row[13], row[14]
+    texts = (
+        row[0].value,
+        row[2].ss_name,
+        address(row[3], row[4]),
+        address(row[5], row[6]),
+        service or "-",
+        row[11],
+        str(row[7]),
+        str(row[8]),
+        "-" if pid is None else str(pid),
+        process or "-",
+        user or "-",
     )
+    keys = (
+        row[0].value,
+        row[2].code,
+        (_ip_key(row[3]), row[4]),
+        (_ip_key(row[5]), row[6] or 0),
+        service or "",
+        row[11],
+        row[7],
+        row[8],
+        -1 if pid is None else pid,
+        process or "",
+        user or "",
+    )
+    return texts, keys
 
 
 def connection_rows(
@@ -360,29 +351,42 @@ def listener_rows(
     stats: SocketStats,
     names: dict[str, dict[int, str]],
     scope: Callable[[Iterable[str]], str],
-) -> dict[str, tuple[Cell, ...]]:
-    """``{"proto port": cells}``: one row per listening (protocol, port), in
+) -> dict[str, Row]:
+    """``{"proto port": row}``: one row per listening (protocol, port), in
     :data:`LISTEN_COLUMNS` order, sorted by port."""
     groups: dict[tuple[str, int], list[Any]] = {}
     for ls in stats.listeners:
         groups.setdefault((ls.protocol.value, ls.port), []).append(ls)
-    out: dict[str, tuple[Cell, ...]] = {}
+    out: dict[str, Row] = {}
     for (proto, port), items in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        owners = sorted({f"{ls.process}/{ls.pid}" for ls in items if ls.pid})
+        owners = ", ".join(sorted({f"{ls.process}/{ls.pid}" for ls in items if ls.pid}))
         queue, qmax = sum(ls.accept_queue for ls in items), sum(ls.accept_max for ls in items)
         tcp = proto == "tcp"
         # A wildcard listener's count already covers every connection to the port
         # (and IPv4 + IPv6 wildcards each report it): take it once, else add up.
         wild = [ls.connections for ls in items if ls.ip in ("0.0.0.0", "::")]
         conns = max(wild) if wild else sum(ls.connections for ls in items)
+        service = names.get(proto, {}).get(port)
+        bind = scope(ls.ip for ls in items)
         out[f"{proto} {port}"] = (
-            _num(port),
-            _text(proto),
-            _text(names.get(proto, {}).get(port)),
-            _text(scope(ls.ip for ls in items)),
-            _text(", ".join(owners) or None),
-            _num(conns) if tcp else Cell("-", -1, True),
-            Cell(f"{queue}/{qmax}" if tcp else "-", (queue / qmax if qmax else 0.0, queue), True),
+            (
+                str(port),
+                proto,
+                service or "-",
+                bind,
+                owners or "-",
+                str(conns) if tcp else "-",
+                f"{queue}/{qmax}" if tcp else "-",
+            ),
+            (
+                port,
+                proto,
+                service or "",
+                bind,
+                owners,
+                conns if tcp else -1,
+                (queue / qmax if qmax else 0.0, queue),
+            ),
         )
     return out
 
