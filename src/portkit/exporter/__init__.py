@@ -48,6 +48,7 @@ __all__ = [
     "make_server",
     "parse_destinations",
     "parse_listen",
+    "serve_until_stopped",
 ]
 
 
@@ -78,6 +79,10 @@ class SocketCollector:
         # otherwise double the CPU spent walking the same socket table.
         self._lock = threading.Lock()
         self.last_error: str | None = None
+
+    @property
+    def destinations(self) -> tuple[Endpoint, ...]:
+        return self._destinations
 
     def gather(self) -> list[Family]:
         """The families of one scrape, ``up`` and the scrape duration included."""
@@ -162,6 +167,27 @@ def make_server(
     """
     from portkit.exporter._server import MetricsServer
 
-    dests = ", ".join(ep.address for ep in collector._destinations)
+    dests = ", ".join(ep.address for ep in collector.destinations)
     note = f"watching ephemeral port use towards {dests}" if dests else ""
     return MetricsServer(host, port, make_registry(collector), landing_note=note)
+
+
+def serve_until_stopped(server: MetricsServer) -> None:
+    """Serve until SIGTERM or Ctrl-C (both end cleanly), then close the socket.
+
+    Call from the main thread (signal handlers can only be set there).
+    """
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        # shutdown() waits for serve_forever() to return: call it from another thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()

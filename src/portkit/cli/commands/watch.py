@@ -98,7 +98,12 @@ def exporter_cmd(
         import prometheus_client  # noqa: F401
     except ImportError:
         raise _missing_extra("prometheus_client", "exporter") from None
-    from portkit.exporter import SocketCollector, make_registry, make_server
+    from portkit.exporter import (
+        SocketCollector,
+        make_registry,
+        make_server,
+        serve_until_stopped,
+    )
     from portkit.exporter.snapshot import Snapshot, provider
 
     take = provider(netns=netns, pid_netns=pid_netns)
@@ -128,30 +133,7 @@ def exporter_cmd(
             "this port can read this host's socket table"
         )
     err(f"portkit exporter: serving {server.url}/metrics")
-    return _serve(server)
-
-
-def _serve(server: object) -> int:
-    """Serve until SIGTERM or Ctrl-C; both end cleanly with exit 0."""
-    import signal
-    import threading
-
-    from portkit.exporter._server import MetricsServer
-
-    assert isinstance(server, MetricsServer)
-
-    def stop(signum: int, frame: object) -> None:
-        # shutdown() waits for serve_forever() to return: call it from another thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.server_close()
+    serve_until_stopped(server)
     return 0
 
 
