@@ -318,3 +318,34 @@ def test_proc_parser_gives_rows_or_a_parse_error(text: str) -> None:
     except ParseError:
         return
     assert all(len(r) == 10 for r in rows)
+
+
+def test_raw_rows_keep_chunks_and_agree_with_parse_chunk() -> None:
+    for name, *_ in CAPTURES:
+        rows = nl.RawRows()
+        expected: list[nl.RawRow] = []
+        for chunk in _chunks(f"sock_diag_{name}.bin"):
+            part, done = nl.chunk_part(chunk)
+            rows.add(part)
+            nl.parse_chunk(chunk, expected)
+        assert done
+        assert list(rows) == expected and len(rows) == len(expected)
+        assert rows.states() == {r[1] for r in expected}
+        assert rows.ports() == {r[2] for r in expected} | {r[3] for r in expected}
+        assert rows.addresses() == {r[4] for r in expected}
+        assert rows.addresses(remote=True) == {r[5] for r in expected}
+        assert rows.queue_max() == max([0, *(r[6] for r in expected), *(r[7] for r in expected)])
+    # a chunk of mixed message sizes is kept as parsed rows
+    tcp = b"".join(_chunks("sock_diag_tcp4.bin"))
+    udp = b"".join(_chunks("sock_diag_udp6.bin"))
+    mixed = b""
+    for blob in (tcp, udp):
+        off = 0
+        while off < len(blob):
+            length, mtype = struct.unpack_from("=IH", blob, off)
+            if mtype == nl.SOCK_DIAG_BY_FAMILY:
+                mixed += blob[off : off + length]
+            off += length
+    part, done = nl.chunk_part(mixed)
+    assert isinstance(part, list) and not done
+    assert nl.RawRows([part]).states() == {r[1] for r in part}

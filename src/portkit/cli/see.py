@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 
 from portkit.cli._output import err, out, stdout_style
 from portkit.sockets import Query, scan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from typing import Any
 
 __all__ = ["families_for", "fast_ls", "hosts_for", "names_for", "write_ls"]
@@ -141,7 +142,7 @@ def _write_ls(
         from portkit.render.sockets import ls_json_raw
         from portkit.sockets._services import service_name
 
-        out(ls_json_raw(found.batches, found.listen_ports, service_name, raw_owners))
+        _write_blocks(ls_json_raw(found.batches, found.listen_ports, service_name, raw_owners), "")
         _note_hidden(query.owners, found.owners_hidden)
         asked = sport or dport or port or src or dst
         return 1 if asked and not len(found) else 0
@@ -152,17 +153,14 @@ def _write_ls(
         from portkit.sockets._services import service_name
 
         style = stdout_style()
-        out(
-            ls_text_raw(
-                found.batches,
-                found.listen_ports,
-                names=None if numeric else service_name,
-                owners=(found.owners, found.owner_names or {})
-                if found.owners is not None
-                else None,
-                style=style if style.color else None,
-            )
+        blocks = ls_text_raw(
+            found.batches,
+            found.listen_ports,
+            names=None if numeric else service_name,
+            owners=raw_owners,
+            style=style if style.color else None,
         )
+        _write_blocks(blocks, "\n")
         _note_hidden(query.owners, found.owners_hidden)
         asked = sport or dport or port or src or dst
         return 1 if asked and not len(found) else 0
@@ -196,6 +194,18 @@ def _write_ls(
     _note_hidden(query.owners, found.owners_hidden)
     asked = sport or dport or port or src or dst or pids or process
     return 1 if asked and not rows else 0
+
+
+def _write_blocks(blocks: Iterator[str], between: str) -> None:
+    """Write a document piece by piece (a listing's chunks), then a newline."""
+    write = sys.stdout.write
+    first = True
+    for block in blocks:
+        if not first:
+            write(between)
+        write(block)
+        first = False
+    write("\n")
 
 
 def _note_hidden(owners: bool, hidden: int) -> None:

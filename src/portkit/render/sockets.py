@@ -15,11 +15,11 @@ from portkit.model import Protocol, TcpState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
     from typing import Any
 
     from portkit.render import Style
-    from portkit.sockets._netlink import RawRow
+    from portkit.sockets._netlink import RawRows
     from portkit.sockets._stats import SocketStats
 
 __all__ = [
@@ -217,14 +217,15 @@ _ANY = {4: "0.0.0.0", 6: "[::]"}
 
 
 def ls_text_raw(
-    batches: Sequence[tuple[int, int, Sequence[RawRow]]],
+    batches: Sequence[tuple[int, int, RawRows]],
     listen_ports: Mapping[int, Collection[int]],
     *,
     names: Callable[[str, int], str | None] | None = None,
     owners: tuple[dict[int, list[int]], dict[int, tuple[str | None, str | None]]] | None = None,
     style: Style | None = None,
-) -> str:
-    """:func:`ls_text` straight from the kernel's raw rows, for the plain listing.
+) -> Iterator[str]:
+    """:func:`ls_text` straight from the kernel's raw rows, for the plain listing, in
+    blocks of lines (one per reply chunk, to be written each followed by a newline).
 
     Decoding 100,000 rows into tuples and formatting them again costs twice; here
     each raw row becomes its line by joining cached, already padded pieces (state
@@ -239,7 +240,6 @@ def ls_text_raw(
             USER columns (``-p``), or None.
         style: bold headers when colour is on.
     """
-    from operator import itemgetter
 
     text_ip = {2: _RawIp(2), 10: _RawIp(10)}
     plain = _RawPort(None, "")
@@ -252,15 +252,15 @@ def ls_text_raw(
         if not raw:
             continue
         a = text_ip[family]
-        wip = max(wip, *(len(a[x]) for x in set(map(itemgetter(4), raw))))
-        wrip = max(wrip, *(len(a[x]) for x in set(map(itemgetter(5), raw))))
-        top = max(max(map(itemgetter(6), raw)), max(map(itemgetter(7), raw)))
-        wq = max(wq, len(str(top)))
-        codes.update(map(itemgetter(1), raw))
+        # widths from columns of the replies: no row tuples for this pass
+        wip = max(wip, *(len(a[x]) for x in raw.addresses()))
+        wrip = max(wrip, *(len(a[x]) for x in raw.addresses(remote=True)))
+        wq = max(wq, len(str(raw.queue_max())))
+        codes.update(raw.states())
         if names:
             n = named[_PROTO_NAMES[proto]]
             lp = listen_ports.get(proto, ())
-            local = {t[2] for t in raw if not t[3] or t[2] in lp}
+            local = {t[2] for t in raw if not t[3] or t[2] in lp}  # (rows: only without -n)
             remote = {t[3] for t in raw if t[3] and t[2] not in lp}
             wp = max(wp, *(len(n[x]) for x in local), *(len(plain[x]) for x in remote), 5)
             wrp = max(wrp, *(len(n[x]) for x in remote), 5)
@@ -282,7 +282,7 @@ def ls_text_raw(
         nobody = f"  {'-':<{wpid}}  {'-':<{wname}}  -"
         own = {ino: tails.get(pids[0], nobody) for ino, pids in holders.items()}
         head = f"{head}    {'PID':<{wpid}}  {'PROCESS':<{wname}}  USER"
-    out = [style.bold(head) if style else head]
+    yield style.bold(head) if style else head
     queue = _Padded(wq, "  ")
     roles = ("client", "server")
     for family, proto, raw in batches:
@@ -296,47 +296,51 @@ def ls_text_raw(
         if len(raw) > 20000:  # most of the 65536 ports occur: one table for all
             ports: Collection[int] = range(65536)
         else:
-            ports = set(map(itemgetter(2), raw))
-            ports.update(map(itemgetter(3), raw))
+            ports = raw.ports()
         lport = _port_texts(ports, wp)
         rport = lport if wrp == wp else _port_texts(ports, wrp)
         if names:
             lname = _Padded(wp, "  ", named[p], right=False)
             rname = _Padded(wrp, "  ", named[p], right=False)
-            out += [
-                "".join(
-                    (
-                        lead[t[1]],
-                        queue[t[6]],
-                        queue[t[7]],
-                        lip[t[4]],
-                        (lname if (srv := not t[3] or t[2] in lp) else lport)[t[2]],
-                        rip[t[5]],
-                        (rport if srv else rname)[t[3]],
-                        roles[srv],
-                        own.get(t[9], nobody),
+            for part in raw.parts():
+                block = [
+                    "".join(
+                        (
+                            lead[t[1]],
+                            queue[t[6]],
+                            queue[t[7]],
+                            lip[t[4]],
+                            (lname if (srv := not t[3] or t[2] in lp) else lport)[t[2]],
+                            rip[t[5]],
+                            (rport if srv else rname)[t[3]],
+                            roles[srv],
+                            own.get(t[9], nobody),
+                        )
                     )
-                )
-                for t in raw
-            ]
+                    for t in part
+                ]
+                if block:
+                    yield "\n".join(block)
         else:
-            out += [
-                "".join(
-                    (
-                        lead[t[1]],
-                        queue[t[6]],
-                        queue[t[7]],
-                        lip[t[4]],
-                        lport[t[2]],
-                        rip[t[5]],
-                        rport[t[3]],
-                        roles[not t[3] or t[2] in lp],
-                        own.get(t[9], nobody),
+            for part in raw.parts():
+                block = [
+                    "".join(
+                        (
+                            lead[t[1]],
+                            queue[t[6]],
+                            queue[t[7]],
+                            lip[t[4]],
+                            lport[t[2]],
+                            rip[t[5]],
+                            rport[t[3]],
+                            roles[not t[3] or t[2] in lp],
+                            own.get(t[9], nobody),
+                        )
                     )
-                )
-                for t in raw
-            ]
-    return "\n".join(out)
+                    for t in part
+                ]
+                if block:
+                    yield "\n".join(block)
 
 
 def _port_texts(raw_ports: Collection[int], width: int) -> dict[int, str]:
@@ -464,12 +468,13 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
 
 
 def ls_json_raw(
-    batches: Sequence[tuple[int, int, Sequence[RawRow]]],
+    batches: Sequence[tuple[int, int, RawRows]],
     listen_ports: Mapping[int, Collection[int]],
     names: Callable[[str, int], str | None],
     owners: tuple[dict[int, list[int]], dict[int, tuple[str | None, str | None]]] | None = None,
-) -> str:
-    """:func:`ls_json` straight from raw rows: the same document, byte for byte.
+) -> Iterator[str]:
+    """:func:`ls_json` straight from raw rows: the same document, byte for byte, in
+    pieces (one per reply chunk) to be written one after the other.
 
     Each object is joined from cached pieces (the part up to the local address per
     state, address and port texts, owner and service parts) rather than formatted
@@ -488,7 +493,10 @@ def ls_json_raw(
     total = sum(len(raw) for _, _, raw in batches)
     table = _port_texts(range(65536) if total > 20000 else _raw_ports(batches), 0)
     ports = {raw: text[:-2] for raw, text in table.items()}
-    lines: list[str] = []
+    if not total:
+        yield "[]"
+        return
+    sep = "[\n"
     for family, proto, raw in batches:
         p = _PROTO_NAMES[proto]
         fam = 4 if family == 2 else 6
@@ -511,36 +519,35 @@ def ls_json_raw(
             )
 
         as_server, as_client = tail("server"), tail("client")
-        lines += [
-            "".join(
-                (
-                    lead[t[1]],
-                    lip[t[4]],
-                    ports[t[2]],
-                    '}, "remote": ',
-                    rip[t[5]] + ports[t[3]] + '}, "recv_q": ' if t[3] else 'null, "recv_q": ',
-                    queue[t[6]],
-                    sendq[t[7]],
-                    own.get(t[9], nobody),
-                    uid[t[8]],
-                    str(t[9]),
-                    as_server[t[2]] if (not t[3] or t[2] in lp) else as_client[t[3]],
+        for part in raw.parts():
+            lines = [
+                "".join(
+                    (
+                        lead[t[1]],
+                        lip[t[4]],
+                        ports[t[2]],
+                        '}, "remote": ',
+                        rip[t[5]] + ports[t[3]] + '}, "recv_q": ' if t[3] else 'null, "recv_q": ',
+                        queue[t[6]],
+                        sendq[t[7]],
+                        own.get(t[9], nobody),
+                        uid[t[8]],
+                        str(t[9]),
+                        as_server[t[2]] if (not t[3] or t[2] in lp) else as_client[t[3]],
+                    )
                 )
-            )
-            for t in raw
-        ]
-    if not lines:
-        return "[]"
-    return "[\n" + ",\n".join(lines) + "\n]"
+                for t in part
+            ]
+            if lines:
+                yield sep + ",\n".join(lines)
+                sep = ",\n"
+    yield "\n]"
 
 
-def _raw_ports(batches: Sequence[tuple[int, int, Sequence[RawRow]]]) -> set[int]:
-    from operator import itemgetter
-
+def _raw_ports(batches: Sequence[tuple[int, int, RawRows]]) -> set[int]:
     out: set[int] = set()
     for _, _, raw in batches:
-        out.update(map(itemgetter(2), raw))
-        out.update(map(itemgetter(3), raw))
+        out.update(raw.ports())
     return out
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.model import PortRange, TcpState
+    from portkit.sockets._netlink import RawRows
     from portkit.sockets._stats import SocketStats
 
 __all__ = ["BACKEND", "Query", "Scan", "SocketList", "scan", "socket_stats", "sockets"]
@@ -76,7 +77,7 @@ class Scan:
         rows: list[tuple[Any, ...]] | None,
         owners_hidden: int,
         source: str,
-        batches: list[tuple[int, int, list[Any]]] | None = None,
+        batches: list[tuple[int, int, RawRows]] | None = None,
         listen_ports: dict[int, set[int]] | None = None,
         owners: dict[int, list[int]] | None = None,
         owner_names: dict[int, tuple[str | None, str | None]] | None = None,

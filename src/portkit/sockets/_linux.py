@@ -21,7 +21,7 @@ from portkit.sockets import _netlink as nl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from portkit.sockets._netlink import RawRow
+    pass
 
 __all__ = ["Dump", "dump"]
 
@@ -51,7 +51,7 @@ class Dump:
     __slots__ = ("batches", "listen_ports", "cgroups", "source", "filtered")
 
     def __init__(self) -> None:
-        self.batches: list[tuple[int, int, list[RawRow]]] = []
+        self.batches: list[tuple[int, int, nl.RawRows]] = []
         self.listen_ports: dict[int, set[int]] = {}
         self.cgroups: dict[int, int] = {}
         self.source = "netlink"
@@ -70,23 +70,21 @@ def _netlink_rows(
     bytecode: bytes,
     seq: int,
     cgroups: dict[int, int] | None = None,
-) -> list[RawRow]:
+) -> nl.RawRows:
     sock.send(nl.build_request(family, proto, states, bytecode, seq))
-    buf = bytearray(_BUF)
-    view = memoryview(buf)
-    rows: list[RawRow] = []
-    recv_into = sock.recv_into
-    parse = nl.parse_chunk
+    rows = nl.RawRows()
+    recv = sock.recv
     while True:
-        n = recv_into(buf)
-        if n <= 0:
+        data = recv(_BUF)  # one reply skb (at most 32 KiB), kept as it came
+        if not data:
             break
         if cgroups is None:
-            _, done = parse(view[:n], rows)
+            part, done = nl.chunk_part(data)
+            rows.add(part)
         else:
-            pairs, done = nl.walk_with_attrs(view[:n])
+            pairs, done = nl.walk_with_attrs(data)
+            rows.add([row for row, _ in pairs])
             for row, attrs in pairs:
-                rows.append(row)
                 raw = attrs.get(nl.ATTR_CGROUP_ID)
                 if raw is not None and len(raw) == 8:
                     cgroups[row[9]] = int.from_bytes(raw, "little")
@@ -95,15 +93,15 @@ def _netlink_rows(
     return rows
 
 
-def _proc_rows(procfs: str, pid: int | None, family: int, proto: int) -> list[RawRow]:
+def _proc_rows(procfs: str, pid: int | None, family: int, proto: int) -> nl.RawRows:
     from portkit.sockets._procnet import parse_lines
 
     base = f"{procfs}/{pid}/net" if pid is not None else f"{procfs}/thread-self/net"
     try:
         with open(f"{base}/{_PROC_FILES[family, proto]}") as f:
-            return parse_lines(f, family)
+            return nl.RawRows([parse_lines(f, family)])
     except FileNotFoundError:
-        return []  # no IPv6 in this kernel, or the process exited
+        return nl.RawRows()  # no IPv6 in this kernel, or the process exited
     except PermissionError as exc:
         raise PermissionDenied(f"cannot read {base}", needed="root") from exc
 

@@ -20,7 +20,7 @@ from portkit.sockets._netlink import PORTS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Iterable
     from typing import Any
 
     from portkit.sockets._netlink import RawRow
@@ -62,7 +62,7 @@ def ip_text(family: int, raw: bytes) -> str:
 
 
 def decode(
-    raw: list[RawRow], family: int, proto: int, listen_ports: Collection[int]
+    raw: Iterable[RawRow], family: int, proto: int, listen_ports: Collection[int]
 ) -> list[tuple[Any, ...]]:
     """Rows in :data:`~portkit.model.SOCKET_FIELDS` order for one (family, protocol) batch.
 
