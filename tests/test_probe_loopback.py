@@ -601,3 +601,17 @@ def test_open_probes_leave_nothing_behind(listener: tuple[socket.socket, int]) -
         check=True,
     )
     assert done.stdout.strip() == ""
+
+
+def test_check_extras_fail_when_the_server_resets() -> None:
+    def reset(conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    server = _Server(reset)
+    try:
+        (res,) = check([f"127.0.0.1:{server.port}"], tls=True, timeout=1.0)
+    finally:
+        server.close()
+    assert res.state is PortState.OPEN  # the handshake completed: something listens
+    assert res.error
+    assert not res.ok

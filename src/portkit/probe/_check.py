@@ -84,6 +84,7 @@ def check(
     addresses = _resolve_all(endpoints)
     results: list[CheckResult | None] = [None] * len(endpoints)
     sockets: dict[int, Any] = {}  # target index -> the open connection kept for extras
+    checked: set[int] = set()
     cursor = [0] * len(endpoints)
     extras = tls or http is not None or banner
     try:
@@ -111,6 +112,7 @@ def check(
                         sockets[i] = sock
                 elif sock is not None:
                     sock.close()
+        checked.update(sockets)
         if sockets:
 
             def run(i: int) -> CheckResult:
@@ -135,6 +137,22 @@ def check(
     out: list[CheckResult] = []
     for i, ep in enumerate(endpoints):
         res = results[i]
+        if (
+            extras
+            and res is not None
+            and res.state is PortState.OPEN
+            and ep.protocol is not Protocol.UDP
+            and i not in checked
+        ):
+            # Accepted, then reset before the checks could run: not a pass.
+            res = CheckResult(
+                ep,
+                res.address,
+                res.state,
+                res.reason,
+                res.rtt_ms,
+                error="connection reset before the banner/TLS/HTTP checks",
+            )
         if res is None:
             error = addresses[i] if isinstance(addresses[i], str) else "no address"
             res = CheckResult(ep, None, PortState.ERROR, Reason.UNRESOLVED, error=str(error))
