@@ -159,9 +159,10 @@ def scan(
     if dump.filtered and not query.extended and not query.owner_filtered:
         if not query.owners:
             return Scan(None, 0, dump.source, dump.batches, dump.listen_ports)
-        owners, names, hidden = _owner_maps(
-            {r[9] for _, _, raw in dump.batches for r in raw if r[9]}, procfs
-        )
+        wanted: set[int] = set()
+        for _, _, raw in dump.batches:
+            wanted |= raw.inodes()
+        owners, names, hidden = _owner_maps(wanted, procfs)
         return Scan(None, hidden, dump.source, dump.batches, dump.listen_ports, owners, names)
     rows: list[tuple[Any, ...]] = []
     for family, proto, raw in dump.batches:

@@ -235,6 +235,7 @@ _OFF_SRC = 16 + 8
 _OFF_DST = 16 + 24
 _OFF_RQ = 16 + 56
 _OFF_SQ = 16 + 60
+_OFF_INODE = 16 + 68
 
 
 class RawRows:
@@ -318,6 +319,14 @@ class RawRows:
             for col in self._column(off, "I", index):
                 top = max(top, max(col, default=0))
         return top
+
+    def inodes(self) -> set[int]:
+        """Every socket inode (0, a TIME-WAIT socket's, left out)."""
+        out: set[int] = set()
+        for col in self._column(_OFF_INODE, "I", 9):
+            out.update(col)
+        out.discard(0)
+        return out
 
     def ports(self) -> set[int]:
         """Every raw (network-order) port, local and remote."""
