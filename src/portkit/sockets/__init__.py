@@ -18,6 +18,7 @@ resolves to this function or to this package, which share the name).
 
 from __future__ import annotations
 
+import gc
 import sys
 import types
 
@@ -37,6 +38,19 @@ __all__ = ["BACKEND", "Query", "Scan", "SocketList", "scan", "socket_stats", "so
 
 #: ``"linux"`` (netlink, falling back to /proc/net) or ``"psutil"``.
 BACKEND = "linux" if sys.platform.startswith("linux") else "psutil"
+
+
+class _GcPaused:
+    """Pause the cyclic GC while 100,000 rows or records are built: they hold no
+    cycles, and the collector would walk them over and over (about 15% of the time)."""
+
+    def __enter__(self) -> None:
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_enabled:
+            gc.enable()
 
 
 class SocketList(list[SocketRecord]):
@@ -97,13 +111,14 @@ class Scan:
         if self._rows is None:
             from portkit.sockets._rows import attach_owners, decode
 
-            rows = [
-                r
-                for family, proto, raw in self.batches or ()
-                for r in decode(raw, family, proto, self.listen_ports.get(proto, ()))
-            ]
-            if self.owners is not None:
-                rows = attach_owners(rows, self.owners, self.owner_names or {})
+            with _GcPaused():
+                rows = [
+                    r
+                    for family, proto, raw in self.batches or ()
+                    for r in decode(raw, family, proto, self.listen_ports.get(proto, ()))
+                ]
+                if self.owners is not None:
+                    rows = attach_owners(rows, self.owners, self.owner_names or {})
             self._rows = rows
         return self._rows
 
@@ -284,7 +299,9 @@ def sockets(
     )
     found = scan(query, netns=netns, pid_netns=pid_netns, procfs=procfs)
     wrap = SocketRecord.from_row
-    out = SocketList([wrap(r) for r in found.rows])
+    rows = found.rows
+    with _GcPaused():
+        out = SocketList([wrap(r) for r in rows])
     out.owners_hidden = found.owners_hidden
     out.source = found.source
     return out
