@@ -19,14 +19,14 @@ from portkit.probe._x509 import read_certificate
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["BANNER_WAIT", "grab_banner", "http_status", "tls_handshake"]
+__all__ = ["BANNER_WAIT", "TlsConn", "grab_banner", "http_status", "tls_handshake"]
 
 #: How long a service may take to speak first before it gets a probe (nmap waits 6 s
 #: for its NULL probe; services that talk first do so within milliseconds on a LAN).
 BANNER_WAIT = 1.0
 
 
-def _recv_some(sock: socket.socket, timeout: float, limit: int = 4096) -> bytes:
+def _recv_some(sock: socket.socket | TlsConn, timeout: float, limit: int = 4096) -> bytes:
     sock.settimeout(timeout)
     try:
         return sock.recv(limit)
@@ -34,7 +34,7 @@ def _recv_some(sock: socket.socket, timeout: float, limit: int = 4096) -> bytes:
         return b""
 
 
-def grab_banner(sock: socket.socket, port: int, wait: float) -> str:
+def grab_banner(sock: socket.socket | TlsConn, port: int, wait: float) -> str:
     """What the service says first; if it says nothing within ``wait``, its answer to
     the probe for its port (``_payloads.TCP_PROBES``, else an HTTP HEAD)."""
     try:
@@ -59,9 +59,69 @@ def banner_of(ip: str, port: int, timeout: float) -> str:
         sock.close()
 
 
-def _info(tls_sock: ssl.SSLSocket, verified: bool, error: str) -> TlsInfo:
-    der = tls_sock.getpeercert(binary_form=True)
-    cipher = tls_sock.cipher()
+class TlsConn:
+    """TLS over a blocking socket through ``ssl.MemoryBIO``: no ``SSLSocket`` at all.
+
+    ``SSLContext.wrap_socket`` on a socket the peer has just reset raises from inside
+    ``SSLSocket._create`` without closing the SSLSocket it made (CPython 3.11's
+    pre-handshake ``recv`` check), leaking an fd until garbage collection. Driving
+    an ``SSLObject`` by hand keeps the one socket in our hands. It offers what the
+    checks use: ``sendall``, ``recv``, ``settimeout`` and ``close``.
+    """
+
+    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, server_name: str | None) -> None:
+        self.sock = sock
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self._in, self._out, server_hostname=server_name)
+
+    def _flush(self) -> None:
+        data = self._out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        data = self.sock.recv(16384)
+        if data:
+            self._in.write(data)
+        else:
+            self._in.write_eof()
+
+    def handshake(self) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+            else:
+                self._flush()
+                return
+
+    def sendall(self, data: bytes) -> None:
+        self.obj.write(data)
+        self._flush()
+
+    def recv(self, limit: int) -> bytes:
+        while True:
+            try:
+                return self.obj.read(limit)
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.sock.settimeout(timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _info(tls: TlsConn, verified: bool, error: str) -> TlsInfo:
+    der = tls.obj.getpeercert(binary_form=True)
+    cipher = tls.obj.cipher()
     fields: dict[str, object] = {}
     if der:
         try:
@@ -84,7 +144,7 @@ def _info(tls_sock: ssl.SSLSocket, verified: bool, error: str) -> TlsInfo:
                 "san": cert.san,
             }
     return TlsInfo(
-        version=tls_sock.version() or "",
+        version=tls.obj.version() or "",
         cipher=cipher[0] if cipher else "",
         verified=verified,
         verify_error=error,
@@ -97,11 +157,12 @@ def tls_handshake(
     server_name: str | None,
     timeout: float,
     reconnect: Callable[[], socket.socket],
-) -> tuple[ssl.SSLSocket, TlsInfo]:
+) -> tuple[TlsConn, TlsInfo]:
     """Handshake on ``sock``, verifying against the system CAs and ``server_name``.
 
     When verification fails, the reason is kept and a second connection (from
     ``reconnect``) handshakes without verifying, to show the certificate anyway.
+    The caller closes the returned connection (and ``sock`` when this raises).
 
     Raises:
         ssl.SSLError, OSError: when no handshake succeeds at all.
@@ -110,26 +171,29 @@ def tls_handshake(
     ctx = ssl.create_default_context()
     if server_name is None:
         ctx.check_hostname = False
+    tls = TlsConn(sock, ctx, server_name)
     try:
-        tls = ctx.wrap_socket(sock, server_hostname=server_name)
-        return tls, _info(tls, True, "")
+        tls.handshake()
     except ssl.SSLCertVerificationError as exc:
         error = exc.verify_message or str(exc)
-        sock.close()
+    else:
+        return tls, _info(tls, True, "")
+    sock.close()
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE
     raw = reconnect()
-    raw.settimeout(timeout)
     try:
-        tls = insecure.wrap_socket(raw, server_hostname=server_name)
+        raw.settimeout(timeout)
+        tls = TlsConn(raw, insecure, server_name)
+        tls.handshake()
+        return tls, _info(tls, False, error)
     except BaseException:
         raw.close()
         raise
-    return tls, _info(tls, False, error)
 
 
-def http_status(sock: socket.socket, host: str, path: str, timeout: float) -> int:
+def http_status(sock: socket.socket | TlsConn, host: str, path: str, timeout: float) -> int:
     """Send ``GET path`` and return the response's status code.
 
     Raises:
