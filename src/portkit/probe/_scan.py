@@ -281,9 +281,9 @@ def _icmp_ratelimit_notes(
 
     Linux answers at most a burst of 6 ICMP errors, then about 1 a second, per peer
     (net.ipv4.icmp_ratelimit). For each host that left UDP ports silent *and*
-    answered others with port-unreachable, probe known-closed ports three times in a
-    row: if one of them now stays silent, the host is rationing its ICMP errors and
-    the silent ports may well be closed.
+    answered others with port-unreachable, probe known-closed ports up to seven times
+    in a row: if one of them now stays silent, the host is rationing its ICMP errors
+    and the silent ports may well be closed.
     """
     from portkit.probe._engine import udp_scan
 
@@ -295,7 +295,9 @@ def _icmp_ratelimit_notes(
         if not silent or not closed:
             continue
         answered: list[bool] = []
-        for i in range(3):
+        # Linux's per-peer bucket holds at most 6 tokens: 7 answers in a row cannot
+        # all come from a rationing host.
+        for i in range(7):
             # One at a time: the same port twice in one run would be probed once.
             udp_scan(
                 [(None, host, closed[i % len(closed)], b"")],
