@@ -19,7 +19,7 @@ from portkit.model import PortRange, TcpState
 from portkit.sockets import _netlink as nl
 from portkit.sockets._procnet import decode_address, parse_lines
 from portkit.sockets._query import CONNECTED_DEFAULT, Query, parse_cidr, port_ranges
-from portkit.sockets._rows import decode
+from portkit.sockets._rows import container_id, decode
 
 DATA = Path(__file__).parent / "data"
 _SS_STATES = {
@@ -350,3 +350,29 @@ def test_raw_rows_keep_chunks_and_agree_with_parse_chunk() -> None:
     part, done = nl.chunk_part(mixed)
     assert isinstance(part, list) and not done
     assert nl.RawRows([part]).states() == {r[1] for r in part}
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "expected"),
+    [
+        ("/system.slice/docker-" + "ab" * 32 + ".scope", "abababababab"),
+        ("/docker/" + "a1" * 32, "a1a1a1a1a1a1"),
+        (
+            "/kubepods.slice/kubepods-burstable.slice/cri-containerd-" + "0f" * 32 + ".scope",
+            "0f0f0f0f0f0f",
+        ),
+        ("/kubepods/besteffort/pod1234/" + "b2" * 32, "b2b2b2b2b2b2"),
+        ("/machine.slice/libpod-" + "c3" * 32 + ".scope", "c3c3c3c3c3c3"),
+        ("/user.slice/user-1000.slice/session-4.scope", None),
+        ("/", None),
+        (None, None),
+    ],
+)
+def test_container_id_from_cgroup(cgroup: str | None, expected: str | None) -> None:
+    assert container_id(cgroup) == expected
+
+
+@given(st.text(max_size=120))
+def test_container_id_is_none_or_short_hex(text: str) -> None:
+    cid = container_id(text)
+    assert cid is None or (len(cid) == 12 and set(cid) <= set("0123456789abcdef"))

@@ -55,6 +55,7 @@ LS_JSON_KEYS = (
     "service",
     "role",
     "cgroup",
+    "container",
 )
 
 # ss's display names, UDP's CLOSE being "UNCONN" as in ss.
@@ -192,10 +193,13 @@ def ls_text(
                 ["-" if r[14] is None else r[14] for r in rows],
             ]
         if extended:
-            headers += ["UID", "INODE", "CGROUP"]
+            from portkit.sockets._rows import container_id
+
+            headers += ["UID", "INODE", "CONTAINER", "CGROUP"]
             cells += [
                 [qs[r[9]] for r in rows],
                 [qs[r[10]] for r in rows],
+                [container_id(r[16]) or "-" for r in rows],
                 ["-" if r[16] is None else r[16] for r in rows],
             ]
         widths = [max([len(h), *map(len, col)]) for h, col in zip(headers, cells, strict=True)]
@@ -417,7 +421,8 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
 
     >>> from portkit.model import SocketRecord as R
     >>> import json
-    >>> doc = json.loads(ls_json([R(Protocol.TCP, 4, TcpState.LISTEN, "0.0.0.0", 22).row],
+    >>> row = R(Protocol.TCP, 4, TcpState.LISTEN, "0.0.0.0", 22, role="server").row
+    >>> doc = json.loads(ls_json([row],
     ...                          {"tcp": {22: "ssh"}}))
     >>> doc[0]["local"], doc[0]["remote"], doc[0]["service"]
     ({'ip': '0.0.0.0', 'port': 22}, None, 'ssh')
@@ -429,8 +434,10 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
     tmpl = (
         '  {"proto": "%s", "family": %d, "state": "%s", "local": {"ip": "%s", "port": %d}, '
         '"remote": %s, "recv_q": %d, "send_q": %d, "pid": %s, "process": %s, "user": %s, '
-        '"uid": %d, "inode": %d, "service": %s, "role": "%s", "cgroup": %s}'
+        '"uid": %d, "inode": %d, "service": %s, "role": "%s", "cgroup": %s, "container": %s}'
     )
+    from portkit.sockets._rows import container_id
+
     remotes = _Str()
 
     def remote(ip: str | None, port: int | None) -> str:
@@ -462,6 +469,7 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
                 js[named.get(sport)] if sport else "null",
                 r[11],
                 js[r[16]],
+                js[container_id(r[16])],
             )
         )
     return "[\n" + ",\n".join(lines) + "\n]"
@@ -513,7 +521,7 @@ def ls_json_raw(
 
         def tail(role: str, p: str = p) -> _Suffixed:
             return _Suffixed(
-                f', "role": "{role}", "cgroup": null}}',
+                f', "role": "{role}", "cgroup": null, "container": null}}',
                 _Service(names, p, js),
                 ', "service": ',
             )
@@ -602,12 +610,14 @@ CSV_HEADERS = (
     "service",
     "role",
     "cgroup",
+    "container",
 )
 
 
 def ls_csv(rows: Sequence[tuple[Any, ...]], names: Names) -> str:
     """CSV with :data:`CSV_HEADERS` (empty cells for missing values)."""
     from portkit.render import to_csv
+    from portkit.sockets._rows import container_id
 
     empty: dict[int, str] = {}
 
@@ -635,6 +645,7 @@ def ls_csv(rows: Sequence[tuple[Any, ...]], names: Names) -> str:
                 service(r),
                 r[11],
                 r[16],
+                container_id(r[16]),
             )
             for r in rows
         ),
