@@ -615,3 +615,12 @@ def test_check_extras_fail_when_the_server_resets() -> None:
     assert res.state is PortState.OPEN  # the handshake completed: something listens
     assert res.error
     assert not res.ok
+
+
+def test_scan_a_large_block_of_hosts() -> None:
+    # 8,192 loopback addresses: more hosts than the engine keeps timing for at once.
+    report = scan("127.1.0.0/19", "1", keep=["open"])
+    assert report.probes == 8192
+    assert report.state_counts() == {PortState.CLOSED: 8192}
+    assert len(report.hosts) == 8192
+    assert report.results == ()

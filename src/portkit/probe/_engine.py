@@ -72,6 +72,7 @@ _EPOLLOUT, _EPOLLIN, _EPOLLERR, _EPOLLHUP = (
 )
 _MAXEVENTS = 1024
 _BATCH = 128  # connects sent between two reads of the ready list
+_MAX_IDLE_HOSTS = 4096  # per-host timing kept before idle hosts are forgotten
 _FD_ERRNOS = frozenset({E.EMFILE, E.ENFILE, E.ENOBUFS, E.ENOMEM})
 #: connect() errors that come from an ICMP message whose details are worth reading.
 _ICMP_ERRNOS = frozenset({E.EHOSTUNREACH, E.ENETUNREACH, E.EACCES, E.EPERM, E.ENOPROTOOPT})
@@ -198,6 +199,10 @@ class _Loop:
     def host(self, ip: str, v6_grace: bool) -> _Host:
         h = self.hosts.get(ip)
         if h is None:
+            if len(self.hosts) >= _MAX_IDLE_HOSTS:
+                # A sweep of a big block: forget hosts with nothing in flight (memory
+                # stays bounded; one probed again later starts from the initial timeout).
+                self.hosts = {k: v for k, v in self.hosts.items() if v in self.active}
             est: RttEstimator | FixedTimeout = (
                 FixedTimeout(self.fixed) if self.fixed is not None else RttEstimator(self.initial)
             )
