@@ -418,49 +418,47 @@ def test_stats_warns_above_70_percent() -> None:
 
 def test_without_root_owners_are_hidden_not_fatal(lab: dict[str, Any]) -> None:
     # As `nobody`, every socket is still listed (sock_diag needs no privilege), but
-    # root's processes cannot be inspected: no owners, and a note says so.
-    env = {
-        **os.environ,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": os.path.join(os.getcwd(), "src"),
-    }
-    r = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "portkit",
-            "ls",
-            "-tlnp",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("PROTO")
-    assert "could not be inspected" in r.stderr
-    r = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "portkit",
-            "ls",
-            "--netns",
-            lab["ns"],
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert r.returncode == 3
-    assert len(r.stderr.strip().splitlines()) == 1 and "root" in r.stderr
+    # root's processes cannot be inspected: no owners, and a note says so. portkit and
+    # click are copied where `nobody` can read them, whatever the checkout's modes.
+    import shutil
+    import tempfile
+
+    import click
+
+    import portkit
+
+    tree = tempfile.mkdtemp(prefix="pk3-nobody-")
+    try:
+        for mod in (portkit, click):
+            assert mod.__file__ is not None
+            shutil.copytree(os.path.dirname(mod.__file__), os.path.join(tree, mod.__name__))
+        for root, dirs, files in os.walk(tree):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o755)
+        os.chmod(tree, 0o755)
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": tree}
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        python = [
+            os.path.realpath(sys.executable),
+            "-I",
+            "-c",
+            "import sys; sys.path.insert(0, "
+            f"{tree!r}); from portkit.cli import main; sys.exit(main())",
+        ]
+        r = subprocess.run(
+            [*nobody, *python, "ls", "-tlnp"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("PROTO")
+        assert "could not be inspected" in r.stderr
+        r = subprocess.run(
+            [*nobody, *python, "ls", "--netns", lab["ns"]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert r.returncode == 3, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "root" in r.stderr
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
