@@ -393,14 +393,17 @@ def test_engine_rate_and_fixed_timeout_still_correct(listener: tuple[socket.sock
     }
 
 
-def test_udp_engine_reports_each_port_once(udp_echo: int) -> None:
+def test_udp_engine_reports_every_job_once(udp_echo: int) -> None:
     got: list[tuple[int, PortState]] = []
     jobs = [(None, "127.0.0.1", udp_echo, b"x"), (None, "127.0.0.1", udp_echo, b"y")]
     jobs += [(None, "127.0.0.1", p, b"") for p in range(41000, 41050)]
     udp_scan(jobs, lambda k, ip, p, s, r, rtt, data: got.append((p, s)))
     ports = [p for p, _ in got]
-    assert sorted(ports) == sorted({udp_echo, *range(41000, 41050)})
-    assert dict(got)[udp_echo] is PortState.OPEN
+    assert sorted(ports) == sorted([udp_echo, udp_echo, *range(41000, 41050)])
+    assert [s for p, s in got if p == udp_echo] == [PortState.OPEN, PortState.OPEN]
+    # The same target twice in one check: each gets its own answer.
+    twice = check([f"127.0.0.1:{udp_echo}/udp"] * 2, banner=True)
+    assert [r.banner for r in twice] == ["echo:", "echo:"]
 
 
 # --- scan ---------------------------------------------------------------------------------

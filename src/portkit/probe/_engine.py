@@ -593,6 +593,7 @@ def udp_scan(
     by_fd: dict[int, socket.socket] = {}
     inflight: dict[tuple[str, int], _UdpProbe] = {}
     pending: deque[_UdpProbe] = deque()
+    twins: list[_UdpProbe] = []
     jobs_it = iter(jobs)
     exhausted = False
     retries_n = loop.retries
@@ -717,8 +718,7 @@ def udp_scan(
                 fifo.popleft()
                 p.tries += 1
                 if p.tries <= retries_n:
-                    inflight.pop((p.ip, p.port), None)
-                    pending.append(p)
+                    pending.append(p)  # stays in flight: a late answer still counts
                 else:
                     inflight.pop((p.ip, p.port), None)
                     p.tries = -1
@@ -730,19 +730,26 @@ def udp_scan(
         while True:
             now = clock()
             rate_wait = 0.0
+            if twins:
+                # A port asked for twice waits for the first probe's answer: replies are
+                # matched by (address, port), so two at once could not be told apart.
+                pending.extend(t for t in twins if (t.ip, t.port) not in inflight)
+                twins[:] = [t for t in twins if (t.ip, t.port) in inflight]
             while len(inflight) < limit:
                 if pending:
                     p = pending.popleft()
+                    if p.tries < 0:
+                        continue  # answered while it waited to be sent again
                 elif not exhausted:
                     try:
                         key, ip, port, payload = next(jobs_it)
                     except StopIteration:
                         exhausted = True
                         break
-                    if (ip, port) in inflight:
-                        # The same port twice: answer it once, from the first probe.
-                        continue
                     p = _UdpProbe(key, ip, port, payload, loop.host(ip, False))
+                    if (ip, port) in inflight:
+                        twins.append(p)
+                        continue
                 else:
                     break
                 if loop.rate is not None and not loop.rate.take(now):
@@ -752,9 +759,9 @@ def udp_scan(
                 if not send(p, now):
                     rate_wait = 0.005
                     break
-            if not inflight and not pending and exhausted:
+            if not inflight and not pending and not twins and exhausted:
                 break
-            wait = loop.next_wait(now, timeout_of) if inflight else 0.05
+            wait = loop.next_wait(now, timeout_of) if inflight else 0.0
             if rate_wait:
                 wait = min(wait, rate_wait)
             events = ep.poll(wait, _MAXEVENTS)
