@@ -376,3 +376,26 @@ def test_container_id_from_cgroup(cgroup: str | None, expected: str | None) -> N
 def test_container_id_is_none_or_short_hex(text: str) -> None:
     cid = container_id(text)
     assert cid is None or (len(cid) == 12 and set(cid) <= set("0123456789abcdef"))
+
+
+def test_columns_read_the_same_fields_as_rows() -> None:
+    for name, family, *_ in CAPTURES:
+        for chunk in _chunks(f"sock_diag_{name}.bin"):
+            part, _ = nl.chunk_part(chunk)
+            if isinstance(part, list) or not part:
+                continue
+            view, size = part
+            rows = list(nl._uniform_struct(size).iter_unpack(view))
+            c = nl.Columns(view, size, family)
+            assert list(c.states) == [r[1] for r in rows]
+            assert list(c.sports) == [r[2] for r in rows]
+            assert list(c.dports) == [r[3] for r in rows]
+            assert list(c.recv_q) == [r[6] for r in rows]
+            assert list(c.send_q) == [r[7] for r in rows]
+            assert list(c.inodes) == [r[9] for r in rows]
+            if family == nl.AF_INET:
+                assert [nl.ip4_key_bytes(k) for k in c.src] == [r[4] for r in rows]
+                assert [nl.ip4_key_bytes(k) for k in c.dst] == [r[5] for r in rows]
+            else:
+                assert list(c.src) == [r[4] for r in rows]
+                assert list(c.dst) == [r[5] for r in rows]

@@ -43,6 +43,7 @@ __all__ = [
     "NETLINK_SOCK_DIAG",
     "PORTS",
     "Alt",
+    "Columns",
     "NetlinkError",
     "RawRow",
     "RawRows",
@@ -50,6 +51,7 @@ __all__ = [
     "chunk_part",
     "compile_filter",
     "htons",
+    "ip4_key_bytes",
     "ntohs",
     "parse_attrs",
     "parse_chunk",
@@ -292,6 +294,11 @@ class RawRows:
     def __bool__(self) -> bool:
         return self._count > 0
 
+    def chunks(self) -> list[Any]:
+        """The parts as kept: lists of rows, or ``(view, message size)`` of uniform
+        replies, for :func:`columns`."""
+        return self._parts
+
     def _column(self, offset: int, fmt: str, index: int) -> Iterator[Iterable[Any]]:
         """One field of every row: strided views of uniform chunks, else from tuples."""
         from operator import itemgetter
@@ -342,14 +349,64 @@ class RawRows:
 
         off, index = (_OFF_DST, 5) if remote else (_OFF_SRC, 4)
         out: set[bytes] = set()
+        v4: set[int] = set()
         for part in self._parts:
             if isinstance(part, list):
                 out.update(map(itemgetter(index), part))
             else:
                 view, size = part
-                pick = Struct(f"={off}x16s{size - off - 16}x")
-                out.update(t[0] for t in pick.iter_unpack(view))
+                if view[16] == AF_INET:  # the family byte of the first message
+                    v4.update(view.cast("I")[off // 4 :: size // 4])
+                else:
+                    pick = Struct(f"={off}x16s{size - off - 16}x")
+                    out.update(map(itemgetter(0), pick.iter_unpack(view)))
+        out.update(ip4_key_bytes(k) for k in v4)
         return out
+
+
+class Columns:
+    """Strided views of one uniform reply: one field of every message, no row tuples.
+
+    ``src``/``dst`` are u32 values (the 4 address bytes read natively) for IPv4 and
+    16-byte ``bytes`` for IPv6; ports are raw network-order u16 as in :data:`RawRow`.
+    """
+
+    __slots__ = ("states", "sports", "dports", "src", "dst", "recv_q", "send_q", "inodes")
+
+    def __init__(self, view: memoryview, size: int, family: int) -> None:
+        u16 = view.cast("H")
+        u32 = view.cast("I")
+        n2, n4 = size // 2, size // 4
+        self.states: Iterable[int] = view[_OFF_STATE::size]
+        self.sports: Iterable[int] = u16[_OFF_SPORT // 2 :: n2]
+        self.dports: Iterable[int] = u16[_OFF_DPORT // 2 :: n2]
+        self.recv_q: Iterable[int] = u32[_OFF_RQ // 4 :: n4]
+        self.send_q: Iterable[int] = u32[_OFF_SQ // 4 :: n4]
+        self.inodes: Iterable[int] = u32[_OFF_INODE // 4 :: n4]
+        self.src: Iterable[Any]
+        self.dst: Iterable[Any]
+        if family == AF_INET:
+            self.src = u32[_OFF_SRC // 4 :: n4]
+            self.dst = u32[_OFF_DST // 4 :: n4]
+        else:
+            from operator import itemgetter
+
+            pick = itemgetter(0)
+            self.src = map(
+                pick, Struct(f"={_OFF_SRC}x16s{size - _OFF_SRC - 16}x").iter_unpack(view)
+            )
+            self.dst = map(
+                pick, Struct(f"={_OFF_DST}x16s{size - _OFF_DST - 16}x").iter_unpack(view)
+            )
+
+
+def ip4_key_bytes(key: int) -> bytes:
+    """The 16 address bytes of a :class:`Columns` IPv4 key (``ip_text`` input).
+
+    >>> ip4_key_bytes(Struct("=I").unpack(bytes([127, 0, 0, 1]))[0])[:4]
+    b'\\x7f\\x00\\x00\\x01'
+    """
+    return _U32.pack(key) + bytes(12)
 
 
 def chunk_part(data: bytes | memoryview) -> tuple[Any, bool]:
