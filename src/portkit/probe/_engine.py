@@ -11,14 +11,15 @@ asyncio was 2-9x slower than ``nmap -sT`` on a full port range, a plain epoll lo
 What the kernel says is turned into (state, reason) by the pure tables in
 ``_states``; this module only moves bytes and reads errors. Details that matter:
 
-* IPv6 probe sockets set ``IPV6_RECVERR`` (IPv4 ones ``IP_RECVERR`` when an ICMP error
-  is worth reading: the probe is sent again to read it). Linux treats an ICMPv6 error
-  to a socket in SYN-SENT as soft (RFC 5461) and, without IPV6_RECVERR, reports it
-  only at the first SYN retransmit, a second later (measured on 6.18: 1,020 ms);
-  with it the error comes at once (0.1 ms), with the ICMP type and code (so
-  "admin-prohibited" is told from "host-unreach" on IPv4 too). Should the option
-  ever be refused, IPv6 probes keep one socket for at least 1.1 s instead, so the
-  kernel's own retransmit brings the late error in before "filtered" is said.
+* Linux treats an ICMPv6 error to a socket in SYN-SENT as soft (RFC 5461) and,
+  without ``IPV6_RECVERR``, reports it only at the first SYN retransmit, a second
+  later (measured on 6.18: 1,020 ms); with it the error comes at once (0.1 ms), with
+  its ICMP type and code. So the retry of a silent IPv6 port sets it (and every IPv6
+  try does when there is no retry); should the option ever be refused, IPv6 probes
+  keep one socket for at least 1.1 s instead, so the kernel's own retransmit brings
+  the late error in before "filtered" is said. On IPv4 the ICMP errno is immediate;
+  a port answering with one is probed again with ``IP_RECVERR`` to read the ICMP
+  code (admin-prohibited and host-unreachable share EHOSTUNREACH).
 * A TCP connect whose local address equals the remote one is a self-connect (a
   loopback port in the ephemeral range can "accept" its own SYN): retried, never open.
 * Connected probes close with ``SO_LINGER {1, 0}``: an RST, no TIME_WAIT pile-up.
@@ -133,7 +134,7 @@ class _Probe:
         self.sockaddr = (ip, port)
         self.tries = 0
         self.selfconn = 0
-        self.recverr = ":" in ip  # IPv6 always (see the module doc); IPv4 when refining
+        self.recverr = False  # set per try: see connect_scan
         self.sent = 0.0
         self.sock: Any = None
 
@@ -298,6 +299,11 @@ def connect_scan(
     backoff_until = 0.0
     local_failures = 0
     done = 0
+    # IPv6 ICMP errors need IPV6_RECVERR to arrive at once (module doc). With a retry to
+    # come, the first try goes without it (one syscall less per port: a rejected port
+    # then falls silent and its retry, which sets it, reads the error); without one,
+    # the first try must set it.
+    v6_first = retries_n == 0
 
     def timeout_of(h: _Host) -> float:
         t = h.est.timeout
@@ -449,6 +455,8 @@ def connect_scan(
                 p.sock = None
                 p.tries += 1
                 if p.tries <= retries_n and not h.grace:
+                    # The retry of a silent IPv6 port reads ICMPv6 errors at once.
+                    p.recverr = ":" in p.ip
                     pending.append(p)
                 else:
                     report(p, PortState.FILTERED, Reason.NO_RESPONSE, None, None)
@@ -478,6 +486,8 @@ def connect_scan(
                         if ip != last_ip or last_host is None:
                             last_ip, last_host = ip, loop.host(ip, False)
                         p = _Probe(key, ip, port, last_host)
+                        if v6_first and ":" in ip:
+                            p.recverr = True
                     else:
                         break
                     if loop.rate is not None and not loop.rate.take(now):
