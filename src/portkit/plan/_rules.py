@@ -227,12 +227,15 @@ _STORE_IMAGES: dict[str, tuple[str, str]] = {
 @functools.lru_cache(maxsize=4096)
 def _port_names(port: int, protocol: str) -> tuple[tuple[str, str], ...]:
     """Everyday (service, source) names of ``port``; IANA names when there is none."""
+    from portkit.errors import ParseError
     from portkit.registry import lookup
 
+    try:
+        answers = lookup(f"{port}/{protocol}")
+    except ParseError:  # an invalid port or protocol has its own finding; no names here
+        return ()
     entries = [
-        e
-        for e in lookup(f"{port}/{protocol}")[0].entries
-        if e.port == port and e.port_end == port and e.service
+        e for e in answers[0].entries if e.port == port and e.port_end == port and e.service
     ]
     everyday = [e for e in entries if e.everyday]
     chosen = everyday or [e for e in entries if e.status == "assigned"]
