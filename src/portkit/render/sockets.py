@@ -384,17 +384,16 @@ def _port_texts(raw_ports: Collection[int], width: int) -> dict[int, str]:
     fmt = f"%-{width}d  "
     if isinstance(raw_ports, range) and len(raw_ports) == 65536:
         # every port: the texts by port in C, then keyed by their raw values
-        raw_of = range(65536) if ntohs(1) == 1 else _SWAPPED()
+        from array import array
+
+        raw_of = array("H", range(65536))
+        if ntohs(1) != 1:
+            raw_of.byteswap()  # raw values are network order read natively
         out = dict(zip(raw_of, map(fmt.__mod__, range(65536)), strict=True))
     else:
         out = {v: fmt % ntohs(v) for v in raw_ports}
     out[0] = f"{'*':<{width}}  "
     return out
-
-
-def _SWAPPED() -> list[int]:
-    """``_SWAPPED()[port]`` is the raw (network-order, read little-endian) value of port."""
-    return [(p & 0xFF) << 8 | p >> 8 for p in range(65536)]
 
 
 class _Padded(dict[object, str]):
