@@ -399,3 +399,18 @@ def test_columns_read_the_same_fields_as_rows() -> None:
             else:
                 assert list(c.src) == [r[4] for r in rows]
                 assert list(c.dst) == [r[5] for r in rows]
+
+
+def test_shipped_port_table_is_the_computed_one() -> None:
+    import marshal
+    import sys
+
+    from portkit.render.sockets import PORT_TABLE_FILE, computed_port_table, port_table
+
+    with open(PORT_TABLE_FILE, "rb") as f:
+        shipped = marshal.loads(f.read())
+    if sys.byteorder == "little":
+        assert shipped == computed_port_table(5)
+    table = port_table(5)
+    assert table[nl.htons(22)] == "22     " and table[0] == "*      " and len(table) == 65536
+    assert port_table(3)[nl.htons(65535)] == "65535  "
