@@ -23,6 +23,7 @@ __all__ = ["COMMANDS", "cli", "run"]
 #: name -> (module, attribute, one-line help). The help is here so that listing
 #: the commands does not import them.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    # know
     "lookup": (
         "portkit.cli.commands.know",
         "lookup_cmd",
@@ -33,26 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "free_cmd",
         "Ports that are free right now (bind-tested).",
     ),
-    "serve": (
-        "portkit.cli.commands.forward",
-        "serve_cmd",
-        "A small echo, discard or http server (TCP and UDP) for testing a path.",
-    ),
-    "connect": (
-        "portkit.cli.commands.forward",
-        "connect_cmd",
-        "A netcat-like client: stdin to a TCP/UDP endpoint, the answer to stdout.",
-    ),
-    "forward": (
-        "portkit.cli.commands.forward",
-        "forward_cmd",
-        "Forward ports (docker -p / ssh -L specs), TCP and UDP, in one process.",
-    ),
-    "plan": (
-        "portkit.cli.commands.plan",
-        "plan_group",
-        "A stack's port plan (compose, Kubernetes, plan YAML): explain, lint, check.",
-    ),
+    # see
     "ls": (
         "portkit.cli.commands.see",
         "ls_cmd",
@@ -68,21 +50,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "stats_cmd",
         "Socket counts, accept queues, TIME-WAIT and ephemeral port use.",
     ),
-    "overview": (
-        "portkit.cli.commands.see",
-        "overview_cmd",
-        "What listens on this machine and what needs attention (= portkit alone).",
-    ),
-    "top": (
-        "portkit.cli.commands.watch",
-        "top_cmd",
-        "Live view: listeners, connections, states over time, ephemeral use.",
-    ),
-    "exporter": (
-        "portkit.cli.commands.watch",
-        "exporter_cmd",
-        "Serve socket metrics to Prometheus (/metrics), read at scrape time.",
-    ),
+    # reach
     "check": (
         "portkit.cli.commands.reach",
         "check_cmd",
@@ -98,12 +66,56 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "scan_cmd",
         "Scan hosts' TCP/UDP ports with nmap's states, as fast as nmap -sT.",
     ),
+    # connect and forward
+    "serve": (
+        "portkit.cli.commands.forward",
+        "serve_cmd",
+        "A small echo, discard or http server (TCP and UDP) for testing a path.",
+    ),
+    "connect": (
+        "portkit.cli.commands.forward",
+        "connect_cmd",
+        "A netcat-like client: stdin to a TCP/UDP endpoint, the answer to stdout.",
+    ),
+    "forward": (
+        "portkit.cli.commands.forward",
+        "forward_cmd",
+        "Forward ports (docker -p / ssh -L specs), TCP and UDP, in one process.",
+    ),
+    # plan
+    "plan": (
+        "portkit.cli.commands.plan",
+        "plan_group",
+        "A stack's port plan (compose, Kubernetes, plan YAML): explain, lint, check.",
+    ),
+    # watch
+    "top": (
+        "portkit.cli.commands.watch",
+        "top_cmd",
+        "Live view: listeners, connections, states over time, ephemeral use.",
+    ),
+    "exporter": (
+        "portkit.cli.commands.watch",
+        "exporter_cmd",
+        "Serve socket metrics to Prometheus (/metrics), read at scrape time.",
+    ),
+    # shell
     "completion": (
         "portkit.cli.commands.shell",
         "completion_cmd",
         "Print the shell completion script (bash, zsh, fish).",
     ),
+    # `portkit` alone (hidden from the listing)
+    "overview": (
+        "portkit.cli.commands.see",
+        "overview_cmd",
+        "What listens on this machine and what needs attention (= portkit alone).",
+    ),
 }
+
+
+#: Commands that work but are not listed in ``portkit --help``.
+HIDDEN = frozenset({"overview"})
 
 
 class LazyGroup(click.Group):
@@ -121,7 +133,7 @@ class LazyGroup(click.Group):
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, spec[2]) for name, spec in COMMANDS.items()]
+        rows = [(name, spec[2]) for name, spec in COMMANDS.items() if name not in HIDDEN]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -130,10 +142,14 @@ ROOT_HELP = """Ports and sockets for DevOps: know, see, reach, forward, plan, wa
 
 \b
 Examples:
-  portkit                      overview of this machine
-  portkit lookup 5432          what is port 5432 for?
-  portkit lookup redis --json  which ports does Redis use?
-  portkit free -n 3            three free ports for a test
+  portkit                           overview of this machine
+  portkit lookup 5432               what is port 5432 for?
+  portkit ls -tlnp                  what listens here, and who owns it
+  portkit check db.internal:5432    is it reachable from here?
+  portkit wait 127.0.0.1:5432 -- ./migrate
+  portkit forward 8080:localhost:3000
+  portkit plan lint compose.yaml    will these ports collide or leak?
+  portkit top                       watch it live
 """
 
 
@@ -150,7 +166,11 @@ def _overview(ctx: click.Context) -> int:
     cls=LazyGroup,
     help=ROOT_HELP,
     invoke_without_command=True,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "terminal_width": 100,
+    },
 )
 @click.version_option(__version__, "-V", "--version", prog_name="portkit")
 @click.pass_context
