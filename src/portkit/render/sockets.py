@@ -603,12 +603,13 @@ def ls_json_raw(
         }
         own = {ino: parts.get(pids[0], nobody) for ino, pids in holders.items()}
     total = sum(len(raw) for _, _, raw in batches)
-    table = _port_texts(range(65536) if total > 20000 else _raw_ports(batches), 0)
-    ports: Mapping[int, str] | list[str] = (
-        [text[:-2] for text in table]
-        if isinstance(table, list)
-        else {raw: text[:-2] for raw, text in table.items()}
-    )
+    ports: Mapping[int, str] | list[str]
+    if total > 20000:  # every port: the shipped table, unpadded
+        ports = [text.rstrip() for text in port_table(5)]
+    else:
+        from portkit.sockets._netlink import ntohs
+
+        ports = {raw: str(ntohs(raw)) for raw in _raw_ports(batches)}
     if not total:
         yield "[]"
         return
