@@ -362,3 +362,26 @@ def test_sockets_vanishing_mid_listing_never_break_it() -> None:
         for p in procs:
             p.wait(timeout=10)
         srv.close()
+
+
+def test_dual_stack_wildcard_listeners_count_each_connection_once() -> None:
+    """0.0.0.0:P and [::]:P (v6only) both listening: a connection belongs to one of them."""
+    import portkit
+
+    with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6:
+        v4.bind(("0.0.0.0", 0))
+        v4.listen()
+        port = v4.getsockname()[1]
+        v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6.bind(("::", port))
+        v6.listen()
+        clients = [socket.create_connection(("127.0.0.1", port))]
+        clients += [socket.create_connection(("::1", port)) for _ in range(2)]
+        accepted = [v4.accept()[0], v6.accept()[0], v6.accept()[0]]
+        try:
+            stats = portkit.socket_stats(tcp=True)
+            mine = {ls.ip: ls.connections for ls in stats.listeners if ls.port == port}
+            assert mine == {"0.0.0.0": 1, "::": 2}
+        finally:
+            for s in clients + accepted:
+                s.close()

@@ -192,7 +192,7 @@ def compute_stats(
     """
     counts: dict[tuple[Protocol, TcpState], int] = {}
     listeners: list[tuple[Any, ...]] = []
-    served: dict[tuple[int, str], int] = {}
+    served: dict[tuple[int, str, int], int] = {}
     eph_ports: set[int] = set()
     dests: dict[tuple[str, str, int], int] = {}
     lo, hi = ephemeral.start, ephemeral.end
@@ -209,19 +209,25 @@ def compute_stats(
             continue
         if r[11] == "server":
             if r[2] is not tw:
-                k = (r[4], r[3])
+                k = (r[4], r[3], r[1])
                 served[k] = served.get(k, 0) + 1
         elif lo <= r[4] <= hi:
             eph_ports.add(r[4])
             d = (r[3], r[5], r[6])
             dests[d] = dests.get(d, 0) + 1
-    by_port: dict[int, int] = {}
-    for (port, _ip), n in served.items():
-        by_port[port] = by_port.get(port, 0) + n
+    # A wildcard listener serves the connections of its own family on its port: with
+    # 0.0.0.0:P and [::]:P (v6only) both listening, each connection is counted once.
+    by_port: dict[tuple[int, int], int] = {}
+    for (port, _ip, family), n in served.items():
+        by_port[port, family] = by_port.get((port, family), 0) + n
     lstats = []
     for r in sorted(listeners, key=lambda r: (r[4], r[0].value, r[1], r[3])):
         if r[0] is tcp and r[2] is listen:
-            conns = by_port.get(r[4], 0) if r[3] in _WILDCARDS else served.get((r[4], r[3]), 0)
+            conns = (
+                by_port.get((r[4], r[1]), 0)
+                if r[3] in _WILDCARDS
+                else served.get((r[4], r[3], r[1]), 0)
+            )
             lstats.append(ListenerStats(r[0], r[3], r[4], conns, r[7], r[8], r[12], r[13]))
         else:
             lstats.append(ListenerStats(r[0], r[3], r[4], 0, 0, 0, r[12], r[13]))
