@@ -25,10 +25,10 @@ pytestmark = pytest.mark.netns
 @pytest.fixture(scope="module")
 def lab() -> Iterator[_lab.Lab]:
     if os.geteuid() != 0:
-        pytest.skip("the lab builds network namespaces: needs root")
+        pytest.fail("the lab builds network namespaces: needs root")
     missing = _lab.tools_missing()
     if missing:
-        pytest.skip(f"the lab needs {', '.join(missing)} (scripts/system-packages.txt)")
+        pytest.fail(f"the lab needs {', '.join(missing)} (scripts/system-packages.txt)")
     with _lab.Lab() as built:
         yield built
 

@@ -209,7 +209,7 @@ def test_check_http_on_a_non_http_port() -> None:
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl CLI")
+        pytest.fail("needs the openssl CLI (scripts/system-packages.txt installs it)")
     d = tmp_path_factory.mktemp("tls")
     key, crt = str(d / "key.pem"), str(d / "cert.pem")
     subprocess.run(
@@ -589,7 +589,7 @@ def test_wait_for_http_status(http_server: int) -> None:
 
 def test_open_probes_leave_nothing_behind(listener: tuple[socket.socket, int]) -> None:
     if shutil.which("ss") is None:
-        pytest.skip("needs ss (iproute2)")
+        pytest.fail("needs ss (iproute2; scripts/system-packages.txt installs it)")
     _, port = listener
     report = scan("127.0.0.1", [port])
     assert report.open_ports() == [port]
