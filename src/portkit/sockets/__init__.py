@@ -32,9 +32,48 @@ if TYPE_CHECKING:
 
     from portkit.model import PortRange, TcpState
     from portkit.sockets._netlink import RawRows
-    from portkit.sockets._stats import SocketStats
+    from portkit.sockets._netns import netns_path as netns_path
+    from portkit.sockets._netns import run_in_netns as run_in_netns
+    from portkit.sockets._owners import process_info as process_info
+    from portkit.sockets._services import service_names as service_names
+    from portkit.sockets._stats import SocketStats as SocketStats
+    from portkit.sockets._stats import compute_stats as compute_stats
 
-__all__ = ["BACKEND", "Query", "Scan", "SocketList", "scan", "socket_stats", "sockets"]
+__all__ = [
+    "BACKEND",
+    "Query",
+    "Scan",
+    "SocketList",
+    "SocketStats",
+    "compute_stats",
+    "netns_path",
+    "process_info",
+    "run_in_netns",
+    "scan",
+    "service_names",
+    "socket_stats",
+    "sockets",
+]
+
+#: Public names the other capabilities (top, exporter) build on, imported on first
+#: use so that ``portkit ls -tln`` does not pay for them.
+_LAZY = {
+    "SocketStats": "portkit.sockets._stats",
+    "compute_stats": "portkit.sockets._stats",
+    "netns_path": "portkit.sockets._netns",
+    "process_info": "portkit.sockets._owners",
+    "run_in_netns": "portkit.sockets._netns",
+    "service_names": "portkit.sockets._services",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portkit.sockets' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 #: ``"linux"`` (netlink, falling back to /proc/net) or ``"psutil"``.
 BACKEND = "linux" if sys.platform.startswith("linux") else "psutil"

@@ -49,14 +49,14 @@ def _default_scope(ips: Iterable[str]) -> str:
 
 
 def _default_names(ports: dict[str, set[int]]) -> dict[str, dict[int, str]]:
-    from portkit.sockets._services import service_names
+    from portkit.sockets import service_names
 
     return {proto: service_names(p, proto) for proto, p in ports.items()}
 
 
 def _default_details(pid: int) -> list[str]:
     """Lines about process ``pid`` from /proc (name, user, command line, start)."""
-    from portkit.sockets._owners import process_info
+    from portkit.sockets import process_info
 
     info = process_info([pid], full=True).get(pid)
     if info is None:

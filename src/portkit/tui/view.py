@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.exporter.snapshot import Snapshot
-    from portkit.sockets._stats import SocketStats
+    from portkit.sockets import SocketStats
 
     #: A table row: the texts shown and the keys each column sorts by (numbers as
     #: numbers, addresses by their bytes). Plain tuples of strings and numbers, which
