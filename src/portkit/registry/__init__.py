@@ -237,26 +237,25 @@ def _related(name: str, names: set[str]) -> bool:
 
 
 class _IndexFile:
-    """The packaged index, read a blob at a time: ``lookup 22`` reads ~10 KB, not 2.7 MB."""
+    """The packaged index, read a blob at a time: ``lookup 22`` reads a few KB, not 2.7 MB."""
 
     def __init__(self, path: str) -> None:
         try:
             with open(path, "rb") as f:
-                header = f.read(_index.HEADER_SIZE)
+                magic = f.read(len(_index.MAGIC))
         except OSError as exc:
             raise RegistryError(f"cannot read the port index {path}: {exc.strerror}") from exc
-        offsets = _index.parse_header(header)
-        if offsets is None:
+        if magic != _index.MAGIC:
             raise RegistryError(f"the port index {path} is damaged: reinstall portkit")
         self.path = path
-        self.offsets = offsets
 
     def blob(self, k: int) -> bytes:
-        start, end = self.offsets[k], self.offsets[k + 1]
         with open(self.path, "rb") as f:
+            f.seek(_index.offset_position(k))
+            start, end = _index.blob_span(f.read(8))
             f.seek(_index.HEADER_SIZE + start)
             data = f.read(end - start)
-        if len(data) != end - start:
+        if len(data) != end - start or end < start:
             raise RegistryError(f"the port index {self.path} is truncated: reinstall portkit")
         return data
 

@@ -10,10 +10,10 @@ The index merges four sources into one list of rows::
 name with no port), ``everyday`` (a de-facto default) or ``marker`` (a range such as the
 NodePort range, answered by the range flags rather than listed under every port).
 
-The file written by :func:`dump` is laid out so that ``lookup 22`` unmarshals only the
-256-port shard holding port 22 instead of all 15,000 rows::
+The file written by :func:`dump` is laid out so that ``lookup 22`` reads two offsets and
+unmarshals only the 16-port shard holding port 22 (a few KB) instead of all 15,000 rows::
 
-    magic (8 bytes) | 257 little-endian uint32 offsets | shard 0 .. shard 255 | all rows
+    magic (8 bytes) | 4,098 little-endian uint32 offsets | shard 0 .. shard 4095 | all rows
 
 Each shard is a marshalled ``{port: [row, ...]}`` (single ports, plus every range row
 overlapping the shard under the key ``-1``); the last blob is the marshalled row list.
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 Row = tuple[int | None, int | None, str, str, str, str, str, str]
 
-MAGIC = b"PKIDX\x00\x01\x00"
-SHARD_BITS = 8
+MAGIC = b"PKIDX\x00\x02\x00"
+SHARD_BITS = 4
 SHARDS = 65536 >> SHARD_BITS
 RANGES_KEY = -1
 SOURCES = ("guide", "devops", "prometheus", "iana")
@@ -193,14 +193,14 @@ def dump(rows: Iterable[Row]) -> bytes:
 HEADER_SIZE = len(MAGIC) + 4 * (SHARDS + 2)
 
 
-def parse_header(header: bytes) -> list[int] | None:
-    """The blob offsets (relative to the end of the header), or None if not an index."""
-    if len(header) < HEADER_SIZE or header[: len(MAGIC)] != MAGIC:
-        return None
-    at = len(MAGIC)
-    return [
-        int.from_bytes(header[at + 4 * i : at + 4 * i + 4], "little") for i in range(SHARDS + 2)
-    ]
+def offset_position(k: int) -> int:
+    """Where, in the file, the pair of offsets of blob ``k`` starts (8 bytes: start, end)."""
+    return len(MAGIC) + 4 * k
+
+
+def blob_span(pair: bytes) -> tuple[int, int]:
+    """``(start, end)`` of a blob from its 8 offset bytes, relative to the header's end."""
+    return int.from_bytes(pair[:4], "little"), int.from_bytes(pair[4:8], "little")
 
 
 def shard_number(port: int) -> int:
