@@ -199,6 +199,14 @@ class _Reader:
     def issue(self, rule: str, line: int | None, obj: str, message: str) -> None:
         self.out.issues.append(Issue(rule, self.path, line, obj, message))
 
+    def invalid(
+        self, rule: str, item: Any, key: str, obj: str, path: str, value: Any, errors: list[str]
+    ) -> None:
+        """One finding per validation error of ``value`` (read from ``item[key]``), worded
+        as Kubernetes' validation words it."""
+        for msg in errors:
+            self.issue(rule, line_of(item, key), obj, _invalid(f"{path}.{key}", value, msg))
+
     def int_field(
         self,
         container: Any,
@@ -285,13 +293,9 @@ class _Reader:
             if len(ports_list) > 1 and pname is None:
                 self.issue("invalid-port-name", line, obj, f"{path}.name: Required value")
             elif pname is not None:
-                for msg in dns1123_label_errors(pname):
-                    self.issue(
-                        "invalid-port-name",
-                        line_of(item, "name"),
-                        obj,
-                        _invalid(f"{path}.name", pname, msg),
-                    )
+                self.invalid(
+                    "invalid-port-name", item, "name", obj, path, pname, dns1123_label_errors(pname)
+                )
                 if pname in names:
                     self.issue(
                         "duplicate-port-name",
@@ -304,13 +308,9 @@ class _Reader:
             if port is None and "port" not in item:
                 port = 0
             if port is not None:
-                for msg in port_number_errors(port):
-                    self.issue(
-                        "invalid-port",
-                        line_of(item, "port"),
-                        obj,
-                        _invalid(f"{path}.port", port, msg),
-                    )
+                self.invalid(
+                    "invalid-port", item, "port", obj, path, port, port_number_errors(port)
+                )
             protocol = self.protocol(item, path, obj)
             target = item.get("targetPort")
             target_port: int | str | None
@@ -328,22 +328,26 @@ class _Reader:
                 target_port = None
             elif isinstance(target, int):
                 target_port = target
-                for msg in port_number_errors(target):
-                    self.issue(
-                        "invalid-port",
-                        line_of(item, "targetPort"),
-                        obj,
-                        _invalid(f"{path}.targetPort", target, msg),
-                    )
+                self.invalid(
+                    "invalid-port",
+                    item,
+                    "targetPort",
+                    obj,
+                    path,
+                    target,
+                    port_number_errors(target),
+                )
             else:
                 target_port = target
-                for msg in port_name_errors(target):
-                    self.issue(
-                        "invalid-port-name",
-                        line_of(item, "targetPort"),
-                        obj,
-                        _invalid(f"{path}.targetPort", target, msg),
-                    )
+                self.invalid(
+                    "invalid-port-name",
+                    item,
+                    "targetPort",
+                    obj,
+                    path,
+                    target,
+                    port_name_errors(target),
+                )
             node_port = self.int_field(item, "nodePort", "ServicePort", "spec.ports", obj)
             if node_port == 0:
                 node_port = None
@@ -511,13 +515,7 @@ class _Reader:
         pname = str(pname) if pname not in (None, "") else None
         if pname is not None:
             errs = port_name_errors(pname)
-            for msg in errs:
-                self.issue(
-                    "invalid-port-name",
-                    line_of(item, "name"),
-                    obj,
-                    _invalid(f"{path}.name", pname, msg),
-                )
+            self.invalid("invalid-port-name", item, "name", obj, path, pname, errs)
             if not errs and pname in names:
                 self.issue(
                     "duplicate-port-name",
@@ -532,24 +530,22 @@ class _Reader:
                 self.issue("invalid-port", line, obj, f"{path}.containerPort: Required value")
             cport = None
         else:
-            for msg in port_number_errors(cport):
-                self.issue(
-                    "invalid-port",
-                    line_of(item, "containerPort"),
-                    obj,
-                    _invalid(f"{path}.containerPort", cport, msg),
-                )
+            self.invalid(
+                "invalid-port", item, "containerPort", obj, path, cport, port_number_errors(cport)
+            )
         host_port = self.int_field(item, "hostPort", "ContainerPort", fpath, obj)
         if host_port == 0:
             host_port = None
         if host_port is not None:
-            for msg in port_number_errors(host_port):
-                self.issue(
-                    "invalid-port",
-                    line_of(item, "hostPort"),
-                    obj,
-                    _invalid(f"{path}.hostPort", host_port, msg),
-                )
+            self.invalid(
+                "invalid-port",
+                item,
+                "hostPort",
+                obj,
+                path,
+                host_port,
+                port_number_errors(host_port),
+            )
         if host_network and host_port is not None and cport is not None and host_port != cport:
             self.issue(
                 "invalid-port",
