@@ -78,6 +78,10 @@ class _Record:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, in declaration order."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
     def _init(self, **values: object) -> None:
         for name, value in values.items():
             object.__setattr__(self, name, value)

@@ -5,8 +5,6 @@ Pure data; rendering (text or JSON lines) lives in :mod:`portkit.render.forward`
 
 from __future__ import annotations
 
-from typing import Any
-
 from portkit.model import _Record
 
 __all__ = ["CLOSED_BY", "ConnLog", "Stats"]
@@ -84,9 +82,6 @@ class ConnLog(_Record):
             error=error,
             started=started,
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class Stats:

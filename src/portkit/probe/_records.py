@@ -132,7 +132,7 @@ class TlsInfo(_Record):
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__} | {"san": list(self.san)}
+        return super().as_dict() | {"san": list(self.san)}
 
 
 class CheckResult(_Record):
