@@ -22,7 +22,7 @@ import pytest
 
 from portkit.free import free_port
 from tests.conftest import Runner
-from tests.test_sockets import HELPER, Key, ss
+from tests.test_sockets import HELPER, Key, namespace_workload, ss
 
 pytestmark = [pytest.mark.netns, pytest.mark.peer]
 
@@ -37,29 +37,8 @@ for _host, _port in (("0.0.0.0", 6379), ("127.0.0.1", 5432)):
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[dict[str, Any]]:
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    proc = None
-    try:
-        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", NS, sys.executable, "-c", EXTRA + HELPER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        info["ns"] = NS
-        info["pid"] = proc.pid
+    with namespace_workload(NS, EXTRA + HELPER) as info:
         yield info
-    finally:
-        if proc is not None:
-            proc.kill()
-            proc.wait(timeout=10)
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-        subprocess.run(["ip", "netns", "del", NS], check=False)
 
 
 def in_ns(

@@ -8,6 +8,7 @@ own loopback sockets in the root namespace, filtered by their ports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,22 +61,23 @@ sys.stdin.read()
 """
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[dict[str, Any]]:
-    """A namespace with the HELPER's sockets: ``{"ns": name, "pid": pid, ports...}``."""
-    subprocess.run(["ip", "netns", "add", NS], check=True)
+@contextlib.contextmanager
+def namespace_workload(ns: str, code: str) -> Iterator[dict[str, Any]]:
+    """Run ``code`` (which prints one JSON line, then waits on stdin) in a fresh network
+    namespace ``ns``; yield that JSON plus ``ns`` and the process' ``pid``; remove it all."""
+    subprocess.run(["ip", "netns", "add", ns], check=True)
     proc = None
     try:
-        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", NS, sys.executable, "-c", HELPER],
+            ["ip", "netns", "exec", ns, sys.executable, "-c", code],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
-        info["ns"] = NS
+        info["ns"] = ns
         info["pid"] = proc.pid
         yield info
     finally:
@@ -85,7 +87,14 @@ def lab() -> Iterator[dict[str, Any]]:
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
                     pipe.close()
-        subprocess.run(["ip", "netns", "del", NS], check=False)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dict[str, Any]]:
+    """A namespace with the HELPER's sockets: ``{"ns": name, "pid": pid, ports...}``."""
+    with namespace_workload(NS, HELPER) as info:
+        yield info
 
 
 Key = tuple[str, str, str, str]
