@@ -453,3 +453,33 @@ if __name__ == "__main__":
         serve(sys.argv[2])
     else:
         print(json.dumps(make_plan(), indent=1))
+
+
+def self_signed_cert(directory: str, *, cn: str, org: str, san: str, days: int) -> tuple[str, str]:
+    """A P-256 self-signed certificate made with the openssl CLI: ``(cert.pem, key.pem)``."""
+    key, crt = f"{directory}/key.pem", f"{directory}/cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            crt,
+            "-days",
+            str(days),
+            "-subj",
+            f"/CN={cn}/O={org}",
+            "-addext",
+            f"subjectAltName={san}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return crt, key

@@ -23,6 +23,7 @@ from portkit.errors import ParseError, UsageError
 from portkit.probe import PortState, Reason, check, scan, wait_for, wait_for_sync
 from portkit.probe._engine import connect_scan, is_self_connect, udp_scan
 from portkit.probe._wait import WaitTimeout
+from tests import _lab
 
 
 def _has_v6() -> bool:
@@ -210,33 +211,13 @@ def test_check_http_on_a_non_http_port() -> None:
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     if shutil.which("openssl") is None:
         pytest.fail("needs the openssl CLI (scripts/system-packages.txt installs it)")
-    d = tmp_path_factory.mktemp("tls")
-    key, crt = str(d / "key.pem"), str(d / "cert.pem")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            crt,
-            "-days",
-            "30",
-            "-subj",
-            "/CN=check.portkit.test/O=portkit",
-            "-addext",
-            "subjectAltName=DNS:check.portkit.test",
-        ],
-        check=True,
-        capture_output=True,
+    return _lab.self_signed_cert(
+        str(tmp_path_factory.mktemp("tls")),
+        cn="check.portkit.test",
+        org="portkit",
+        san="DNS:check.portkit.test",
+        days=30,
     )
-    return crt, key
 
 
 def test_check_tls_self_signed(cert: tuple[str, str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import ssl
-import subprocess
 
 import pytest
 from hypothesis import given
@@ -32,6 +31,7 @@ from portkit.probe._states import (
 from portkit.probe._targets import MAX_HOSTS, parse_target_list, parse_targets
 from portkit.probe._timing import RateLimiter, RttEstimator, concurrency_for
 from portkit.probe._x509 import EXAMPLE_HEX, read_certificate
+from tests import _lab
 
 # --- targets ------------------------------------------------------------------------------
 
@@ -399,30 +399,12 @@ def test_certificate_reader_example() -> None:
 
 
 def test_certificate_reader_on_openssl_cert(tmp_path: object) -> None:
-    key, crt = f"{tmp_path}/k.pem", f"{tmp_path}/c.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            crt,
-            "-days",
-            "10",
-            "-subj",
-            "/CN=probe.portkit.test/O=portkit tests",
-            "-addext",
-            "subjectAltName=DNS:probe.portkit.test,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
+    crt, _ = _lab.self_signed_cert(
+        str(tmp_path),
+        cn="probe.portkit.test",
+        org="portkit tests",
+        san="DNS:probe.portkit.test,IP:127.0.0.1",
+        days=10,
     )
     with open(crt) as f:
         der = ssl.PEM_cert_to_DER_cert(f.read())
