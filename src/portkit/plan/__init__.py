@@ -22,7 +22,7 @@ from portkit.plan._check import CheckResult, check
 from portkit.plan._io import load_plan
 from portkit.plan._model import Exposure, Issue, PlanFile, PortMapping
 from portkit.plan._plan import Plan
-from portkit.plan._rules import RULES, Finding, Rule, Severity, datastore_of, lint
+from portkit.plan._rules import RULES, Finding, Rule, Severity, datastore_of, lint, service_name
 from portkit.plan._spec import PortSpec, parse_port_spec
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "load_plan",
     "parse_port_spec",
     "schema",
+    "service_name",
 ]
 
 

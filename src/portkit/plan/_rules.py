@@ -242,6 +242,12 @@ def _port_names(port: int, protocol: str) -> tuple[tuple[str, str], ...]:
     return tuple((e.service, e.source) for e in chosen)
 
 
+def service_name(port: int, protocol: str) -> str | None:
+    """The name people use for ``port/protocol`` (everyday first, else IANA), or None."""
+    names = _port_names(port, protocol)
+    return names[0][0] if names else None
+
+
 def _image_store(image: str | None) -> tuple[str, str] | None:
     if not image:
         return None

@@ -198,10 +198,9 @@ def describe(m: PortMapping) -> str:
 
 
 def _registry_name(port: int, protocol: str) -> str:
-    from portkit.plan._rules import _port_names
+    from portkit.plan import service_name
 
-    names = _port_names(port, protocol)
-    return names[0][0] if names else "-"
+    return service_name(port, protocol) or "-"
 
 
 def host_port_rows(plan: Plan) -> list[tuple[str, str, str, str, str, str]]:
