@@ -405,7 +405,7 @@ def test_shipped_port_table_is_the_computed_one() -> None:
     import marshal
     import sys
 
-    from portkit.render.sockets import PORT_TABLE_FILE, computed_port_table, port_table
+    from portkit.render.sockets_raw import PORT_TABLE_FILE, computed_port_table, port_table
 
     with open(PORT_TABLE_FILE, "rb") as f:
         shipped = marshal.loads(f.read())
@@ -414,3 +414,27 @@ def test_shipped_port_table_is_the_computed_one() -> None:
     table = port_table(5)
     assert table[nl.htons(22)] == "22     " and table[0] == "*      " and len(table) == 65536
     assert port_table(3)[nl.htons(65535)] == "65535  "
+
+
+def test_raw_tables_agree_with_the_model() -> None:
+    # The raw-row renderer and the ls shortcut carry their own tables (so that the
+    # plain listing never imports the model): they must say what the model says.
+    from portkit.render import sockets_raw
+
+    for state in TcpState:
+        assert nl.TCP_STATES[state.code] == state.value
+        assert sockets_raw._RAW_STATE_TEXT[state.code] == state.ss_name
+        assert sockets_raw._RAW_STATE_VALUE[state.code] == state.value
+    assert len(sockets_raw._RAW_STATE_TEXT) == len(sockets_raw._RAW_STATE_VALUE) == 256
+    assert sockets_raw._RAW_STATE_TEXT[13] == "UNCONN"
+    assert sockets_raw._RAW_STATE_VALUE[13] == "CLOSE"
+    assert (nl.TCP_CLOSE, nl.TCP_LISTEN) == (TcpState.CLOSE.code, TcpState.LISTEN.code)
+
+
+def test_ls_shortcut_state_masks_are_the_querys() -> None:
+    from portkit.cli import see
+
+    assert see.STATES_ALL == Query(all=True).state_mask()
+    assert see.STATES_LISTENING == Query(listening=True).state_mask()
+    assert see.STATES_CONNECTED == Query().state_mask()
+    assert see.STATES_ALL == Query(all=True, listening=True).state_mask()

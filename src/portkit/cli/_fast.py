@@ -2,12 +2,11 @@
 
 Each shortcut recognises only the plainest form of its command (no options but
 ``--json``) and returns None for anything else, so click parses it instead. A
-shortcut also declines on bad input: click's path prints the one-line error.
+shortcut also declines on bad input (a :class:`~portkit.errors.PortkitError`):
+click's path prints the one-line error.
 """
 
 from __future__ import annotations
-
-from portkit.errors import PortkitError
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
 TYPE_CHECKING = False
@@ -29,19 +28,13 @@ def _lookup(args: list[str]) -> int | None:
         return None
     from portkit.cli.lookup import write_lookup
 
-    try:
-        return write_lookup(queries, as_json=as_json, limit=None if as_json else 50)
-    except PortkitError:
-        return None
+    return write_lookup(queries, as_json=as_json, limit=None if as_json else 50)
 
 
 def _ls(args: list[str]) -> int | None:
     from portkit.cli.see import fast_ls
 
-    try:
-        return fast_ls(args)
-    except PortkitError:
-        return None
+    return fast_ls(args)
 
 
 SHORTCUTS: dict[str, Callable[[list[str]], int | None]] = {
@@ -55,4 +48,13 @@ def try_fast(args: list[str]) -> int | None:
     shortcut = SHORTCUTS.get(args[0])
     if shortcut is None:
         return None
-    return shortcut(args[1:])
+    try:
+        return shortcut(args[1:])
+    except Exception as exc:
+        # A portkit error goes back to click's path, which reports it in one line.
+        # portkit.errors is imported only here: a listing that succeeds never needs it.
+        from portkit.errors import PortkitError
+
+        if isinstance(exc, PortkitError):
+            return None
+        raise

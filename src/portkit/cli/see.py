@@ -2,7 +2,11 @@
 
 It imports no click, no typing at run time, no ``socket`` (only ``_socket``), and
 ``ipaddress`` only when an address filter is given: ``portkit ls -tln`` has to start
-and answer in about the time of a bare interpreter.
+and answer in about the time of a bare interpreter. The plainest listings (letter
+flags only, no ``-p``/``-e``, a table) go further (:func:`plain_listing`): straight
+from the kernel dump to the raw-row renderer, without :class:`Query`, the model or
+the output helpers, because each of those imports costs a fifth of a millisecond
+or more on a command whose whole budget above interpreter start is about three.
 """
 
 from __future__ import annotations
@@ -11,18 +15,24 @@ import gc
 import os
 import sys
 
-from portkit.cli._output import err, out, stdout_style
-from portkit.sockets import Query, scan
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from typing import Any
 
-__all__ = ["families_for", "fast_ls", "hosts_for", "names_for", "write_ls"]
+__all__ = ["families_for", "fast_ls", "hosts_for", "names_for", "plain_listing", "write_ls"]
 
 #: Single-letter ``ls`` flags the shortcut understands (``ss``'s meanings).
 FAST_LETTERS = frozenset("tulanp46e")
+
+#: The kernel state bitmasks (bit N: TCP state number N) of ``-a``, ``-l`` and
+#: neither (ss's default: connected, without TIME-WAIT and SYN-RECV), i.e. what
+#: ``Query(...).state_mask()`` gives; a test checks they agree.
+STATES_ALL = 0x1FFE  # 1 ESTABLISHED .. 12 NEW_SYN_RECV
+STATES_LISTENING = 1 << 10 | 1 << 7  # LISTEN, and CLOSE (unconnected UDP)
+STATES_CONNECTED = STATES_ALL & ~(1 << 10 | 1 << 7 | 1 << 6 | 1 << 3 | 1 << 12)
+
+_AF_INET, _AF_INET6, _TCP, _UDP = 2, 10, 6, 17
 
 
 def families_for(ipv4: bool, ipv6: bool) -> tuple[int, ...]:
@@ -119,6 +129,10 @@ def _write_ls(
     netns: str | None,
     pid_netns: int | None,
 ) -> int:
+    from portkit.cli._output import out, stdout_style
+    from portkit.sockets import scan
+    from portkit.sockets._query import Query
+
     query = Query(
         tcp=tcp,
         udp=udp,
@@ -210,6 +224,8 @@ def _write_blocks(blocks: Iterator[str], between: str) -> None:
 
 def _note_hidden(owners: bool, hidden: int) -> None:
     if owners and hidden and os.geteuid() != 0:
+        from portkit.cli._output import err
+
         err(
             f"portkit ls: note: {hidden} processes of other users could not be "
             "inspected, so their sockets show no owner (run as root to see them)"
@@ -234,6 +250,14 @@ def fast_ls(args: list[str]) -> int | None:
             return None
     if as_json and as_csv:
         return None
+    if not (as_json or as_csv or flags & {"p", "e"}):
+        gc.disable()  # as in write_ls
+        try:
+            code = plain_listing(flags)
+        finally:
+            gc.enable()
+        if code is not None:
+            return code
     return write_ls(
         tcp="t" in flags,
         udp="u" in flags,
@@ -247,3 +271,46 @@ def fast_ls(args: list[str]) -> int | None:
         as_json=as_json,
         as_csv=as_csv,
     )
+
+
+def plain_listing(flags: set[str]) -> int | None:
+    """The table for letter flags without ``-p``/``-e`` (``ls -tln``, ``ls -tan``),
+    from the kernel's raw rows: the same bytes :func:`write_ls` writes for them.
+
+    The flags map straight to the dump request (protocols, families, state bitmask;
+    no filter bytecode), so neither :class:`~portkit.sockets.Query` nor the model is
+    imported. Returns None, having written nothing, when the kernel could not filter
+    (the ``/proc/net`` fallback): :func:`write_ls` then filters decoded rows.
+    """
+    from portkit.render.sockets_raw import ls_text_raw
+    from portkit.sockets import _linux
+
+    protocols = tuple(p for p, on in ((_TCP, "t" in flags), (_UDP, "u" in flags)) if on)
+    v4, v6 = "4" in flags, "6" in flags
+    families = (
+        (_AF_INET,) if v4 and not v6 else (_AF_INET6,) if v6 and not v4 else (_AF_INET, _AF_INET6)
+    )
+    if "a" in flags:
+        states = STATES_ALL
+    elif "l" in flags:
+        states = STATES_LISTENING
+    else:
+        states = STATES_CONNECTED
+    dump = _linux.dump(families, protocols or (_TCP, _UDP), states, b"")
+    if not dump.filtered:
+        return None
+    names = None
+    if "n" not in flags:
+        from portkit.sockets._services import service_name
+
+        names = service_name
+    style = None
+    if sys.stdout.isatty():  # colour needs a terminal (portkit.render.use_color)
+        from portkit.cli._output import stdout_style
+
+        style = stdout_style()
+    blocks = ls_text_raw(
+        dump.batches, dump.listen_ports, names=names, style=style if style and style.color else None
+    )
+    _write_blocks(blocks, "\n")
+    return 0

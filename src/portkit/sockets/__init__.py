@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import gc
 import sys
-import types
-
-from portkit.model import SocketRecord
-from portkit.sockets._query import Query
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
-    from portkit.model import PortRange, TcpState
+    from portkit.model import PortRange, SocketRecord, TcpState
     from portkit.sockets._netlink import RawRows
     from portkit.sockets._netns import netns_path as netns_path
     from portkit.sockets._netns import run_in_netns as run_in_netns
     from portkit.sockets._owners import process_info as process_info
+    from portkit.sockets._query import Query as Query
     from portkit.sockets._services import service_names as service_names
     from portkit.sockets._stats import SocketStats as SocketStats
     from portkit.sockets._stats import compute_stats as compute_stats
@@ -55,9 +52,11 @@ __all__ = [
     "sockets",
 ]
 
-#: Public names the other capabilities (top, exporter) build on, imported on first
-#: use so that ``portkit ls -tln`` does not pay for them.
+#: Public names imported on first use, so that ``portkit ls -tln`` (which imports
+#: ``portkit.sockets._linux``, hence this package) pays for none of them: the model's
+#: enumerations behind ``Query`` alone cost more than the whole listing.
 _LAZY = {
+    "Query": "portkit.sockets._query",
     "SocketStats": "portkit.sockets._stats",
     "compute_stats": "portkit.sockets._stats",
     "netns_path": "portkit.sockets._netns",
@@ -74,6 +73,7 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
 
 #: ``"linux"`` (netlink, falling back to /proc/net) or ``"psutil"``.
 BACKEND = "linux" if sys.platform.startswith("linux") else "psutil"
@@ -92,7 +92,13 @@ class _GcPaused:
             gc.enable()
 
 
-class SocketList(list[SocketRecord]):
+if TYPE_CHECKING:
+    _Records = list[SocketRecord]
+else:
+    _Records = list  # the model is imported only when records are built
+
+
+class SocketList(_Records):
     """The list :func:`sockets` returns, with what the caller should be told.
 
     Attributes:
@@ -319,6 +325,9 @@ def sockets(
         ParseError: a bad state name, port, address or namespace name.
         PermissionDenied: another namespace needs root.
     """
+    from portkit.model import SocketRecord
+    from portkit.sockets._query import Query
+
     query = Query(
         tcp=tcp,
         udp=udp,
@@ -369,6 +378,7 @@ def socket_stats(
     Returns:
         A :class:`~portkit.sockets._stats.SocketStats`.
     """
+    from portkit.sockets._query import Query
     from portkit.sockets._stats import compute_stats
 
     query = Query(tcp=tcp, udp=udp, all=True, families=families)
@@ -401,7 +411,13 @@ def _ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRan
     return run_in_netns(path, read)
 
 
-class _CallableModule(types.ModuleType):
+if TYPE_CHECKING:
+    from types import ModuleType
+else:
+    ModuleType = type(sys)  # types.ModuleType, without importing types (about 0.3 ms)
+
+
+class _CallableModule(ModuleType):
     """Lets ``portkit.sockets(...)`` work when the name resolves to this package."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> SocketList:

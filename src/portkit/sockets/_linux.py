@@ -4,7 +4,8 @@ Everything here reads; the parsing is in ``_netlink`` and ``_procnet``. One dump
 sent per (family, protocol) with the state bitmask and the filter bytecode, so the
 kernel copies out only matching sockets, and a LISTEN-only request never walks
 the established hash (``inet_diag_dump_icsk``). OS errors become portkit errors
-here and nowhere else.
+here and nowhere else (``portkit.errors`` is imported only then: a listing that
+succeeds does not load it).
 
 It stays cheap to import: ``_socket`` rather than ``socket`` (whose enums cost
 more than the whole ``ls -tln`` listing).
@@ -16,12 +17,7 @@ import _socket
 import errno as _errno
 import gc
 
-from portkit.errors import PermissionDenied
 from portkit.sockets import _netlink as nl
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Dump", "dump"]
 
@@ -103,6 +99,8 @@ def _proc_rows(procfs: str, pid: int | None, family: int, proto: int) -> nl.RawR
     except FileNotFoundError:
         return nl.RawRows()  # no IPv6 in this kernel, or the process exited
     except PermissionError as exc:
+        from portkit.errors import PermissionDenied
+
         raise PermissionDenied(f"cannot read {base}", needed="root") from exc
 
 
@@ -237,6 +235,8 @@ def dump(
                     out.filtered = False
                     return
             except PermissionError as exc:
+                from portkit.errors import PermissionDenied
+
                 raise PermissionDenied("cannot read socket diagnostics", needed="root") from exc
             except OSError:
                 _netlink_broken = True  # no NETLINK_SOCK_DIAG here (EPROTONOSUPPORT, ...)

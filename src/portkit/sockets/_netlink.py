@@ -22,11 +22,14 @@ rows share few addresses and ports.
     >>> rows, done
     ([], False)
 
-It must stay cheap to import (the ``ls -tln`` shortcut loads it): ``_struct`` only.
+It must stay cheap to import (the ``ls -tln`` shortcut loads it): ``_struct`` and
+``_socket`` (for ``inet_ntop``; the listing opens its socket with it anyway) only.
 """
 
 from __future__ import annotations
 
+from _operator import itemgetter  # built in; ``operator`` itself is a .py to load
+from _socket import inet_ntop
 from _struct import Struct
 
 TYPE_CHECKING = False
@@ -52,6 +55,7 @@ __all__ = [
     "compile_filter",
     "htons",
     "ip4_key_bytes",
+    "ip_text",
     "ntohs",
     "parse_attrs",
     "parse_chunk",
@@ -62,6 +66,25 @@ AF_INET6 = 10
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 NETLINK_SOCK_DIAG = 4
+
+#: Kernel TCP state numbers (include/net/tcp_states.h) a row's ``state`` holds; UDP
+#: sockets are ESTABLISHED (connected) or CLOSE. ``TCP_STATES[n]`` is state n's name.
+TCP_STATES = (
+    "",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+    "NEW_SYN_RECV",
+)
+TCP_CLOSE, TCP_LISTEN = 7, 10
 
 SOCK_DIAG_BY_FAMILY = 20
 NLMSG_ERROR = 2
@@ -301,8 +324,6 @@ class RawRows:
 
     def _column(self, offset: int, fmt: str, index: int) -> Iterator[Iterable[Any]]:
         """One field of every row: strided views of uniform chunks, else from tuples."""
-        from operator import itemgetter
-
         width = {"B": 1, "H": 2, "I": 4}[fmt]
         for part in self._parts:
             if isinstance(part, list):
@@ -345,8 +366,6 @@ class RawRows:
 
     def addresses(self, remote: bool = False) -> set[bytes]:
         """The distinct 16-byte addresses of one side."""
-        from operator import itemgetter
-
         off, index = (_OFF_DST, 5) if remote else (_OFF_SRC, 4)
         out: set[bytes] = set()
         v4: set[int] = set()
@@ -389,8 +408,6 @@ class Columns:
             self.src = u32[_OFF_SRC // 4 :: n4]
             self.dst = u32[_OFF_DST // 4 :: n4]
         else:
-            from operator import itemgetter
-
             pick = itemgetter(0)
             self.src = map(
                 pick, Struct(f"={_OFF_SRC}x16s{size - _OFF_SRC - 16}x").iter_unpack(view)
@@ -398,6 +415,31 @@ class Columns:
             self.dst = map(
                 pick, Struct(f"={_OFF_DST}x16s{size - _OFF_DST - 16}x").iter_unpack(view)
             )
+
+
+class _Ip4(dict[bytes, str]):
+    def __missing__(self, raw: bytes) -> str:
+        text = self[raw] = inet_ntop(AF_INET, raw[:4])
+        return text
+
+
+class _Ip6(dict[bytes, str]):
+    def __missing__(self, raw: bytes) -> str:
+        text = self[raw] = inet_ntop(AF_INET6, raw)
+        return text
+
+
+#: ``IP_TEXT[family][src16]``: the text of a row's address, cached per distinct one.
+IP_TEXT = {AF_INET: _Ip4(), AF_INET6: _Ip6()}
+
+
+def ip_text(family: int, raw: bytes) -> str:
+    """Address text for the kernel's 16 address bytes (cached).
+
+    >>> ip_text(2, bytes([127, 0, 0, 1]) + bytes(12)), ip_text(10, bytes(15) + b"\\x01")
+    ('127.0.0.1', '::1')
+    """
+    return IP_TEXT[family][raw]
 
 
 def ip4_key_bytes(key: int) -> bytes:

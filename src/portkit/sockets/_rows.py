@@ -13,10 +13,8 @@ address (a listing has few), states looked up in a list by kernel number.
 
 from __future__ import annotations
 
-from _socket import AF_INET, AF_INET6, inet_ntop
-
 from portkit.model import Protocol, TcpState
-from portkit.sockets._netlink import PORTS
+from portkit.sockets._netlink import AF_INET, IP_TEXT, PORTS, ip_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,30 +35,6 @@ for _state in TcpState:
 del _state
 
 
-class _Ip4(dict[bytes, str]):
-    def __missing__(self, raw: bytes) -> str:
-        text = self[raw] = inet_ntop(AF_INET, raw[:4])
-        return text
-
-
-class _Ip6(dict[bytes, str]):
-    def __missing__(self, raw: bytes) -> str:
-        text = self[raw] = inet_ntop(AF_INET6, raw)
-        return text
-
-
-_IP = {AF_INET: _Ip4(), AF_INET6: _Ip6()}
-
-
-def ip_text(family: int, raw: bytes) -> str:
-    """Address text for the kernel's 16 address bytes (cached).
-
-    >>> ip_text(2, bytes([127, 0, 0, 1]) + bytes(12)), ip_text(10, bytes(15) + b"\\x01")
-    ('127.0.0.1', '::1')
-    """
-    return _IP[family][raw]
-
-
 def decode(
     raw: Iterable[RawRow], family: int, proto: int, listen_ports: Collection[int]
 ) -> list[tuple[Any, ...]]:
@@ -73,7 +47,7 @@ def decode(
     """
     p = _PROTOS[proto]
     fam = 4 if family == AF_INET else 6
-    ip = _IP[family]
+    ip = IP_TEXT[family]
     st = _STATES
     lp = listen_ports
     pt = PORTS
