@@ -69,6 +69,18 @@ _RAW_STATE_VALUE: list[str] = [
 ] + ["CLOSE"] * 243
 
 
+def _by_state(names: list[str], prefix: str, suffix: str, width: int = 0) -> list[str]:
+    """``prefix + name padded to width + suffix`` for each of the 256 kernel state
+    numbers, each of the 13 distinct names formatted once (256 formats cost more
+    than the rest of a small listing).
+
+    >>> _by_state(_RAW_STATE_TEXT, "tcp  ", "|", 7)[10]
+    'tcp  LISTEN |'
+    """
+    made = {name: f"{prefix}{name:<{width}}{suffix}" for name in set(names)}
+    return [made[name] for name in names]
+
+
 class _Json(dict[object, str]):
     def __missing__(self, value: object) -> str:
         import json
@@ -151,9 +163,11 @@ def ls_text_raw(
     queue = _Padded(wq, "  ")
     roles = ("client", "server")
     for family, proto, raw in batches:
+        if not raw:
+            continue
         p = _PROTO_NAMES[proto]
         lp = listen_ports.get(proto, ())
-        lead = [f"{p:<5}  {text:<{ws}}  " for text in _RAW_STATE_TEXT]
+        lead = _by_state(_RAW_STATE_TEXT, f"{p:<5}  ", "  ", ws)
         lip = _Padded(wip, ":", text_ip[family], right=True)
         rip = _Padded(wrip, ":", text_ip[family], right=True)
         # Most ports occur once (clients' ephemeral ports): pad every distinct one in
@@ -406,10 +420,11 @@ def ls_json_raw(
         p = _PROTO_NAMES[proto]
         fam = 4 if family == 2 else 6
         lp = listen_ports.get(proto, ())
-        lead = [
-            f'  {{"proto": "{p}", "family": {fam}, "state": "{st}", "local": {{"ip": "'
-            for st in _RAW_STATE_VALUE
-        ]
+        lead = _by_state(
+            _RAW_STATE_VALUE,
+            f'  {{"proto": "{p}", "family": {fam}, "state": "',
+            '", "local": {"ip": "',
+        )
         lip = _Suffixed('", "port": ', _RawIp(family, brackets=False))
         rip = _Suffixed('", "port": ', _RawIp(family, brackets=False), '{"ip": "')
         queue = _Suffixed(', "send_q": ')

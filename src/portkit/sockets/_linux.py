@@ -137,11 +137,12 @@ def _collect_netlink(
             # Roles need the listening ports. They come from a LISTEN-only dump even
             # when the rows hold them: the kernel walks only the listening hash for
             # it (well under a millisecond), cheaper than one Python pass over 100k
-            # rows. UDP "listeners" (unconnected sockets) share the UDP table, so
-            # there the rows are reused when they have them all.
-            separate = want_roles and (
-                proto == nl.IPPROTO_TCP or bool(bytecode) or not states & lmask
-            )
+            # rows; but a request for LISTEN alone (``ls -tl``) is that dump already.
+            # UDP "listeners" (unconnected sockets) share the UDP table, so there the
+            # rows are reused when they have them all.
+            request = _tcp_listen_only(states) if proto == nl.IPPROTO_TCP else states
+            has_all = request == lmask if proto == nl.IPPROTO_TCP else bool(states & lmask)
+            separate = want_roles and (bool(bytecode) or not has_all)
             ports: set[int] = set()
             for family in families:
                 seq += 1
@@ -150,7 +151,7 @@ def _collect_netlink(
                         sock,
                         family,
                         proto,
-                        _tcp_listen_only(states) if proto == nl.IPPROTO_TCP else states,
+                        request,
                         bytecode,
                         seq,
                         out.cgroups if extended else None,
