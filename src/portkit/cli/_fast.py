@@ -34,7 +34,42 @@ def _lookup(args: list[str]) -> int | None:
 def _ls(args: list[str]) -> int | None:
     from portkit.cli.see import fast_ls
 
-    return fast_ls(args)
+    code = fast_ls(args)
+    if code is not None and _is_the_program(["ls", *args]):
+        _exit_now(code)
+    return code
+
+
+def _is_the_program(args: list[str]) -> bool:
+    """Whether this process is ``portkit ARGS`` itself: ``__main__`` is the console
+    script (or ``python -m portkit``), which runs ``portkit.cli.main`` on ``sys.argv``
+    and exits with its code; not a program that calls ``main()`` and goes on."""
+    import sys
+
+    from portkit.cli import main
+
+    return getattr(sys.modules.get("__main__"), "main", None) is main and sys.argv[1:] == args
+
+
+def _exit_now(code: int) -> None:
+    """Flush and end the process without tearing the interpreter down.
+
+    Finalization (clearing every module, freeing every object) is about a third of
+    the time ``portkit ls -tln`` takes above a bare interpreter start, and the
+    shortcut registers no atexit handlers and leaves nothing else to flush, so the
+    kernel's cleanup of the process is all that is needed.
+    """
+    import os
+    import sys
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (``portkit ls | head``): not an error
+        code = 0
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 SHORTCUTS: dict[str, Callable[[list[str]], int | None]] = {
