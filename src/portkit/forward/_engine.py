@@ -10,18 +10,26 @@ listening socket with ``add_reader`` and a bounded batch of ``accept()`` per wak
 That lets the allow list and the connection limit refuse a client before any
 transport exists, and it keeps EMFILE from stopping anything: uvloop's server closes
 itself on an accept error, here accepting pauses for a moment and resumes.
+
+Two TCP data paths, chosen once per Forwarder: on Linux one edge-triggered epoll set
+for all connections (:mod:`._epoll`, no Task and no transport per connection), elsewhere
+asyncio Protocols on the loop's transports (:mod:`._tcp`). Both keep the same records,
+limits, timeouts and log lines; the relay tests run on both.
 """
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import contextlib
 import errno
+import select
 import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ForwardError, PermissionDenied, UsageError
+from portkit.forward._epoll import Pair, Relay
 from portkit.forward._tcp import Conn, ReadBuffer, reset_socket
 from portkit.forward._udp import UdpListener, UdpSession
 from portkit.forward.access import AllowList, connection_budget
@@ -33,7 +41,7 @@ from portkit.model import Protocol, _ip_literal
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["BACKLOG", "Forwarder", "raise_nofile"]
+__all__ = ["BACKLOG", "DATA_PATHS", "Forwarder", "raise_nofile"]
 
 #: listen(2) backlog; the kernel clamps it to net.core.somaxconn. socat's default of 5
 #: lost ~80 % of a 9,900-connection burst (shared/notes/forwarding.md).
@@ -48,6 +56,8 @@ UDP_SESSIONS = 4096
 RESOLVE_TTL = 10.0
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _LOCALHOST = ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))
+#: The TCP data paths, the default first where this system has it.
+DATA_PATHS = ("epoll", "transports") if hasattr(select, "epoll") else ("transports",)
 
 
 def raise_nofile(want: int | None = None) -> int:
@@ -146,6 +156,8 @@ class Forwarder:
         proxy_protocol: ``"v1"`` or ``"v2"`` to send a PROXY header to TCP targets.
         on_close: called with a :class:`ConnLog` for every finished connection/session.
         on_notice: called with ``(level, message)`` for notable events (accept errors...).
+        data_path: ``"epoll"`` (Linux, the default there) or ``"transports"`` (asyncio
+            Protocols, the default elsewhere); see :data:`DATA_PATHS`.
 
     Example::
 
@@ -170,6 +182,7 @@ class Forwarder:
         on_close: Callable[[ConnLog], None] | None = None,
         on_notice: Callable[[str, str], None] | None = None,
         backlog: int = BACKLOG,
+        data_path: str | None = None,
     ) -> None:
         items = list(specs)
         texts = [s for s in items if isinstance(s, str)]
@@ -189,6 +202,9 @@ class Forwarder:
         ):
             if value is not None and value <= 0:
                 raise UsageError(f"{name} must be > 0 (got {value})")
+        if data_path is not None and data_path not in DATA_PATHS:
+            raise UsageError(f"data_path must be one of {', '.join(DATA_PATHS)} here")
+        self.data_path = data_path or DATA_PATHS[0]
         if max_conns is not None and max_conns < 1:
             raise UsageError(f"max_conns must be >= 1 (got {max_conns})")
         self.requested_max_conns = max_conns
@@ -207,7 +223,13 @@ class Forwarder:
         self.nofile = 0
         self._tcp: list[_TcpRoute] = []
         self._udp: list[_UdpRoute] = []
-        self._conns: set[Conn] = set()
+        self._conns: set[Conn | Pair] = set()
+        #: what wraps an accepted descriptor: the epoll path needs only the C socket
+        #: type (socket.socket's Python __init__ and close cost ~5 us per connection)
+        self._wrap: Any = _socket.socket if self.data_path == "epoll" else socket.socket
+        self._relay: Relay | None = None
+        #: epoll path: connections still dialling, and when they give up
+        self._connecting: dict[Pair, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._resolved: dict[str, tuple[float, tuple[tuple[int, str], ...]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,6 +283,8 @@ class Forwarder:
         except BaseException:
             self._close_listeners()
             raise
+        if self.data_path == "epoll" and self._tcp:
+            self._relay = Relay(loop)
         self._accepting = True
         for route in self._tcp:
             loop.add_reader(route.sock.fileno(), self._on_accept, route)
@@ -268,6 +292,8 @@ class Forwarder:
             assert uroute.listener is not None
             loop.add_reader(uroute.listener.sock.fileno(), uroute.listener.on_readable)
         timeouts = [t for t in (self.idle_timeout, self.udp_timeout if self._udp else None) if t]
+        if self._relay is not None:
+            timeouts.append(self.connect_timeout)  # the sweeper ends stalled dials too
         if timeouts:
             # One timer for every connection: per-connection timers would cost memory
             # at 10k idle connections. Precision: a quarter of the shortest timeout.
@@ -279,6 +305,9 @@ class Forwarder:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Accepted sockets inherit these (Linux, BSDs): no calls per connection.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             sock.bind((mapping.listen_host, mapping.listen_port))
             sock.listen(self.backlog)
             sock.setblocking(False)
@@ -355,6 +384,8 @@ class Forwarder:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._relay is not None:
+            self._relay.close()
         # Let the transports deliver connection_lost (and so their log lines).
         for _ in range(3):
             if not self._conns:
@@ -389,7 +420,7 @@ class Forwarder:
                     self._pause_accept(route, exc)
                     return
                 continue  # ECONNABORTED and friends: that client is gone, others wait
-            self._accepted(route, socket.socket(family, socket.SOCK_STREAM, 0, fd), addr)
+            self._accepted(route, self._wrap(family, socket.SOCK_STREAM, 0, fd), addr)
 
     def _pause_accept(self, route: _TcpRoute, exc: OSError) -> None:
         """Out of descriptors or memory: stop accepting for a moment, never for good."""
@@ -410,7 +441,7 @@ class Forwarder:
         if self._accepting and self._loop is not None and route.sock.fileno() >= 0:
             self._loop.add_reader(route.sock.fileno(), self._on_accept, route)
 
-    def _refuse(self, route: _TcpRoute, sock: socket.socket, addr: Any, why: str) -> None:
+    def _refuse(self, route: _TcpRoute, sock: Any, addr: Any, why: str) -> None:
         self.stats.tcp_refused += 1
         reset_socket(sock)
         sock.close()
@@ -426,12 +457,27 @@ class Forwarder:
                 )
             )
 
-    def _accepted(self, route: _TcpRoute, sock: socket.socket, addr: Any) -> None:
+    def _accepted(self, route: _TcpRoute, sock: Any, addr: Any) -> None:
         if self.allow and not self.allow.permits(addr[0]):
             self._refuse(route, sock, addr, "refused-allow")
             return
         if len(self._conns) >= self.max_conns:
             self._refuse(route, sock, addr, "refused-max-conns")
+            return
+        stats = self.stats
+        stats.tcp_active += 1
+        stats.tcp_total += 1
+        relay = self._relay
+        if relay is not None:
+            pair = Pair(self, relay, route, sock, addr, time.time())
+            self._conns.add(pair)
+            assert self._loop is not None
+            self._connecting[pair] = self._loop.time() + self.connect_timeout
+            addrs = route.addrs or self._cached(route.mapping.target_host)
+            if addrs:
+                pair.dial(addrs, route.mapping.target_port)
+            else:
+                self._spawn(self._resolve_then_dial(pair))
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -439,22 +485,51 @@ class Forwarder:
         assert self._loop is not None
         conn = Conn(self, route, addr, time.time())
         self._conns.add(conn)
-        self.stats.tcp_active += 1
-        self.stats.tcp_total += 1
-        task = self._loop.create_task(self._connect(conn, sock))
+        self._spawn(self._connect(conn, sock))
+
+    def _spawn(self, coro: Any) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _cached(self, host: str) -> tuple[tuple[int, str], ...]:
+        """The addresses of a name resolved less than RESOLVE_TTL s ago (else empty)."""
+        assert self._loop is not None
+        cached = self._resolved.get(host)
+        if cached is not None and cached[0] > self._loop.time():
+            return cached[1]
+        return ()
+
+    async def _resolve_then_dial(self, pair: Pair) -> None:
+        """epoll path, a target named by DNS and not cached: resolve, then dial."""
+        mapping = pair.route.mapping
+        try:
+            addrs = await self._targets(mapping.target_host, mapping.target_port)
+        except OSError as exc:
+            pair.error = exc.strerror or str(exc)
+            pair.fail("connect-failed")
+            return
+        except asyncio.CancelledError:
+            pair.close("shutdown", abort=True)
+            raise
+        if not pair.done:
+            if addrs:
+                pair.dial(addrs, mapping.target_port)
+            else:
+                pair.error = "no address"
+                pair.fail("connect-failed")
+
+    def _tcp_connected(self, pair: Pair) -> None:
+        self._connecting.pop(pair, None)
+
     async def _targets(self, host: str, port: int) -> tuple[tuple[int, str], ...]:
         """(family, ip) pairs to try for ``host``; names are cached for RESOLVE_TTL s."""
-        static = _static_targets(host)
+        static = _static_targets(host) or self._cached(host)
         if static:
             return static
         assert self._loop is not None
         now = self._loop.time()
-        cached = self._resolved.get(host)
-        if cached is not None and cached[0] > now:
-            return cached[1]
         infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         found = tuple(dict.fromkeys((int(f), str(sa[0])) for f, _, _, _, sa in infos))
         self._resolved[host] = (now + RESOLVE_TTL, found)
@@ -518,10 +593,12 @@ class Forwarder:
             conn.closed_by = "connect-timeout"
             task.cancel()
 
-    def _tcp_done(self, conn: Conn, reason: str = "") -> None:
+    def _tcp_done(self, conn: Conn | Pair, reason: str = "") -> None:
         if conn not in self._conns:
             return
         self._conns.discard(conn)
+        if self._connecting:
+            self._connecting.pop(conn, None)  # type: ignore[arg-type]
         stats = self.stats
         stats.tcp_active -= 1
         if reason and not conn.closed_by:
@@ -530,7 +607,7 @@ class Forwarder:
             stats.tcp_failed += 1
         elif conn.closed_by == "idle-timeout":
             stats.tcp_timeouts += 1
-        up, down = conn.client.nbytes, conn.upstream.nbytes
+        up, down = conn.bytes_up(), conn.bytes_down()
         stats.bytes_up += up
         stats.bytes_down += down
         if self.on_close is not None:
@@ -638,13 +715,20 @@ class Forwarder:
     def _sweep(self) -> None:
         """Every tick: age idle connections and sessions; end those past their timeout."""
         tick = self._tick
+        if self._connecting:
+            assert self._loop is not None
+            now = self._loop.time()
+            for pair, deadline in list(self._connecting.items()):
+                if deadline <= now:
+                    pair.error = f"no answer in {self.connect_timeout} s"
+                    pair.fail("connect-timeout")
         if self.idle_timeout:
             limit = self.idle_timeout
             for conn in list(self._conns):
                 if conn.active:
                     conn.active = False
                     conn.idle = 0.0
-                elif conn.client.transport is not None:
+                elif conn.relaying:
                     conn.idle += tick
                     if conn.idle >= limit:
                         # abort, not close: a close would wait to flush data that a

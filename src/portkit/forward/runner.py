@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,9 @@ async def _forward(
     on_ready: Callable[[Forwarder], None] | None,
 ) -> int:
     await fwd.start()
+    # What exists now (modules, tables) lives as long as the process: keep it out of the
+    # cyclic collector's way; connections free themselves by reference counting.
+    gc.freeze()
     if on_ready is not None:
         on_ready(fwd)
     ticker: asyncio.Task[None] | None = None
