@@ -56,8 +56,8 @@ def run(
 
 
 @contextlib.asynccontextmanager
-async def target(handler: Handler) -> AsyncIterator[int]:
-    """A TCP server on 127.0.0.1 running ``handler`` per connection; yields its port."""
+async def target(handler: Handler, host: str = "127.0.0.1") -> AsyncIterator[int]:
+    """A TCP server on ``host`` running ``handler`` per connection; yields its port."""
 
     async def guarded(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         try:
@@ -67,7 +67,7 @@ async def target(handler: Handler) -> AsyncIterator[int]:
         finally:
             w.close()
 
-    server = await asyncio.start_server(guarded, "127.0.0.1", 0)
+    server = await asyncio.start_server(guarded, host, 0)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -478,6 +478,74 @@ async def _udp_session_limit_evicts() -> None:
     assert sum(log.closed_by == "evicted" for log in logs) == 2
 
 
+# --- address families and names --------------------------------------------------------
+
+
+async def _round_trip(host: str, port: int, payload: bytes) -> bytes:
+    r, w = await asyncio.open_connection(host, port)
+    w.write(payload)
+    w.write_eof()
+    try:
+        return await asyncio.wait_for(r.read(), 10)
+    finally:
+        w.close()
+
+
+async def _ipv6_both_sides_and_across_families() -> None:
+    logs: list[ConnLog] = []
+    async with target(echo, "::1") as six, target(echo) as four:
+        specs = [f"[::1]:0:[::1]:{six}", f"0:[::1]:{six}", f"[::1]:0:127.0.0.1:{four}"]
+        async with Forwarder(specs, on_close=logs.append) as fwd:
+            v6v6, v4v6, v6v4 = (m.listen_port for m in fwd.bound)
+            assert await _round_trip("::1", v6v6, b"six to six") == b"six to six"
+            assert await _round_trip("127.0.0.1", v4v6, b"four to six") == b"four to six"
+            assert await _round_trip("::1", v6v4, b"six to four") == b"six to four"
+            await until(lambda: len(logs) == 3)
+    assert {log.target for log in logs} == {f"[::1]:{six}", f"127.0.0.1:{four}"}
+    assert all(log.client.startswith("[::1]:") for log in logs if log.listen.startswith("["))
+
+
+async def _localhost_falls_back_to_the_next_address() -> None:
+    # The target listens on ::1 only; 127.0.0.1 on its port is held but not listening,
+    # so the first address of "localhost" refuses and the second one is dialled.
+    logs: list[ConnLog] = []
+    async with target(echo, "::1") as six:
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", six))
+            async with Forwarder([f"0:localhost:{six}"], on_close=logs.append) as fwd:
+                port = fwd.bound[0].listen_port
+                assert await _round_trip("127.0.0.1", port, b"second try") == b"second try"
+                await until(lambda: len(logs) == 1)
+    assert logs[0].target == f"[::1]:{six}" and logs[0].closed_by == "client"
+
+
+async def _a_named_target_is_resolved_then_dialled() -> None:
+    # The relay under test, the resolver not: the loop answers for one made-up name.
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    asked: list[str] = []
+
+    async def getaddrinfo(host: Any, port: Any, **kw: Any) -> Any:
+        asked.append(host)
+        return await real("127.0.0.1" if host == "db.portkit.test" else host, port, **kw)
+
+    loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+    logs: list[ConnLog] = []
+    try:
+        async with target(echo) as tport:
+            spec = f"0:db.portkit.test:{tport}"
+            async with Forwarder([spec], on_close=logs.append) as fwd:
+                port = fwd.bound[0].listen_port
+                for n in range(3):
+                    payload = f"named {n}".encode()
+                    assert await _round_trip("127.0.0.1", port, payload) == payload
+                await until(lambda: len(logs) == 3)
+    finally:
+        del loop.getaddrinfo
+    assert asked == ["db.portkit.test"]  # once, then from the cache
+    assert {log.target for log in logs} == {f"127.0.0.1:{tport}"}
+
+
 # --- library surface -------------------------------------------------------------------
 
 
@@ -510,6 +578,18 @@ def test_reply_two_seconds_after_client_fin(run: Runner) -> None:
 
 def test_many_parallel_connections_keep_their_bytes(run: Runner) -> None:
     run(_many_parallel_connections_keep_their_bytes())
+
+
+def test_ipv6_both_sides_and_across_families(run: Runner) -> None:
+    run(_ipv6_both_sides_and_across_families())
+
+
+def test_localhost_falls_back_to_the_next_address(run: Runner) -> None:
+    run(_localhost_falls_back_to_the_next_address())
+
+
+def test_a_named_target_is_resolved_then_dialled(run: Runner) -> None:
+    run(_a_named_target_is_resolved_then_dialled())
 
 
 def test_server_speaks_first(run: Runner) -> None:
