@@ -394,3 +394,42 @@ def test_dual_stack_wildcard_listeners_count_each_connection_once() -> None:
         finally:
             for s in clients + accepted:
                 s.close()
+
+
+PARALLEL_SCAN = r"""
+import json, os, socket
+from portkit.sockets._owners import OwnerScan, scan_owners
+held = [socket.socket() for _ in range(40)]
+inodes = {os.fstat(s.fileno()).st_ino for s in held}
+shared = os.fork()  # a child holding the same sockets: one socket, two owners
+if shared == 0:
+    os.read(os.open(os.devnull, os.O_RDONLY), 1)
+    import time; time.sleep(30); os._exit(0)
+try:
+    scan = OwnerScan(min_fds=0)
+    workers = len(scan.workers)
+    found, hidden = scan.result(inodes)
+    alone, _ = scan_owners(inodes)
+finally:
+    os.kill(shared, 9); os.waitpid(shared, 0)
+print(json.dumps({
+    "workers": workers,
+    "same": found == alone,
+    "owners": sorted({tuple(p) for p in found.values()}),
+    "all": set(found) == inodes,
+    "me": os.getpid(), "child": shared,
+}))
+"""
+
+
+def test_owner_scan_in_worker_processes_matches_the_single_pass() -> None:
+    # With more than one CPU the /proc pass is split over forked workers while the
+    # dump runs; their maps, merged, must be what one pass finds.
+    r = subprocess.run(
+        [sys.executable, "-c", PARALLEL_SCAN], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["workers"] == min(os.cpu_count() or 1, 4) or (os.cpu_count() or 1) < 2
+    assert got["same"] and got["all"]
+    assert got["owners"] == [[got["me"], got["child"]]]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from portkit.sockets._netlink import RawRows
     from portkit.sockets._netns import netns_path as netns_path
     from portkit.sockets._netns import run_in_netns as run_in_netns
+    from portkit.sockets._owners import OwnerScan
     from portkit.sockets._owners import process_info as process_info
     from portkit.sockets._query import Query as Query
     from portkit.sockets._services import service_names as service_names
@@ -206,23 +207,34 @@ def scan(
     from portkit.sockets import _linux
     from portkit.sockets._rows import decode
 
-    dump = _linux.dump(
-        query.families,
-        query.protocols,
-        query.state_mask(),
-        query.bytecode(),
-        want_roles=roles,
-        extended=query.extended,
-        netns=path,
-        netns_pid=pid,
-    )
+    pending = None
+    if query.owners:
+        from portkit.sockets._owners import OwnerScan
+
+        # The /proc pass runs in worker processes while the sockets are dumped.
+        pending = OwnerScan(procfs)
+    try:
+        dump = _linux.dump(
+            query.families,
+            query.protocols,
+            query.state_mask(),
+            query.bytecode(),
+            want_roles=roles,
+            extended=query.extended,
+            netns=path,
+            netns_pid=pid,
+        )
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
     if dump.filtered and not query.extended and not query.owner_filtered:
-        if not query.owners:
+        if pending is None:
             return Scan(None, 0, dump.source, dump.batches, dump.listen_ports)
         wanted: set[int] = set()
         for _, _, raw in dump.batches:
             wanted |= raw.inodes()
-        owners, names, hidden = _owner_maps(wanted, procfs)
+        owners, names, hidden = _owner_maps(wanted, procfs, pending)
         return Scan(None, hidden, dump.source, dump.batches, dump.listen_ports, owners, names)
     rows: list[tuple[Any, ...]] = []
     for family, proto, raw in dump.batches:
@@ -232,8 +244,8 @@ def scan(
             batch = [r for r in batch if query.matches(r, cache)]
         rows.extend(batch)
     hidden = 0
-    if query.owners:
-        rows, hidden = _with_owners(rows, query, procfs)
+    if pending is not None:
+        rows, hidden = _with_owners(rows, query, procfs, pending)
     if query.extended and dump.cgroups:
         from portkit.sockets._rows import with_cgroups
 
@@ -246,23 +258,27 @@ def scan(
 
 
 def _owner_maps(
-    wanted: set[int], procfs: str
+    wanted: set[int], procfs: str, pending: OwnerScan | None = None
 ) -> tuple[dict[int, list[int]], dict[int, tuple[str | None, str | None]], int]:
-    """``({inode: [pid...]}, {pid: (name, user)}, hidden)`` for the wanted inodes."""
+    """``({inode: [pid...]}, {pid: (name, user)}, hidden)`` for the wanted inodes,
+    from a scan started earlier or from one done now."""
     from portkit.sockets._owners import process_info, scan_owners
 
-    owners, hidden = scan_owners(wanted, procfs)
+    if pending is not None:
+        owners, hidden = pending.result(wanted)
+    else:
+        owners, hidden = scan_owners(wanted, procfs)
     pids = {p for ps in owners.values() for p in ps}
     info = process_info(pids, procfs)
     return owners, {pid: (pi.name, pi.user) for pid, pi in info.items()}, hidden
 
 
 def _with_owners(
-    rows: list[tuple[Any, ...]], query: Query, procfs: str
+    rows: list[tuple[Any, ...]], query: Query, procfs: str, pending: OwnerScan | None = None
 ) -> tuple[list[tuple[Any, ...]], int]:
     from portkit.sockets._rows import attach_owners
 
-    owners, names, hidden = _owner_maps({r[10] for r in rows if r[10]}, procfs)
+    owners, names, hidden = _owner_maps({r[10] for r in rows if r[10]}, procfs, pending)
     rows = attach_owners(rows, owners, names)
     if query.owner_filtered:
         rows = [
