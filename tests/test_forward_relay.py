@@ -176,6 +176,29 @@ async def _reply_two_seconds_after_client_fin() -> None:
         w.close()
 
 
+async def _target_fin_first_upload_still_arrives() -> None:
+    # The target says goodbye and half-closes at once; the client's upload, sent after
+    # that FIN has reached it, must still reach the target whole.
+    got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def bye_then_listen(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"bye\n")
+        w.write_eof()
+        digest = hashlib.sha256()
+        while chunk := await r.read(1 << 16):
+            digest.update(chunk)
+        got.set_result(digest.hexdigest())
+
+    async with target(bye_then_listen) as tport, forwarding(tport) as (_fwd, port):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        assert await r.read() == b"bye\n"  # the target's FIN came through
+        w.write(BLOB)
+        await w.drain()
+        w.write_eof()
+        assert await asyncio.wait_for(got, 30) == BLOB_SHA
+        w.close()
+
+
 async def _many_parallel_connections_keep_their_bytes() -> None:
     async def one(port: int, i: int) -> bool:
         payload = BLOB[i * 65536 : i * 65536 + 512 * 1024]
@@ -574,6 +597,10 @@ def test_fin_right_after_request_download_still_arrives(run: Runner) -> None:
 
 def test_reply_two_seconds_after_client_fin(run: Runner) -> None:
     run(_reply_two_seconds_after_client_fin())
+
+
+def test_target_fin_first_upload_still_arrives(run: Runner) -> None:
+    run(_target_fin_first_upload_still_arrives())
 
 
 def test_many_parallel_connections_keep_their_bytes(run: Runner) -> None:

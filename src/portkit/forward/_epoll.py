@@ -233,7 +233,8 @@ class Pair:
 
     def redial(self) -> None:
         while self.addrs:
-            (family, ip), self.addrs = self.addrs[0], self.addrs[1:]
+            family, ip = self.addrs[0]
+            self.addrs = self.addrs[1:]
             try:
                 sock = _socket.socket(family, _SOCK_FLAGS)
             except OSError as exc:  # EMFILE: this client is turned away, others go on
@@ -300,12 +301,25 @@ class Pair:
                 side.rdhup = True
             if events & (_ERR | _HUP):
                 side.err = True
-        # While dialling, the client's events are only noted (read once connected).
-        if self.connecting and (side is self.client or not self._connected(side, events)):
+        if self.connecting:
+            # While dialling, the client's events are only noted (read once connected).
+            if side is not self.client and self._connected(side, events):
+                self.pump()
             return
-        self.pump()
+        # Only the directions this event concerns: room to write to ``side`` (what it
+        # did not take, then more from the other side), and data or EOF from it.
+        client, upstream = self.client, self.upstream
+        assert upstream is not None
+        other = upstream if side is client else client
+        if events & _OUT and side.pending is not None and not self._move(other, side):
+            return
+        if side.can_read and not self._move(side, other, flush=False):
+            return
+        if client.shut and upstream.shut:
+            self._finish(reset=False)
 
     def pump(self) -> None:
+        """Both directions, as far as they go (after connecting, and for busy sides)."""
         upstream = self.upstream
         assert upstream is not None
         client = self.client
@@ -317,9 +331,15 @@ class Pair:
         ):
             self._finish(reset=False)
 
-    def _move(self, src: Side, dst: Side) -> bool:
-        """Move what ``src`` has to ``dst``; False when the connection has ended."""
+    def _move(self, src: Side, dst: Side, *, flush: bool = True) -> bool:
+        """Move what ``src`` has to ``dst``; False when the connection has ended.
+
+        With bytes still pending for ``dst``, nothing is read from ``src``; without
+        ``flush`` they are not even retried (EPOLLOUT on ``dst`` will say when).
+        """
         if dst.pending is not None:
+            if not flush:
+                return True
             try:
                 sent = dst.sock.send(dst.pending, _DONTWAIT)
             except BlockingIOError:
