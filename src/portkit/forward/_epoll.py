@@ -121,7 +121,8 @@ class Relay:
         while self.later:
             later, self.later = self.later, []
             for pair in later:
-                pair.redial()
+                if not pair.done:
+                    pair.redial()
 
     def defer(self, pair: Pair) -> None:
         self.busy.append(pair)
