@@ -62,6 +62,7 @@ class Side:
         "eof",
         "err",
         "fd",
+        "lingered",
         "nbytes",
         "pair",
         "pending",
@@ -79,6 +80,7 @@ class Side:
         self.err = False  #: an error is pending: read until it surfaces
         self.eof = False  #: no more data will come from this side
         self.shut = False  #: we have ended our writing towards this side
+        self.lingered = False  #: its EOF waited one loop turn before being passed on
         self.pending: bytes | None = None  #: bytes for this side that it did not take yet
         self.nbytes = 0  #: bytes read from this side
 
@@ -99,6 +101,9 @@ class Relay:
         self.busy: list[Pair] = []
         self.later: list[Pair] = []
         self._busy_scheduled = False
+        #: pairs with an EOF to pass on after the loop's next turn (see Pair._move)
+        self.lingering: list[Pair] = []
+        self._linger_scheduled = False
         loop.add_reader(self.epoll.fileno(), self.on_ready)
 
     def add(self, side: Side) -> None:
@@ -112,10 +117,14 @@ class Relay:
 
     def on_ready(self) -> None:
         sides = self.sides
+        due, self.lingering = self.lingering, []
         for fd, events in self.epoll.poll(0, BATCH):
             side = sides.get(fd)
             if side is not None:
                 side.pair.on_event(side, events)
+        for pair in due:  # their turn has passed: what did not end meanwhile, shuts down
+            if not pair.done:
+                pair.pump()
         # Sockets made while dispatching could reuse a number whose stale event is still
         # in this batch: new sockets are made only after it.
         while self.later:
@@ -123,6 +132,23 @@ class Relay:
             for pair in later:
                 if not pair.done:
                     pair.redial()
+
+    def linger(self, pair: Pair) -> None:
+        """Pass ``pair``'s EOF on at the next wake-up, or after one idle loop turn."""
+        self.lingering.append(pair)
+        if not self._linger_scheduled:
+            self._linger_scheduled = True
+            self.loop.call_soon(self._linger_turn, 2)
+
+    def _linger_turn(self, hops: int) -> None:
+        # call_soon callbacks run before the loop polls again: two hops let one poll
+        # (and its events) happen first, so a quiet connection waits only microseconds.
+        if hops > 1:
+            self.loop.call_soon(self._linger_turn, hops - 1)
+            return
+        self._linger_scheduled = False
+        if self.lingering:
+            self.on_ready()
 
     def defer(self, pair: Pair) -> None:
         self.busy.append(pair)
@@ -389,12 +415,23 @@ class Pair:
                 src.eof = src.rdhup  # and, after a FIN, nothing more will come
                 break
         if src.eof and not dst.shut and dst.pending is None:
-            dst.shut = True
+            # This direction has ended. If the other one has too, closing both sockets
+            # says FIN to both. Otherwise the FIN is passed on with a shutdown, but only
+            # after the loop's next turn: the other side often ends meanwhile (an HTTP
+            # client closes on the last byte of the reply), which saves a shutdown call
+            # and a FIN exchange per connection, as haproxy's lazier reads do.
             if not self.closed_by:
                 self.closed_by = "client" if src is self.client else "target"
-            if not src.shut:  # the other direction may still flow
-                with contextlib.suppress(OSError):
-                    dst.sock.shutdown(socket.SHUT_WR)
+            if dst.eof and src.pending is None:
+                self._finish(reset=False)
+                return False
+            if not src.lingered:
+                src.lingered = True
+                self.relay.linger(self)
+                return True
+            dst.shut = True
+            with contextlib.suppress(OSError):
+                dst.sock.shutdown(socket.SHUT_WR)
         return True
 
     def _reset(self, side: Side, exc: OSError) -> None:
