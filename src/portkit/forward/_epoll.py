@@ -46,6 +46,8 @@ _MASK = _IN | _OUT | _RDHUP | select.EPOLLET
 _READABLE = _IN | _RDHUP | _ERR | _HUP
 #: Events taken per wake-up; the rest wait for the loop's next turn (the set stays ready).
 BATCH = 256
+#: Spare read buffers kept for reuse; beyond that they are freed.
+POOL = 8
 #: Full-size reads of one side per turn before other connections get theirs.
 READS_PER_TURN = 16
 #: Accepted sockets stay blocking (saves an ioctl each): every call on them says DONTWAIT.
@@ -81,7 +83,8 @@ class Side:
         self.eof = False  #: no more data will come from this side
         self.shut = False  #: we have ended our writing towards this side
         self.lingered = False  #: its EOF waited one loop turn before being passed on
-        self.pending: bytes | None = None  #: bytes for this side that it did not take yet
+        #: bytes for this side that it did not take yet (a view of a read buffer, or bytes)
+        self.pending: memoryview | bytes | None = None
         self.nbytes = 0  #: bytes read from this side
 
 
@@ -97,6 +100,8 @@ class Relay:
         self.epoll = select.epoll()
         self.sides: dict[int, Side] = {}
         self.buffer = memoryview(bytearray(READ_SIZE))
+        #: spare read buffers (connections that could not send a chunk at once hold theirs)
+        self.pool: list[bytearray] = []
         #: pairs with more to read than one turn allows, and pairs to re-dial after a batch
         self.busy: list[Pair] = []
         self.later: list[Pair] = []
@@ -105,6 +110,16 @@ class Relay:
         self.lingering: list[Pair] = []
         self._linger_scheduled = False
         loop.add_reader(self.epoll.fileno(), self.on_ready)
+
+    def renew(self) -> None:
+        """The read buffer now holds pending bytes of a connection: read into another."""
+        pool = self.pool
+        self.buffer = memoryview(pool.pop() if pool else bytearray(READ_SIZE))
+
+    def recycle(self, pending: memoryview | bytes) -> None:
+        """``pending`` was sent: its buffer may be read into again."""
+        if isinstance(pending, memoryview) and len(self.pool) < POOL:
+            self.pool.append(pending.obj)  # type: ignore[arg-type]
 
     def add(self, side: Side) -> None:
         self.sides[side.fd] = side
@@ -377,6 +392,7 @@ class Pair:
             if sent < len(dst.pending):
                 dst.pending = dst.pending[sent:]
                 return True
+            self.relay.recycle(dst.pending)
             dst.pending = None
         view = self.relay.buffer
         size = len(view)
@@ -408,7 +424,10 @@ class Pair:
                 self._reset(dst, exc)
                 return False
             if sent < n:
-                dst.pending = bytes(view[sent:n])  # and read no more until it is sent
+                # Keep the rest where it is and read into another buffer from now on;
+                # and read no more from ``src`` until ``dst`` has taken it.
+                dst.pending = view[sent:n]
+                self.relay.renew()
                 return True
             if n < size and not src.err:  # the queue is empty now
                 src.can_read = False
