@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from portkit.sockets._netlink import TCP_STATES
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -52,21 +54,7 @@ _RAW_STATE_TEXT: list[str] = [
 ] + ["UNCONN"] * 243
 
 #: Kernel state number -> ``TcpState.value`` (the JSON ``state``); unknown: CLOSE.
-_RAW_STATE_VALUE: list[str] = [
-    "CLOSE",
-    "ESTABLISHED",
-    "SYN_SENT",
-    "SYN_RECV",
-    "FIN_WAIT1",
-    "FIN_WAIT2",
-    "TIME_WAIT",
-    "CLOSE",
-    "CLOSE_WAIT",
-    "LAST_ACK",
-    "LISTEN",
-    "CLOSING",
-    "NEW_SYN_RECV",
-] + ["CLOSE"] * 243
+_RAW_STATE_VALUE: list[str] = ["CLOSE", *TCP_STATES[1:]] + ["CLOSE"] * (256 - len(TCP_STATES))
 
 
 def _by_state(names: list[str], prefix: str, suffix: str, width: int = 0) -> list[str]:
