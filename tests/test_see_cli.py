@@ -442,3 +442,44 @@ def test_without_root_owners_are_hidden_not_fatal(lab: dict[str, Any]) -> None:
         assert len(r.stderr.strip().splitlines()) == 1 and "root" in r.stderr
     finally:
         shutil.rmtree(tree, ignore_errors=True)
+
+
+def test_owners_denied_even_to_root_are_named_as_such() -> None:
+    # A non-dumpable process's descriptors are closed to a root without CAP_SYS_PTRACE:
+    # /proc/PID/fd lists, but its links do not read (what some sandboxes do to root
+    # itself). Its socket is shown without an owner, and the note says why.
+    code = (
+        "import ctypes, socket, sys; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); "
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+        "print(s.getsockname()[1], flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        nocaps = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
+        portkit = [sys.executable, "-m", "portkit"]
+        r = subprocess.run(
+            [*nocaps, *portkit, "ls", "-tlnp", "--sport", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        (row,) = [line for line in r.stdout.splitlines() if f":{port} " in line]
+        assert row.split()[-3:] == ["-", "-", "-"]  # pid, process, user
+        assert "could not be inspected even as root" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        r = subprocess.run(
+            [*nocaps, *portkit, "who", str(port)], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 1
+        assert "no owner visible" in r.stdout and "even as root" in r.stderr
+        # With its capabilities, root sees the owner: the note is about the denial only.
+        r = subprocess.run([*portkit, "who", str(port)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and str(holder.pid) in r.stdout, r.stdout
+        assert "could not be inspected" not in r.stderr
+    finally:
+        holder.communicate("")

@@ -223,13 +223,11 @@ def _write_blocks(blocks: Iterator[str], between: str) -> None:
 
 
 def _note_hidden(owners: bool, hidden: int) -> None:
-    if owners and hidden and os.geteuid() != 0:
+    if owners and hidden:
         from portkit.cli._output import err
+        from portkit.render.sockets import hidden_owners_note
 
-        err(
-            f"portkit ls: note: {hidden} processes of other users could not be "
-            "inspected, so their sockets show no owner (run as root to see them)"
-        )
+        err(f"portkit ls: note: {hidden_owners_note(hidden, as_root=os.geteuid() == 0)}")
 
 
 def fast_ls(args: list[str]) -> int | None:

@@ -615,8 +615,34 @@ def overview_json(stats: SocketStats, names: Names, owners_hidden: int) -> dict[
     }
 
 
+def hidden_owners_note(hidden: int, *, as_root: bool) -> str:
+    """Why ``hidden`` processes' sockets show no owner, and what would help.
+
+    >>> hidden_owners_note(3, as_root=False)[:44]
+    '3 processes of other users could not be insp'
+    """
+    one = hidden == 1
+    if as_root:
+        return (
+            f"{hidden} {'process' if one else 'processes'} could not be inspected even as "
+            "root (reading /proc/PID/fd was denied: a sandbox, a security module, or a "
+            f"missing CAP_SYS_PTRACE), so {'its' if one else 'their'} sockets show no owner"
+        )
+    return (
+        f"{hidden} {'process of another user' if one else 'processes of other users'} "
+        f"could not be inspected, so {'its' if one else 'their'} sockets show no owner "
+        "(run as root to see them)"
+    )
+
+
 def overview_text(
-    stats: SocketStats, names: Names, style: Style, width: int | None, owners_hidden: int
+    stats: SocketStats,
+    names: Names,
+    style: Style,
+    width: int | None,
+    owners_hidden: int,
+    *,
+    as_root: bool = False,
 ) -> str:
     """The newcomer's first screen: what listens here, and what deserves attention."""
     from portkit.render import table
@@ -658,12 +684,7 @@ def overview_text(
     for w in warnings[:5]:
         parts.append(style.yellow("warning: ") + w)
     if owners_hidden:
-        parts.append(
-            style.dim(
-                f"note: the owners of {owners_hidden} processes' sockets are hidden "
-                "(other users'): run as root to see them"
-            )
-        )
+        parts.append(style.dim("note: " + hidden_owners_note(owners_hidden, as_root=as_root)))
     parts.append(
         style.dim("more: portkit ls -tuanp, portkit stats, portkit who PORT, portkit --help")
     )

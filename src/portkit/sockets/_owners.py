@@ -76,6 +76,11 @@ def _scan(names: list[str], procfs: str) -> tuple[dict[int, list[int]], int]:
             for fd in fds:
                 try:
                     link = readlink(fd, dir_fd=dfd)
+                except PermissionError:
+                    # Listing was allowed but reading the links is not (a non-dumpable
+                    # process, or a sandbox that denies it even to root): hidden.
+                    hidden += 1
+                    break
                 except OSError:
                     continue  # closed meanwhile
                 if link[:8] != "socket:[":

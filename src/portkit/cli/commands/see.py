@@ -245,6 +245,8 @@ def who_cmd(
                     width=stdout_width(),
                 )
             )
+        elif rows and found.owners_hidden:
+            parts.append("no owner visible (see the note below: some processes are hidden)")
         elif rows:
             parts.append("no process holds it (sockets without an owner, e.g. TIME-WAIT)")
         else:
@@ -255,11 +257,11 @@ def who_cmd(
                 ls_text(rows, names=names, owners=True, style=style if style.color else None)
             )
         out("\n".join(parts))
-    if found.owners_hidden and not owners and os.geteuid() != 0:
-        err(
-            f"portkit who: note: {found.owners_hidden} processes of other users could not be "
-            "inspected (run as root to see them)"
-        )
+    if found.owners_hidden and not owners:
+        from portkit.render.sockets import hidden_owners_note
+
+        note = hidden_owners_note(found.owners_hidden, as_root=os.geteuid() == 0)
+        err(f"portkit who: note: {note}")
     if not owners:
         return 1
     if kill:
@@ -367,7 +369,7 @@ def overview_cmd(
     else:
         out(
             overview_text(
-                stats, names, stdout_style(), stdout_width(), hidden if os.geteuid() else 0
+                stats, names, stdout_style(), stdout_width(), hidden, as_root=os.geteuid() == 0
             )
         )
     return 0
