@@ -397,23 +397,25 @@ def test_dual_stack_wildcard_listeners_count_each_connection_once() -> None:
 
 
 PARALLEL_SCAN = r"""
-import json, os, socket
+import json, os, socket, sys
 from portkit.sockets._owners import OwnerScan, scan_owners
 held = [socket.socket() for _ in range(40)]
+held.append(socket.socket(fileno=os.dup(held[0].fileno())))  # one socket, two fds
 inodes = {os.fstat(s.fileno()).st_ino for s in held}
 shared = os.fork()  # a child holding the same sockets: one socket, two owners
 if shared == 0:
     os.read(os.open(os.devnull, os.O_RDONLY), 1)
     import time; time.sleep(30); os._exit(0)
 try:
-    scan = OwnerScan(min_fds=0)
-    workers = len(scan.workers)
+    scan = OwnerScan(min_fds=0, bpf=sys.argv[1] == "bpf")
+    workers, source = len(scan.workers), scan.source
     found, hidden = scan.result(inodes)
     alone, _ = scan_owners(inodes)
 finally:
     os.kill(shared, 9); os.waitpid(shared, 0)
 print(json.dumps({
     "workers": workers,
+    "source": source,
     "same": found == alone,
     "owners": sorted({tuple(p) for p in found.values()}),
     "all": set(found) == inodes,
@@ -422,14 +424,23 @@ print(json.dumps({
 """
 
 
-def test_owner_scan_in_worker_processes_matches_the_single_pass() -> None:
-    # With more than one CPU the /proc pass is split over forked workers while the
-    # dump runs; their maps, merged, must be what one pass finds.
+@pytest.mark.parametrize("source", ["proc", "bpf"])
+def test_owner_scan_in_worker_processes_matches_the_single_pass(source: str) -> None:
+    # With more than one CPU the owner pass runs in forked workers while the dump
+    # runs: one BPF worker (root, with the kernel's BTF: as CI runs) or /proc groups
+    # split over the CPUs; their maps, merged, must be what one /proc pass finds.
     r = subprocess.run(
-        [sys.executable, "-c", PARALLEL_SCAN], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PARALLEL_SCAN, source],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
-    assert got["workers"] == min(os.cpu_count() or 1, 4) or (os.cpu_count() or 1) < 2
+    assert got["source"] == source
+    if source == "bpf":
+        assert got["workers"] == 1
+    else:
+        assert got["workers"] == min(os.cpu_count() or 1, 4) or (os.cpu_count() or 1) < 2
     assert got["same"] and got["all"]
     assert got["owners"] == [[got["me"], got["child"]]]

@@ -331,7 +331,7 @@ def test_raw_rows_keep_chunks_and_agree_with_parse_chunk() -> None:
         assert done
         assert list(rows) == expected and len(rows) == len(expected)
         assert rows.states() == {r[1] for r in expected}
-        assert rows.inodes() == {r[9] for r in expected} - {0}
+        assert [i for col in rows.inode_columns() for i in col] == [r[9] for r in expected]
         assert rows.ports() == {r[2] for r in expected} | {r[3] for r in expected}
         assert rows.addresses() == {r[4] for r in expected}
         assert rows.addresses(remote=True) == {r[5] for r in expected}

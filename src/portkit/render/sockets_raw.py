@@ -82,7 +82,8 @@ def ls_text_raw(
     listen_ports: Mapping[int, Collection[int]],
     *,
     names: Callable[[str, int], str | None] | None = None,
-    owners: tuple[dict[int, list[int]], dict[int, tuple[str | None, str | None]]] | None = None,
+    owners: tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[str | None, str | None]]]
+    | None = None,
     style: Style | None = None,
 ) -> Iterator[str]:
     """:func:`ls_text` straight from the kernel's raw rows, for the plain listing, in
@@ -140,12 +141,15 @@ def ls_text_raw(
         holders, procs = owners
         wpid = max([3, *(len(str(p)) for p in procs)])
         wname = max([7, *(len(n or "-") for n, _ in procs.values())])
-        tails = {
-            pid: f"  {pid:<{wpid}}  {name or '-':<{wname}}  {user or '-'}"
-            for pid, (name, user) in procs.items()
-        }
         nobody = f"  {'-':<{wpid}}  {'-':<{wname}}  -"
-        own = {ino: tails.get(pids[0], nobody) for ino, pids in holders.items()}
+        tails = _Tails(nobody)
+        for pid, (name, user) in procs.items():
+            tails[pid] = f"  {pid:<{wpid}}  {name or '-':<{wname}}  {user or '-'}"
+        # {inode: tail} through map/zip (C), not a comprehension: 100,000 sockets
+        from operator import itemgetter
+
+        firsts = map(itemgetter(0), holders.values())
+        own = dict(zip(holders, map(tails.__getitem__, firsts), strict=True))
         head = f"{head}    {'PID':<{wpid}}  {'PROCESS':<{wname}}  USER"
     yield style.bold(head) if style else head
     queue = _Padded(wq, "  ")
@@ -323,6 +327,17 @@ class _Padded(dict[object, str]):
         return text
 
 
+class _Tails(dict[int, str]):
+    """Pid -> its PID, PROCESS and USER columns; a pid without them -> ``nobody``."""
+
+    def __init__(self, nobody: str) -> None:
+        super().__init__()
+        self.nobody = nobody
+
+    def __missing__(self, pid: int) -> str:
+        return self.nobody
+
+
 class _RawIp(dict[bytes, str]):
     """Raw address bytes -> text (IPv6 in brackets for tables)."""
 
@@ -373,7 +388,8 @@ def ls_json_raw(
     batches: Sequence[tuple[int, int, RawRows]],
     listen_ports: Mapping[int, Collection[int]],
     names: Callable[[str, int], str | None],
-    owners: tuple[dict[int, list[int]], dict[int, tuple[str | None, str | None]]] | None = None,
+    owners: tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[str | None, str | None]]]
+    | None = None,
 ) -> Iterator[str]:
     """:func:`ls_json` straight from raw rows: the same document, byte for byte, in
     pieces (one per reply chunk) to be written one after the other.

@@ -348,13 +348,9 @@ class RawRows:
                 top = max(top, max(col, default=0))
         return top
 
-    def inodes(self) -> set[int]:
-        """Every socket inode (0, a TIME-WAIT socket's, left out)."""
-        out: set[int] = set()
-        for col in self._column(_OFF_INODE, "I", 9):
-            out.update(col)
-        out.discard(0)
-        return out
+    def inode_columns(self) -> Iterator[Iterable[int]]:
+        """The inode of every row, a column per reply chunk (0 for TIME-WAIT)."""
+        return self._column(_OFF_INODE, "I", 9)
 
     def ports(self) -> set[int]:
         """Every raw (network-order) port, local and remote."""

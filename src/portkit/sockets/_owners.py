@@ -16,16 +16,18 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
+    from typing import Any
 
-__all__ = ["OwnerScan", "ProcInfo", "process_info", "scan_owners"]
+    #: ``{socket inode: (pid, ...)}``: the processes holding each socket.
+    Owners = dict[int, tuple[int, ...]]
+
+__all__ = ["OwnerScan", "Owners", "ProcInfo", "process_info", "scan_owners"]
 
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def scan_owners(
-    wanted: Collection[int] | None, procfs: str = "/proc"
-) -> tuple[dict[int, list[int]], int]:
+def scan_owners(wanted: Collection[int] | None, procfs: str = "/proc") -> tuple[Owners, int]:
     """Map socket inodes to the pids holding them.
 
     Args:
@@ -33,7 +35,7 @@ def scan_owners(
         procfs: the proc mount to read.
 
     Returns:
-        ``({inode: [pid, ...]}, hidden)`` where ``hidden`` counts the processes whose
+        ``({inode: (pid, ...)}, hidden)`` where ``hidden`` counts the processes whose
         descriptors could not be read (permission denied).
     """
     try:
@@ -44,16 +46,16 @@ def scan_owners(
     return _only(found, wanted), hidden
 
 
-def _only(found: dict[int, list[int]], wanted: Collection[int] | None) -> dict[int, list[int]]:
+def _only(found: Owners, wanted: Collection[int] | None) -> Owners:
     if wanted is None:
         return found
     return {ino: found[ino] for ino in wanted if ino in found}
 
 
-def _scan(names: list[str], procfs: str) -> tuple[dict[int, list[int]], int]:
-    """``({socket inode: [pid, ...]}, hidden)`` for the processes ``names`` (pids as
+def _scan(names: list[str], procfs: str) -> tuple[Owners, int]:
+    """``({socket inode: (pid, ...)}, hidden)`` for the processes ``names`` (pids as
     listed in /proc, ascending)."""
-    found: dict[int, list[int]] = {}
+    found: Owners = {}
     hidden = 0
     readlink, listdir, close, open_ = os.readlink, os.listdir, os.close, os.open
     for name in names:
@@ -88,64 +90,100 @@ def _scan(names: list[str], procfs: str) -> tuple[dict[int, list[int]], int]:
                 inode = int(link[8:-1])
                 holders = found.get(inode)
                 if holders is None:
-                    found[inode] = [pid]
+                    found[inode] = (pid,)
                 elif holders[-1] != pid:
-                    holders.append(pid)
+                    found[inode] = (*holders, pid)
         finally:
             close(dfd)
     return found, hidden
 
 
-#: Below this many descriptors in all, one process scans them (a fork costs more).
+#: Below this many descriptors in all, the pass runs here, over /proc (a fork, or
+#: reading the kernel's BTF for the BPF pass, costs more than it saves).
 PARALLEL_MIN_FDS = 20000
 #: At most this many scanning processes.
 MAX_WORKERS = 4
+#: A worker's exit status when the BPF pass could not run (the parent scans /proc).
+_NO_BPF = 3
 
 
 class OwnerScan:
-    """The ``/proc/*/fd`` pass, started before the socket dump and collected after it.
+    """The owner pass, started before the socket dump and collected after it.
 
-    The pass is kernel work per descriptor (``readlinkat``: about 4 us each, half a
-    second at 100,000), and threads do not overlap it. So when there are many
-    descriptors and more than one CPU, processes are split into groups of about
-    equal descriptor counts (``stat`` of ``/proc/PID/fd`` gives the count), each
-    group is scanned by a forked worker while this process dumps and decodes the
-    sockets, and the workers send back their maps (``marshal``, through a pipe).
-    Anything that goes wrong in a worker makes :meth:`result` scan its group here.
-    Small scans, single-CPU machines and processes already running threads (where
-    fork is unsafe) scan in :meth:`result`, as :func:`scan_owners` does.
+    Two sources, one result: the kernel's BPF ``task_file`` iterator
+    (``_bpfiter``: every process's open files in one pass, about 0.4 us a file) where
+    it can be used (root, BTF, Linux 5.8+), else ``/proc/*/fd``, which is kernel
+    work per descriptor (``readlinkat``: about 4 us each, half a second at 100,000)
+    that threads do not overlap. With many descriptors and more than one CPU either
+    runs in forked workers while this process dumps and decodes the sockets: one
+    worker for the BPF pass (it reads the kernel's BTF, about 40 ms, and loads the
+    program), or groups of processes of about equal descriptor counts (``stat`` of
+    ``/proc/PID/fd`` gives the count) for ``/proc``. Workers send their maps back
+    (``marshal``, through a pipe); anything that goes wrong in one makes
+    :meth:`result` do its part here. Small scans, single-CPU machines and processes
+    already running threads (where fork is unsafe) scan in :meth:`result`, as
+    :func:`scan_owners` does, except that a process whose BPF program is already
+    loaded (``portkit top``, the exporter) always takes the BPF pass.
+
+    Args:
+        procfs: the proc mount to read.
+        min_fds: below this many descriptors in all, no workers and no BPF (unless
+            the program is loaded already).
+        bpf: False to use ``/proc`` only.
     """
 
-    def __init__(self, procfs: str = "/proc", *, min_fds: int = PARALLEL_MIN_FDS) -> None:
+    def __init__(
+        self, procfs: str = "/proc", *, min_fds: int = PARALLEL_MIN_FDS, bpf: bool = True
+    ) -> None:
         self.procfs = procfs
-        self.min_fds = min_fds
-        self.names: list[str] = []
+        self.names: list[str] = []  # scanned over /proc in result()
         self.workers: list[tuple[int, int, list[str]]] = []  # (pid, read fd, names)
+        self.bpf_here = False  # the BPF pass runs in result()
+        self.source = "proc"
         try:
-            self.names = [n for n in os.listdir(procfs) if n.isdigit()]
+            names = [n for n in os.listdir(procfs) if n.isdigit()]
         except OSError:
             return
-        groups = self._groups()
-        if groups:
-            self._start(groups)
-            self.names = []
+        self.names = names
+        forkable = (os.cpu_count() or 1) > 1 and not _threaded()
+        sized: list[tuple[int, str]] | None = None
+        if bpf:
+            from portkit.sockets import _bpfiter
 
-    def _groups(self) -> list[list[str]]:
-        cpus = os.cpu_count() or 1
-        if cpus < 2 or _threaded():
-            return []
+            if _bpfiter.available(procfs):
+                if _bpfiter.loaded():
+                    self.bpf_here = True
+                else:
+                    sized, total = self._sizes()
+                    if total >= min_fds and (not forkable or not self._start_bpf()):
+                        self.bpf_here = True
+            if self.bpf_here or self.workers:
+                self.source = "bpf"
+                return
+        if not forkable:
+            return
+        if sized is None:
+            sized, total = self._sizes()
+        if total >= min_fds:  # or an older kernel that reports no counts: scan here
+            self._start(self._groups(sized))
+
+    def _sizes(self) -> tuple[list[tuple[int, str]], int]:
+        """``([(descriptor count, pid name)], total)`` (Linux 6.2+ gives the count as
+        the size of ``/proc/PID/fd``; older kernels say 0)."""
         sized = []
         total = 0
         for name in self.names:
             try:
-                count = os.stat(f"{self.procfs}/{name}/fd").st_size  # Linux 6.2+: fd count
+                count = os.stat(f"{self.procfs}/{name}/fd").st_size
             except OSError:
                 count = 0
             sized.append((count, name))
             total += count
-        if total < self.min_fds:
-            return []  # or an older kernel that reports no counts: scan here
-        n = min(cpus, MAX_WORKERS)
+        return sized, total
+
+    @staticmethod
+    def _groups(sized: list[tuple[int, str]]) -> list[list[str]]:
+        n = min(os.cpu_count() or 1, MAX_WORKERS)
         groups: list[list[str]] = [[] for _ in range(n)]
         load = [0] * n
         for count, name in sorted(sized, reverse=True):  # largest first, to the lightest
@@ -154,52 +192,96 @@ class OwnerScan:
             load[i] += max(count, 1)
         return [sorted(g, key=int) for g in groups if g]
 
-    def _start(self, groups: list[list[str]]) -> None:
+    @staticmethod
+    def _fork(
+        job: Callable[[list[str], str], Any],
+        names: list[str],
+        procfs: str,
+        *,
+        holding: bool = True,
+    ) -> tuple[int, int] | None:
+        """Run ``job(names, procfs)`` in a worker that sends what it returns back
+        (``marshal``): ``(its pid, the read end)``; None when fork failed. A job that
+        returns None exits with :data:`_NO_BPF`. Without ``holding`` the worker first
+        closes the descriptors it inherited (one ``close_range``), so that a pass
+        over every process's files does not count it as a holder of our sockets."""
         import marshal
 
-        for group in groups:
-            r, w = os.pipe()
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return None
+        if pid == 0:  # the worker: scan, send, and leave without any cleanup
+            code = 1
             try:
-                pid = os.fork()
-            except OSError:
                 os.close(r)
-                os.close(w)
-                self.names.extend(group)  # scanned in result()
-                continue
-            if pid == 0:  # the worker: scan, send, and leave without any cleanup
-                code = 1
-                try:
-                    os.close(r)
-                    data = marshal.dumps(_packed(*_scan(group, self.procfs)))
-                    view = memoryview(data)
+                if not holding:
+                    os.closerange(3, w)
+                    os.closerange(w + 1, 1 << 30)
+                got = job(names, procfs)
+                if got is None:
+                    code = _NO_BPF
+                else:
+                    view = memoryview(marshal.dumps(got))
                     while view:
                         view = view[os.write(w, view) :]
                     code = 0
-                finally:
-                    os._exit(code)
-            os.close(w)
-            self.workers.append((pid, r, group))
+            finally:
+                os._exit(code)
+        os.close(w)
+        return pid, r
 
-    def result(self, wanted: Collection[int] | None) -> tuple[dict[int, list[int]], int]:
-        """``({inode: [pid, ...]}, hidden)`` as :func:`scan_owners` gives them."""
+    def _start_bpf(self) -> bool:
+        started = self._fork(_bpf_records, self.names, self.procfs, holding=False)
+        if started is None:
+            return False
+        self.workers.append((*started, self.names))
+        self.names = []
+        return True
+
+    def _start(self, groups: list[list[str]]) -> None:
+        self.names = []
+        for group in groups:
+            started = self._fork(_scan_packed, group, self.procfs)
+            if started is None:
+                self.names.extend(group)  # scanned in result()
+            else:
+                self.workers.append((*started, group))
+
+    def result(self, wanted: Collection[int] | None) -> tuple[Owners, int]:
+        """``({inode: (pid, ...)}, hidden)`` as :func:`scan_owners` gives them."""
         import marshal
 
-        found, hidden = _scan(self.names, self.procfs) if self.names else ({}, 0)
+        found: Owners = {}
+        hidden = 0
+        if self.bpf_here:
+            records = _bpf_records(self.names, self.procfs)
+            if records is None:
+                self.source = "proc"
+            else:
+                found, hidden = _unpacked(records)
+                self.names = []
+        if self.names:
+            found, hidden = _scan(self.names, self.procfs)
         for pid, r, group in self.workers:
             with os.fdopen(r, "rb") as f:
                 data = f.read()
             _, status = os.waitpid(pid, 0)
-            part: dict[int, list[int]]
+            part: Owners
             try:
                 if status:
                     raise ValueError(status)
                 part, part_hidden = _unpacked(marshal.loads(data))
             except (ValueError, EOFError, TypeError, IndexError):
+                self.source = "proc"
                 part, part_hidden = _scan(group, self.procfs)
             hidden += part_hidden
             if found:
                 for ino in part.keys() & found.keys():  # one socket held in two groups
-                    part[ino] = sorted({*found[ino], *part[ino]})
+                    part[ino] = tuple(sorted({*found[ino], *part[ino]}))
             found.update(part)
         self.workers = []
         return _only(found, wanted), hidden
@@ -218,11 +300,46 @@ class OwnerScan:
         self.workers = []
 
 
-def _packed(
-    found: dict[int, list[int]], hidden: int
-) -> tuple[bytes, bytes, dict[int, list[int]], int]:
+def _bpf_records(names: list[str], procfs: str) -> Packed | None:
+    """The BPF pass (in a worker, or here), packed as a ``/proc`` worker packs its
+    map; None where the pass cannot run.
+
+    The processes of ``names`` (the pids /proc listed) that the kernel showed no file
+    of (kernel threads, processes started meanwhile, or ones a security module hides)
+    go through the ``/proc`` scan, which also counts the hidden ones."""
+    from portkit.sockets import _bpfiter, _btf
+
+    raw = _bpfiter.task_files()
+    if raw is None:
+        return None
+    try:
+        seen = _btf.pids(raw)
+        inodes, pids, several = _btf.holders(raw)
+    except ValueError:
+        return None
+    more, hidden = _scan([n for n in names if int(n) not in seen], procfs)
+    if more:  # rare: merged through the slow path
+        have: Owners = dict(zip(inodes, zip(pids), strict=True))
+        have.update(several)
+        for ino, held in more.items():
+            first = have.get(ino, ())
+            several[ino] = (*first, *(p for p in held if p not in first))
+    return inodes.tobytes(), pids.tobytes(), several, hidden
+
+
+def _scan_packed(names: list[str], procfs: str) -> Packed:
+    return _packed(*_scan(names, procfs))
+
+
+if TYPE_CHECKING:
+    #: A worker's map: inodes and their single holder as two arrays, the few
+    #: sockets held by several processes, and the hidden count.
+    Packed = tuple[bytes, bytes, Owners, int]
+
+
+def _packed(found: Owners, hidden: int) -> Packed:
     """A worker's map as two arrays (inodes, their single holder) and the few
-    sockets held by several processes: 100,000 one-item lists take about 50 ms to
+    sockets held by several processes: 100,000 one-item tuples take about 50 ms to
     unmarshal, the arrays a few."""
     from array import array
 
@@ -236,9 +353,7 @@ def _packed(
     )
 
 
-def _unpacked(
-    packed: tuple[bytes, bytes, dict[int, list[int]], int],
-) -> tuple[dict[int, list[int]], int]:
+def _unpacked(packed: Packed) -> tuple[Owners, int]:
     from array import array
 
     inodes, pids = array("Q"), array("q")
@@ -246,7 +361,7 @@ def _unpacked(
     pids.frombytes(packed[1])
     if len(inodes) != len(pids):
         raise ValueError("torn worker reply")
-    found = dict(zip(inodes, [[pid] for pid in pids]))  # noqa: B905 (checked above)
+    found: Owners = dict(zip(inodes, zip(pids)))  # noqa: B905 (checked above)
     found.update(packed[2])
     return found, packed[3]
 

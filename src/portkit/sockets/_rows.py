@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.sockets._netlink import RawRow
+    from portkit.sockets._owners import Owners
 
 __all__ = ["attach_owners", "decode", "ip_text"]
 
@@ -77,7 +78,7 @@ def decode(
 
 def attach_owners(
     rows: list[tuple[Any, ...]],
-    owners: dict[int, list[int]],
+    owners: Owners,
     names: dict[int, tuple[str | None, str | None]],
 ) -> list[tuple[Any, ...]]:
     """Fill pid, process, user and pids from ``{inode: [pid...]}`` and
