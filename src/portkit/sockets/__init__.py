@@ -4,8 +4,8 @@ One backend, chosen once at import: on Linux, NETLINK_SOCK_DIAG read directly
 (``_netlink`` parses, ``_linux`` reads) with ``/proc/net`` as the fallback where
 sock_diag is missing; elsewhere psutil (``_psutil``). Filters go to the kernel as a
 state bitmask and inet_diag bytecode, so ``sockets(listening=True)`` never walks the
-connection table. Owners are looked up only when asked for: one pass over
-``/proc/*/fd`` for the sockets left after filtering.
+connection table. Owners are looked up only when asked for: one pass over every
+process's open files (a BPF iterator as root, else ``/proc/*/fd``; ``_owners``).
 
     >>> import portkit
     >>> listeners = portkit.sockets(listening=True, tcp=True)

@@ -1,8 +1,10 @@
-"""Who holds a socket: one pass over ``/proc/*/fd`` into a dict (I/O).
+"""Who holds a socket: one pass over every process's open files into a dict (I/O).
 
-``ss -p`` keeps the same map in a fixed 256-bucket hash and walks a chain per
-socket, which is what makes it slow at 100k sockets; a dict is O(1). The scan
-opens each ``/proc/PID/fd`` once and reads its links relative to that directory
+The pass is the kernel's BPF ``task_file`` iterator where it can be loaded
+(``_bpfiter``; :class:`OwnerScan` picks it), else ``/proc/*/fd``. ``ss -p`` keeps
+the same map in a fixed 256-bucket hash and walks a chain per socket, which is
+what makes it slow at 100k sockets; a dict is O(1). The ``/proc`` scan opens each
+``/proc/PID/fd`` once and reads its links relative to that directory
 (``readlinkat``), so the kernel does not resolve the full path per descriptor.
 
 Processes come and go during the scan: a pid or fd that vanished is skipped, never
