@@ -226,9 +226,13 @@ print(json.dumps({"source": source, "me": os.getpid(),
 """
 
 
-def _hold(*prefix: str) -> dict[str, object]:
+def _hold(*prefix: str, env: dict[str, str] | None = None) -> dict[str, object]:
     r = subprocess.run(
-        [*prefix, sys.executable, "-c", HOLD], capture_output=True, text=True, timeout=60
+        [*prefix, sys.executable, "-c", HOLD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
     assert r.returncode == 0, r.stderr
     return dict(json.loads(r.stdout.splitlines()[-1]))
@@ -256,6 +260,12 @@ def test_without_cap_bpf_the_pass_is_the_proc_one() -> None:
     got = _hold("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
     assert got["source"] == "proc"
     assert got["proc"][:3] == [[got["me"]]] * 3
+
+
+def test_portkit_no_bpf_keeps_the_program_out() -> None:
+    got = _hold(env={"PORTKIT_NO_BPF": "1"})
+    assert got["source"] == "proc"
+    assert got["bpf"][:3] == [[got["me"]]] * 3  # the same owners, from /proc
 
 
 def test_a_loaded_program_is_reused() -> None:

@@ -38,10 +38,12 @@ _failed = False
 
 
 def available(procfs: str = "/proc") -> bool:
-    """Whether the iterator may be tried here (cheap checks only; loading may still fail)."""
+    """Whether the iterator may be tried here (cheap checks only; loading may still
+    fail). ``PORTKIT_NO_BPF`` set to anything turns it off."""
     return (
         not _failed
         and procfs == "/proc"
+        and not os.environ.get("PORTKIT_NO_BPF")
         and os.uname().machine in _SYS_BPF
         and os.path.exists(BTF_PATH)
         and _capable()
