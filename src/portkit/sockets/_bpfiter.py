@@ -1,4 +1,4 @@
-"""Socket owners from a BPF ``task_file`` iterator (I/O; Linux 5.8+, root).
+"""Socket owners from a BPF ``task_file`` iterator (I/O; Linux 5.11+, root).
 
 One pass in the kernel over every open file of every process of this PID namespace,
 instead of a ``readlinkat`` per descriptor under ``/proc`` (``_owners``): at 100,000

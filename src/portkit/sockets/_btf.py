@@ -2,7 +2,7 @@
 
 ``portkit ls -p`` needs, for every socket, the processes that hold it. Reading
 ``/proc/PID/fd/*`` costs a ``readlinkat`` per descriptor (about 5 us each: half a
-second at 100,000 sockets). Linux 5.8+ can walk every process's open files in the
+second at 100,000 sockets). Linux can walk every process's open files in the
 kernel instead: a BPF ``task_file`` iterator runs a small program once per open file
 and writes what it returns into a file we read (``_bpfiter`` does that I/O). This
 module holds the three pure pieces:
@@ -10,7 +10,9 @@ module holds the three pure pieces:
 - :func:`layout`: what the program needs to know of this kernel, read from its BTF
   (``/sys/kernel/btf/vmlinux``): the type id of the iterator's target function and
   the byte offsets of the few struct members the program reads;
-- :func:`program`: the program itself, assembled from those offsets;
+- :func:`program`: the program itself, assembled from those offsets (it needs Linux
+  5.11+: the ``task_file`` iterator is 5.8, ``bpf_sock_from_file`` and
+  ``bpf_get_current_task_btf`` are 5.11; an older verifier refuses it);
 - :func:`holders` and :func:`pids`: the records the program wrote, as each
   socket's holders and as the set of processes seen.
 

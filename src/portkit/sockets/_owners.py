@@ -114,7 +114,7 @@ class OwnerScan:
 
     Two sources, one result: the kernel's BPF ``task_file`` iterator
     (``_bpfiter``: every process's open files in one pass, about 0.4 us a file) where
-    it can be used (root, BTF, Linux 5.8+), else ``/proc/*/fd``, which is kernel
+    it can be used (root, BTF, Linux 5.11+), else ``/proc/*/fd``, which is kernel
     work per descriptor (``readlinkat``: about 4 us each, half a second at 100,000)
     that threads do not overlap. With many descriptors and more than one CPU either
     runs in forked workers while this process dumps and decodes the sockets: one
