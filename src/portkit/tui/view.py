@@ -413,7 +413,8 @@ def summary(snap: Snapshot, *, interval: float, paused: bool, shown: int) -> str
     stats = snap.stats
     parts = [f"{stats.total} sockets", f"{shown} shown", f"every {interval:g}s"]
     if snap.owners_hidden:
-        parts.append(f"owners of {snap.owners_hidden} processes hidden (not root)")
+        n = snap.owners_hidden
+        parts.append(f"owners of {n} {'process' if n == 1 else 'processes'} hidden")
     if paused:
         parts.append("PAUSED")
     return " · ".join(parts)
