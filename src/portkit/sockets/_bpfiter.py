@@ -86,7 +86,7 @@ def task_files() -> bytes | None:
             return None
         try:
             _link = _attach()
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, ImportError):  # ctypes may be missing
             _failed = True
             return None
     try:
