@@ -98,7 +98,7 @@ def ls_text_raw(
         batches: ``(family, protocol, raw rows)`` as ``_linux.Dump.batches``.
         listen_ports: raw (network-order) listening ports per protocol, for the role.
         names: ``(protocol, port) -> service`` for server-side ports, or None (``-n``).
-        owners: ``({inode: [pid...]}, {pid: (name, user)})`` to add PID, PROCESS and
+        owners: ``({inode: (pid, ...)}, {pid: (name, user)})`` to add PID, PROCESS and
             USER columns (``-p``), or None.
         style: bold headers when colour is on.
     """

@@ -145,8 +145,9 @@ class Scan:
         self._rows = rows
         self.batches = batches
         self.listen_ports = listen_ports or {}
-        #: With raw batches and owners asked for: ``{inode: [pid, ...]}`` and
-        #: ``{pid: (process name, user)}``, not yet attached to rows.
+        #: With raw batches and owners asked for: ``{inode: (pid, ...)}`` (the holders
+        #: of every socket the pass saw, shown or not) and ``{pid: (process name,
+        #: user)}`` (of the holders of the shown ones), not yet attached to rows.
         self.owners = owners
         self.owner_names = owner_names
         self.owners_hidden = owners_hidden

@@ -4,7 +4,7 @@ One pass in the kernel over every open file of every process of this PID namespa
 instead of a ``readlinkat`` per descriptor under ``/proc`` (``_owners``): at 100,000
 sockets about 45 ms instead of about 600 ms of CPU. The program comes from ``_btf``
 (pure); this module loads it with the ``bpf(2)`` system call, attaches it as an
-iterator, reads the records and hands them to ``_btf.decode``.
+iterator, reads the records and hands them to ``_btf.holders``.
 
 Anything that does not work (no root or CAP_BPF, no BTF, a kernel lockdown, a
 seccomp filter, another architecture, a verifier that refuses the program) makes

@@ -81,7 +81,7 @@ def attach_owners(
     owners: Owners,
     names: dict[int, tuple[str | None, str | None]],
 ) -> list[tuple[Any, ...]]:
-    """Fill pid, process, user and pids from ``{inode: [pid...]}`` and
+    """Fill pid, process, user and pids from ``{inode: (pid, ...)}`` and
     ``{pid: (name, user)}``; rows without a known owner are kept as they are."""
     out = []
     get = owners.get
