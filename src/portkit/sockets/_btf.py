@@ -191,20 +191,20 @@ def layout(data: bytes) -> Layout:
 
 
 def _string_offset(strings: bytes, name: str) -> int | None:
-    """Offset of ``name`` in the string section (each string ends with NUL)."""
-    key = name.encode()
-    if strings.startswith(key + b"\0"):
-        return 0
-    at = strings.find(b"\0" + key + b"\0")
+    """Offset of ``name`` in the string section (it starts with the empty string, so
+    every other string follows a NUL)."""
+    at = strings.find(b"\0" + name.encode() + b"\0")
     return None if at < 0 else at + 1
 
 
 def _members(
-    words: array[int], strings: bytes, at: int, types_at: list[int] | None
+    words: array[int], strings: bytes, at: int, types_at: list[int] | None, depth: int = 0
 ) -> dict[str, int]:
     """``{member name: byte offset}`` of the struct or union whose btf_type starts at
     word ``at``; with ``types_at`` (word index per type id), anonymous struct and union
-    members are opened too."""
+    members are opened too (8 levels at most: damaged BTF may nest without end)."""
+    if depth > 8:
+        raise ValueError("BTF: anonymous members nested too deep")
     w = words
     info = w[at + 1]
     vlen, bitfield = info & 0xFFFF, info >> 31
@@ -218,7 +218,7 @@ def _members(
         elif types_at is not None:
             inner = _resolve(w, types_at, mtype)
             if inner is not None:
-                for sub, sub_off in _members(w, strings, inner, types_at).items():
+                for sub, sub_off in _members(w, strings, inner, types_at, depth + 1).items():
                     out.setdefault(sub, bits // 8 + sub_off)
     return out
 
