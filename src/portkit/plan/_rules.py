@@ -234,9 +234,7 @@ def _port_names(port: int, protocol: str) -> tuple[tuple[str, str], ...]:
         answers = lookup(f"{port}/{protocol}")
     except ParseError:  # an invalid port or protocol has its own finding; no names here
         return ()
-    entries = [
-        e for e in answers[0].entries if e.port == port and e.port_end == port and e.service
-    ]
+    entries = [e for e in answers[0].entries if e.port == port and e.port_end == port and e.service]
     everyday = [e for e in entries if e.everyday]
     chosen = everyday or [e for e in entries if e.status == "assigned"]
     return tuple((e.service, e.source) for e in chosen)
