@@ -298,7 +298,12 @@ def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -
         "state",
         "destination",
         "version",
+        "service",
+        "role",
     }
+    # service and role are the registry's answers for a reported port: one series each.
+    info = prom.query("portkit_port_info")
+    assert {r["metric"]["port"] for r in info} == {str(SERVED), str(BACKLOG), str(ABSENT)}
 
 
 def test_alert_rules_from_the_docs_fire(lab: dict[str, Any]) -> None:

@@ -230,3 +230,42 @@ def test_ip_local_port_range_parser(text: str) -> None:
     except ParseError:
         return
     assert 0 <= r.start <= r.end <= 65535
+
+
+@pytest.mark.parametrize(
+    ("address", "scope"),
+    [
+        (None, "wildcard"),
+        ("", "wildcard"),
+        ("*", "wildcard"),
+        ("0.0.0.0", "wildcard"),
+        ("::", "wildcard"),
+        ("[::]", "wildcard"),
+        ("0:0:0:0:0:0:0:0", "wildcard"),
+        ("127.0.0.1", "loopback"),
+        ("127.255.0.9", "loopback"),
+        ("::1", "loopback"),
+        ("[::1]", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("localhost", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1%eth0", "link-local"),
+        ("::ffff:169.254.1.1", "link-local"),
+        ("10.0.0.5", "specific"),
+        ("::ffff:10.0.0.5", "specific"),
+        ("2001:db8::1", "specific"),
+        ("db.internal", "specific"),
+    ],
+)
+def test_bind_scope_for_every_form(address: str | None, scope: str) -> None:
+    from portkit.model import bind_scope
+
+    assert bind_scope(address).value == scope
+
+
+@given(st.one_of(st.none(), st.text(max_size=60), st.ip_addresses().map(str)))
+def test_bind_scope_answers_anything(address: str | None) -> None:
+    from portkit.model import BindScope, bind_scope, widest_scope
+
+    assert bind_scope(address) in set(BindScope)
+    assert widest_scope([address, "0.0.0.0"]) is BindScope.WILDCARD

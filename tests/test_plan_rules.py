@@ -172,15 +172,20 @@ def test_finding_json_keys() -> None:
 
 
 def test_datastore_knowledge_comes_from_the_registry() -> None:
-    assert pp.datastore_of(5432) == ("PostgreSQL", "database")
-    assert pp.datastore_of(6379) == ("Redis", "cache")
-    assert pp.datastore_of(9092)[1] == "message broker"  # type: ignore[index]
-    assert pp.datastore_of(9200)[1] == "search engine"  # type: ignore[index]
-    assert pp.datastore_of(8080) is None
-    assert pp.datastore_of(15672) is None  # RabbitMQ's management UI is not the broker port
-    assert pp.datastore_of(9000) is None  # ClickHouse, MinIO, SonarQube: ambiguous
-    assert pp.datastore_of(9000, image="clickhouse/clickhouse-server:24") == (
-        "ClickHouse",
-        "database",
-    )
-    assert pp.datastore_of(1433, image="mcr.microsoft.com/mssql/server:2022") is not None
+    """The datastore-public and admin-public rules ask portkit.registry.port_role."""
+    from portkit.registry import port_role
+
+    def what(port: int, image: str | None = None) -> tuple[str, str] | None:
+        role = port_role(port, "tcp", image)
+        return (role.product, role.kind) if role is not None and role.warn else None
+
+    assert what(5432) == ("PostgreSQL", "database")
+    assert what(6379) == ("Redis", "cache")
+    assert what(9092) == ("kafka", "message broker")
+    assert what(9200) == ("Elasticsearch", "search engine")
+    assert what(8080) is None
+    assert what(15672) == ("rabbitmq-management", "admin interface")
+    assert what(9000) is None  # ClickHouse, MinIO, SonarQube: ambiguous
+    assert what(9000, image="clickhouse/clickhouse-server:24") == ("ClickHouse", "database")
+    assert what(1433, image="mcr.microsoft.com/mssql/server:2022") is not None
+    assert what(9090, image="nginx:1.27") is None  # the image says what runs there

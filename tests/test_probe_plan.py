@@ -18,7 +18,6 @@ from portkit.probe._payloads import (
     tcp_probe_for,
     udp_payload_for,
 )
-from portkit.probe._ports import service_name
 from portkit.probe._scan import plan_ports
 from portkit.probe._states import (
     ORIGIN_ICMP,
@@ -31,6 +30,7 @@ from portkit.probe._states import (
 from portkit.probe._targets import MAX_HOSTS, parse_target_list, parse_targets
 from portkit.probe._timing import RateLimiter, RttEstimator, concurrency_for
 from portkit.probe._x509 import EXAMPLE_HEX, read_certificate
+from portkit.registry import service_name
 from tests import _lab
 
 # --- targets ------------------------------------------------------------------------------

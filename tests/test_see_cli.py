@@ -299,12 +299,13 @@ def test_overview_is_the_default_command(lab: dict[str, Any]) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Listening on this machine")
     assert "redis" in r.stdout and "all interfaces" in r.stdout
-    assert "warning: redis (6379/tcp) listens on all interfaces" in r.stdout
+    assert "warning: redis (6379/tcp, cache) listens on all interfaces" in r.stdout
     pg = next(line for line in r.stdout.splitlines() if "postgresql" in line)
     assert "loopback only" in pg
     doc = json.loads(in_ns(lab["ns"], "overview", "--json").stdout)
     redis = next(g for g in doc["listening"] if g["port"] == 6379)
     assert redis["exposed"] and redis["scope"] == "all interfaces"
+    assert redis["bind_scope"] == "wildcard" and redis["role"] == "cache"
     assert any(f"/{lab['pid']}" in p for p in redis["processes"])
 
 

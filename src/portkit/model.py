@@ -36,6 +36,7 @@ __all__ = [
     "NODEPORT_RANGE",
     "SOCKET_FIELDS",
     "SS_STATE_GROUPS",
+    "BindScope",
     "Connection",
     "Endpoint",
     "PortClass",
@@ -44,11 +45,13 @@ __all__ = [
     "RangeClass",
     "SocketRecord",
     "TcpState",
+    "bind_scope",
     "classify_port",
     "iter_ports",
     "parse_port",
     "parse_ports",
     "parse_state_filter",
+    "widest_scope",
 ]
 
 MAX_PORT = 65535
@@ -350,6 +353,90 @@ class Endpoint(_Record):
 
     def __str__(self) -> str:
         return f"{self.address}/{self.protocol.value}"
+
+
+# --- bind scope ------------------------------------------------------------------------
+
+
+class BindScope(StrEnum):
+    """Which interfaces a bind address (or a published host IP) listens on."""
+
+    WILDCARD = "wildcard"  # 0.0.0.0, ::, * or no address: every interface
+    LOOPBACK = "loopback"  # 127.0.0.0/8, ::1, ::ffff:127.x.y.z, localhost: this host only
+    LINK_LOCAL = "link-local"  # 169.254.0.0/16, fe80::/10: this link only
+    SPECIFIC = "specific"  # one other address: the networks that reach it
+
+
+def _v4_scope(packed: bytes) -> BindScope:
+    if packed == b"\0\0\0\0":
+        return BindScope.WILDCARD
+    if packed[0] == 127:
+        return BindScope.LOOPBACK
+    if packed[:2] == b"\xa9\xfe":
+        return BindScope.LINK_LOCAL
+    return BindScope.SPECIFIC
+
+
+def bind_scope(address: str | None) -> BindScope:
+    """The scope of a bind address, for IPv4 and IPv6 (``::ffff:`` mapped included).
+
+    ``None`` and ``""`` mean no address given, i.e. every interface (Docker's ``-p 80:80``,
+    a compose ``ports:`` entry without a host IP); ``*`` is how ``ss`` prints it.
+    A host name other than ``localhost`` is ``specific``.
+
+    >>> [bind_scope(a).value for a in ("0.0.0.0", "[::]", "127.0.0.53", "::ffff:127.0.0.1")]
+    ['wildcard', 'wildcard', 'loopback', 'loopback']
+    >>> [bind_scope(a).value for a in ("fe80::1%eth0", "169.254.1.1", "10.0.0.5", None)]
+    ['link-local', 'link-local', 'specific', 'wildcard']
+    """
+    if not address or address == "*":
+        return BindScope.WILDCARD
+    text = address.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    text = text.split("%", 1)[0]
+    import socket  # cheap, and already loaded by every caller that has an address
+
+    if ":" not in text:
+        try:
+            return _v4_scope(socket.inet_pton(socket.AF_INET, text))
+        except OSError:
+            return BindScope.LOOPBACK if text.lower() == "localhost" else BindScope.SPECIFIC
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, text)
+    except OSError:
+        return BindScope.SPECIFIC
+    if packed[:12] == b"\0" * 10 + b"\xff\xff":
+        return _v4_scope(packed[12:])
+    if packed == b"\0" * 16:
+        return BindScope.WILDCARD
+    if packed == b"\0" * 15 + b"\x01":
+        return BindScope.LOOPBACK
+    if packed[0] == 0xFE and packed[1] & 0xC0 == 0x80:
+        return BindScope.LINK_LOCAL
+    return BindScope.SPECIFIC
+
+
+#: How wide each scope reaches, narrowest first: a group of listeners on one port is
+#: as wide as its widest address.
+_SCOPE_WIDTH = {
+    BindScope.LOOPBACK: 0,
+    BindScope.LINK_LOCAL: 1,
+    BindScope.SPECIFIC: 2,
+    BindScope.WILDCARD: 3,
+}
+
+
+def widest_scope(addresses: Iterable[str | None]) -> BindScope:
+    """The scope of a port bound on several addresses (IPv4 and IPv6 listeners, say):
+    its widest one. No address at all is ``loopback`` (nothing listens).
+
+    >>> widest_scope(["127.0.0.1", "::1"]).value, widest_scope(["127.0.0.1", "::"]).value
+    ('loopback', 'wildcard')
+    """
+    return max(
+        (bind_scope(a) for a in addresses), key=_SCOPE_WIDTH.__getitem__, default=BindScope.LOOPBACK
+    )
 
 
 # --- TCP states ------------------------------------------------------------------------

@@ -46,8 +46,8 @@ def families_for(ipv4: bool, ipv6: bool) -> tuple[int, ...]:
 
 def names_for(rows: Sequence[tuple[Any, ...]]) -> dict[str, dict[int, str]]:
     """Service names for the server-side ports of ``rows``, per protocol."""
+    from portkit.registry import service_names
     from portkit.render.sockets import service_ports
-    from portkit.sockets._services import service_names
 
     return {proto: service_names(ports, proto) for proto, ports in service_ports(rows).items()}
 
@@ -153,8 +153,8 @@ def _write_ls(
     found = scan(query, netns=netns, pid_netns=pid_netns)
     raw_owners = (found.owners, found.owner_names or {}) if found.owners is not None else None
     if as_json and not sort and found.batches is not None and not extended:
+        from portkit.registry import service_name
         from portkit.render.sockets import ls_json_raw
-        from portkit.sockets._services import service_name
 
         _write_blocks(ls_json_raw(found.batches, found.listen_ports, service_name, raw_owners), "")
         _note_hidden(query.owners, found.owners_hidden)
@@ -163,8 +163,8 @@ def _write_ls(
     plain = not (as_json or as_csv or sort or resolve or extended or query.owner_filtered)
     if plain and found.batches is not None:
         # The plain listing renders straight from the kernel's rows (see ls_text_raw).
+        from portkit.registry import service_name
         from portkit.render.sockets import ls_text_raw
-        from portkit.sockets._services import service_name
 
         style = stdout_style()
         blocks = ls_text_raw(
@@ -299,7 +299,7 @@ def plain_listing(flags: set[str]) -> int | None:
         return None
     names = None
     if "n" not in flags:
-        from portkit.sockets._services import service_name
+        from portkit.registry import service_name
 
         names = service_name
     style = None

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from portkit.errors import ParseError
-from portkit.model import Endpoint, Protocol, parse_port
+from portkit.model import BindScope, Endpoint, Protocol, bind_scope, parse_port
 
 __all__ = [
     "DEFAULT_HOST",
@@ -71,9 +71,7 @@ def is_loopback(host: str) -> bool:
     >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
     (True, True, False)
     """
-    import ipaddress
-
-    return ipaddress.ip_address(host).is_loopback
+    return bind_scope(host) is BindScope.LOOPBACK
 
 
 def parse_destinations(text: str) -> tuple[Endpoint, ...]:

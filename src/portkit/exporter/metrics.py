@@ -23,6 +23,7 @@ ephemeral ports never become label values (their number has no bound).
 from __future__ import annotations
 
 from portkit.model import Protocol, TcpState, iter_ports
+from portkit.registry import port_role, service_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -171,10 +172,21 @@ def families(
         "Connections whose local port is this port (the server side), by TCP state.",
         ("protocol", "port", "state"),
     )
+    info = Family(
+        f"{PREFIX}_port_info",
+        "What the port is, by portkit's registry: its service name and role (always 1).",
+        ("protocol", "port", "service", "role"),
+    )
+    names = {
+        proto: service_names({port for p, port in selected if p is proto}, proto.value)
+        for proto in {p for p, _ in selected}
+    }
     for proto, port in selected:
         n, q, qmax = listen.get((proto, port), (0, 0, 0))
         labels = (proto.value, str(port))
         listeners.add(labels, n)
+        role = port_role(port, proto.value)
+        info.add((*labels, names[proto].get(port, ""), role.role if role else ""), 1)
         if proto is not tcp:
             continue
         queue.add(labels, q)
@@ -194,7 +206,7 @@ def families(
         "Distinct ephemeral-range local ports held by client TCP sockets, any destination.",
     )
     used.add((), stats.ephemeral_in_use)
-    out = [totals, listeners, queue, limit, conns, size, used]
+    out = [totals, listeners, info, queue, limit, conns, size, used]
 
     if destinations:
         per_dest = Family(

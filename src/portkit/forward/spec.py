@@ -24,7 +24,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from portkit.errors import ParseError
-from portkit.model import Protocol, _check_hostname, _ip_literal, _Record, parse_port
+from portkit.model import (
+    BindScope,
+    Protocol,
+    _check_hostname,
+    _ip_literal,
+    _Record,
+    bind_scope,
+    parse_port,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -50,7 +58,6 @@ SPEC_FORMS = (
 #: The most ports one range spec may expand to (each one is a listening socket).
 MAX_RANGE = 4096
 _PROTOCOLS = {"tcp": Protocol.TCP, "udp": Protocol.UDP}
-_WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 
 class Mapping(_Record):
@@ -113,7 +120,7 @@ class Mapping(_Record):
     @property
     def is_wildcard(self) -> bool:
         """True when the mapping listens on every interface (0.0.0.0 or ::)."""
-        return self.listen_host in _WILDCARDS
+        return bind_scope(self.listen_host) is BindScope.WILDCARD
 
     @property
     def listen(self) -> str:

@@ -22,7 +22,7 @@ from portkit.plan._check import CheckResult, check
 from portkit.plan._io import load_plan
 from portkit.plan._model import Exposure, Issue, PlanFile, PortMapping
 from portkit.plan._plan import Plan
-from portkit.plan._rules import RULES, Finding, Rule, Severity, datastore_of, lint, service_name
+from portkit.plan._rules import RULES, Finding, Rule, Severity, lint
 from portkit.plan._spec import PortSpec, parse_port_spec
 
 __all__ = [
@@ -38,12 +38,10 @@ __all__ = [
     "Rule",
     "Severity",
     "check",
-    "datastore_of",
     "lint",
     "load_plan",
     "parse_port_spec",
     "schema",
-    "service_name",
 ]
 
 

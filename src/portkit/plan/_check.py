@@ -18,6 +18,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from portkit.model import BindScope, bind_scope
 from portkit.plan._model import Exposure, PortMapping
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ __all__ = [
 
 #: At most this many ports per mapping are checked (a 5000-5010 range is 11).
 MAX_PORTS = 1024
-_WILDCARDS = ("0.0.0.0", "::")
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,6 @@ def _target(m: PortMapping, where: str | None) -> Target:
     )
 
 
-def _is_loopback(ip: str) -> bool:
-    return ip.startswith(("127.", "::ffff:127.")) or ip == "::1"
-
-
 def _is_private(ip: str) -> bool:
     try:
         addr = ipaddress.ip_address(ip)
@@ -156,12 +152,17 @@ def decide_local(t: Target, addrs: set[str], reachable: bool | None) -> tuple[st
         if reachable:
             return "ok", "accepts connections (forwarded: no local listener)"
         return "miss", "nothing listens here"
-    wildcard = any(a in _WILDCARDS for a in addrs)
-    loopback_only = all(_is_loopback(a) for a in addrs)
+    scopes = {a: bind_scope(a) for a in addrs}
+    wildcard = BindScope.WILDCARD in scopes.values()
+    loopback_only = all(s is BindScope.LOOPBACK for s in scopes.values())
     if t.expected is Exposure.PUBLIC:
         if loopback_only:
             return "miss", f"planned public, but listening on loopback only ({where})"
-        if t.bind_ip not in (None, *_WILDCARDS) and not wildcard and t.bind_ip not in addrs:
+        if (
+            bind_scope(t.bind_ip) is not BindScope.WILDCARD
+            and not wildcard
+            and t.bind_ip not in addrs
+        ):
             return "miss", f"planned on {t.bind_ip}, but listening on {where}"
         return "ok", f"listening on {where}"
     if t.expected is Exposure.ADDRESS:
@@ -185,7 +186,9 @@ def decide_local(t: Target, addrs: set[str], reachable: bool | None) -> tuple[st
             f"planned internal, but listening on every interface ({where}): reachable from "
             "outside unless a firewall blocks it"
         )
-    public = sorted(a for a in addrs if not _is_private(a) and not _is_loopback(a))
+    public = sorted(
+        a for a, s in scopes.items() if not _is_private(a) and s is not BindScope.LOOPBACK
+    )
     if public:
         return "miss", f"planned internal, but listening on public address {', '.join(public)}"
     return "ok", f"listening on {where}"
@@ -229,7 +232,7 @@ def _address(t: Target) -> str:
 
 
 def _local_probe_ip(t: Target, addrs: set[str]) -> str:
-    if t.bind_ip not in (None, *_WILDCARDS):
+    if bind_scope(t.bind_ip) is not BindScope.WILDCARD:
         return str(t.bind_ip)
     if addrs and all(":" in a for a in addrs):
         return "::1"

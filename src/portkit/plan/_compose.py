@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ParseError
-from portkit.model import PortRange
+from portkit.model import BindScope, PortRange, bind_scope
 from portkit.plan._interp import interpolate
 from portkit.plan._model import Exposure, Issue, PlanFile, PortMapping
 from portkit.plan._spec import PROTOCOLS, parse_expose, parse_ip, parse_port_range, parse_port_spec
@@ -55,11 +55,16 @@ _RULE_OF_MESSAGE = (
 
 def exposure_of(host_ip: str | None) -> Exposure:
     """Who can reach a port published on ``host_ip`` (None: every interface)."""
-    if host_ip is None or host_ip in ("0.0.0.0", "::"):
-        return Exposure.PUBLIC
-    if host_ip.startswith("127.") or host_ip == "::1":
-        return Exposure.LOOPBACK
-    return Exposure.ADDRESS
+    return _EXPOSURE_OF_SCOPE[bind_scope(host_ip)]
+
+
+#: A published port's exposure from the scope of its host IP.
+_EXPOSURE_OF_SCOPE = {
+    BindScope.WILDCARD: Exposure.PUBLIC,
+    BindScope.LOOPBACK: Exposure.LOOPBACK,
+    BindScope.LINK_LOCAL: Exposure.ADDRESS,
+    BindScope.SPECIFIC: Exposure.ADDRESS,
+}
 
 
 def _rule_for(message: str) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from portkit.errors import PlanError
+from portkit.model import BindScope, bind_scope
 from portkit.plan._model import (
     Connection,
     Exposure,
@@ -315,8 +316,9 @@ class _Reader:
 
 
 def _contradicts(exposure: Exposure, address: str) -> bool:
-    loopback = address.startswith("127.") or address == "::1"
-    wildcard = address in ("0.0.0.0", "::")
+    scope = bind_scope(address)
+    loopback = scope is BindScope.LOOPBACK
+    wildcard = scope is BindScope.WILDCARD
     if exposure is Exposure.LOOPBACK:
         return not loopback
     if exposure is Exposure.INTERNAL:

@@ -9,17 +9,17 @@ words) just pass those issues on. Pure: no I/O (the port registry is package dat
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from portkit.model import NODEPORT_RANGE, PortRange
+from portkit.model import NODEPORT_RANGE, BindScope, PortRange, bind_scope
 from portkit.plan._model import Exposure, PortMapping
 from portkit.plan._native import EXTERNAL, parse_target
 from portkit.plan._plan import selected_workloads
+from portkit.registry import port_role
 
 if TYPE_CHECKING:
     from portkit.plan._model import KubeWorkload
@@ -32,7 +32,6 @@ __all__ = [
     "LintOptions",
     "Rule",
     "Severity",
-    "datastore_of",
     "lint",
 ]
 
@@ -98,197 +97,9 @@ class Finding:
         }
 
 
-# --- what a port is ---------------------------------------------------------------
-
-#: Everyday service names (the guide's and the curated DevOps list) of data stores,
-#: caches and brokers, with what they are.
-_STORE_KINDS: dict[str, list[str]] = {
-    "database": [
-        "postgresql",
-        "pgbouncer",
-        "pgpool",
-        "mysql",
-        "mysqlx",
-        "mysql-group-replication",
-        "galera-replication",
-        "mongodb",
-        "mongodb-shard",
-        "mongodb-config",
-        "cassandra-cql",
-        "cassandra-cql-tls",
-        "cassandra-internode",
-        "cassandra-internode-tls",
-        "cassandra-thrift",
-        "couchdb",
-        "couchbase-data",
-        "couchbase-query",
-        "neo4j-http",
-        "neo4j-https",
-        "neo4j-bolt",
-        "influxdb",
-        "cockroachdb",
-        "tidb",
-        "tikv",
-        "yugabyte-ysql",
-        "arangodb",
-        "rethinkdb-driver",
-        "oracle-listener",
-        "mssql",
-        "clickhouse-http",
-        "clickhouse-native",
-        "clickhouse-native-tls",
-        "clickhouse-mysql",
-        "clickhouse-postgres",
-        "etcd",
-        "etcd-client",
-    ],
-    "cache": ["redis", "redis-sentinel", "redis-cluster-bus", "memcached"],
-    "search engine": [
-        "elasticsearch",
-        "elasticsearch-http",
-        "elasticsearch-transport",
-        "opensearch-http",
-        "opensearch-transport",
-        "solr",
-        "meilisearch",
-        "qdrant-http",
-        "qdrant-grpc",
-        "milvus",
-    ],
-    "message broker": [
-        "kafka",
-        "kafka-controller",
-        "zookeeper",
-        "zookeeper-peer",
-        "zookeeper-election",
-        "epmd",
-        "rabbitmq-amqp",
-        "rabbitmq-amqps",
-        "rabbitmq-dist",
-        "rabbitmq-stream",
-        "rabbitmq-stomp",
-        "mqtt",
-        "mqtt-tls",
-        "mosquitto",
-        "activemq-openwire",
-        "nats",
-        "nats-cluster",
-        "pulsar",
-        "pulsar-tls",
-        "nsqd",
-    ],
-}
-_STORE_OF = {name: kind for kind, names in _STORE_KINDS.items() for name in names}
-
-#: Image names (the last path part, without tag) of data stores, caches and brokers.
-_STORE_IMAGES: dict[str, tuple[str, str]] = {
-    "postgres": ("PostgreSQL", "database"),
-    "postgis": ("PostGIS", "database"),
-    "timescaledb": ("TimescaleDB", "database"),
-    "mysql": ("MySQL", "database"),
-    "mariadb": ("MariaDB", "database"),
-    "percona": ("Percona Server", "database"),
-    "mongo": ("MongoDB", "database"),
-    "cassandra": ("Cassandra", "database"),
-    "scylla": ("ScyllaDB", "database"),
-    "couchdb": ("CouchDB", "database"),
-    "couchbase": ("Couchbase", "database"),
-    "influxdb": ("InfluxDB", "database"),
-    "clickhouse": ("ClickHouse", "database"),
-    "cockroach": ("CockroachDB", "database"),
-    "neo4j": ("Neo4j", "database"),
-    "mssql": ("SQL Server", "database"),
-    "oracle": ("Oracle Database", "database"),
-    "arangodb": ("ArangoDB", "database"),
-    "rethinkdb": ("RethinkDB", "database"),
-    "etcd": ("etcd", "database"),
-    "redis": ("Redis", "cache"),
-    "valkey": ("Valkey", "cache"),
-    "keydb": ("KeyDB", "cache"),
-    "dragonfly": ("Dragonfly", "cache"),
-    "memcached": ("Memcached", "cache"),
-    "elasticsearch": ("Elasticsearch", "search engine"),
-    "opensearch": ("OpenSearch", "search engine"),
-    "solr": ("Solr", "search engine"),
-    "meilisearch": ("Meilisearch", "search engine"),
-    "qdrant": ("Qdrant", "search engine"),
-    "rabbitmq": ("RabbitMQ", "message broker"),
-    "kafka": ("Kafka", "message broker"),
-    "cp-kafka": ("Kafka", "message broker"),
-    "zookeeper": ("ZooKeeper", "message broker"),
-    "cp-zookeeper": ("ZooKeeper", "message broker"),
-    "nats": ("NATS", "message broker"),
-    "eclipse-mosquitto": ("Mosquitto", "message broker"),
-    "activemq": ("ActiveMQ", "message broker"),
-    "pulsar": ("Pulsar", "message broker"),
-}
-
-
-@functools.lru_cache(maxsize=4096)
-def _port_names(port: int, protocol: str) -> tuple[tuple[str, str], ...]:
-    """Everyday (service, source) names of ``port``; IANA names when there is none."""
-    from portkit.errors import ParseError
-    from portkit.registry import lookup
-
-    try:
-        answers = lookup(f"{port}/{protocol}")
-    except ParseError:  # an invalid port or protocol has its own finding; no names here
-        return ()
-    entries = [e for e in answers[0].entries if e.port == port and e.port_end == port and e.service]
-    everyday = [e for e in entries if e.everyday]
-    chosen = everyday or [e for e in entries if e.status == "assigned"]
-    return tuple((e.service, e.source) for e in chosen)
-
-
-def service_name(port: int, protocol: str) -> str | None:
-    """The name people use for ``port/protocol`` (everyday first, else IANA), or None."""
-    names = _port_names(port, protocol)
-    return names[0][0] if names else None
-
-
-def _image_store(image: str | None) -> tuple[str, str] | None:
-    if not image:
-        return None
-    path = image.split("@")[0].lower()
-    name = path.rsplit("/", 1)[-1].split(":")[0]
-    if "mssql" in path:
-        return _STORE_IMAGES["mssql"]
-    for prefix, what in _STORE_IMAGES.items():
-        if name == prefix or name.startswith((prefix + "-", prefix + "_")):
-            return what
-    return None
-
-
-def datastore_of(
-    port: int, protocol: str = "tcp", image: str | None = None
-) -> tuple[str, str] | None:
-    """(name, kind) when ``port`` is a database, cache, search engine or broker port.
-
-    The port registry decides; the image only when the registry has no everyday
-    name for the port (a database moved to another port). A port whose everyday
-    names are mixed (9000: ClickHouse, MinIO, SonarQube) is not counted unless the
-    image says so.
-
-    >>> datastore_of(5432), datastore_of(8080), datastore_of(15432, image="postgres:16")
-    (('PostgreSQL', 'database'), None, ('PostgreSQL', 'database'))
-    """
-    names = _port_names(port, protocol)
-    everyday = [(n, src) for n, src in names if src != "iana"]
-    if not everyday:
-        # No everyday name: the IANA name, else the image.
-        for name, _ in names:
-            kind = _STORE_OF.get(name.lower())
-            if kind is not None:
-                return name, kind
-        return _image_store(image)
-    guide = [n for n, src in everyday if src == "guide"]
-    if guide:
-        kind = _STORE_OF.get(guide[0].lower())
-        return (guide[0], kind) if kind is not None else None
-    stores = [(n, _STORE_OF[n.lower()]) for n, _ in everyday if n.lower() in _STORE_OF]
-    if stores and len(stores) == len(everyday):
-        return stores[0]
-    return _image_store(image) if stores else None
+# --- what a port is ----------------------------------------------------------------
+# The registry answers (portkit.registry.port_role): the ``role`` column of the curated
+# port tables, and the container image table for ports a data store was moved to.
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -688,32 +499,39 @@ def _host_text(m: PortMapping) -> str:
     return str(m.host_port)
 
 
-def _check_datastore_public(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
-    for m in plan.mappings:
-        if m.exposure is not Exposure.PUBLIC or m.origin == "ingress":
-            continue
-        if m.host_ip not in (None, "0.0.0.0", "::") and m.source != "kubernetes":
-            continue
-        if m.source == "kubernetes" and m.origin == "container" and not m.host_bound:
-            continue
-        for port in _container_ports(m):
-            store = datastore_of(port, m.protocol, m.image)
-            if store is None:
+def _public_role_check(datastores: bool) -> Callable[[Plan, LintOptions], Iterable[Hit]]:
+    """A rule for ports published on every interface whose registry role warns:
+    the data stores (``datastore-public``) or the admin interfaces (``admin-public``)."""
+
+    def check(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+        for m in plan.mappings:
+            if m.exposure is not Exposure.PUBLIC or m.origin == "ingress":
                 continue
-            name, kind = store
-            extra = (
-                ": anyone who can reach the host can reach it, and Docker's published ports "
-                "bypass ufw/firewalld INPUT rules"
-                if m.source == "compose" and not m.network_host
-                else ""
-            )
-            yield (
-                m.file,
-                m.host_line if m.origin == "container" and m.host_line else m.line,
-                m.object,
-                f"{name} ({kind}, {port}/{m.protocol}) is reachable {_public_desc(m, port)}{extra}",
-            )
-            break
+            if m.source != "kubernetes" and bind_scope(m.host_ip) is not BindScope.WILDCARD:
+                continue
+            if m.source == "kubernetes" and m.origin == "container" and not m.host_bound:
+                continue
+            for port in _container_ports(m):
+                role = port_role(port, m.protocol, m.image)
+                if role is None or not role.warn or role.datastore != datastores:
+                    continue
+                extra = (
+                    ": anyone who can reach the host can reach it, and Docker's published "
+                    "ports bypass ufw/firewalld INPUT rules"
+                    if m.source == "compose" and not m.network_host
+                    else ""
+                )
+                yield (
+                    m.file,
+                    m.host_line if m.origin == "container" and m.host_line else m.line,
+                    m.object,
+                    f"{role.product} ({role.kind}, {port}/{m.protocol}) is reachable "
+                    f"{_public_desc(m, port)}{extra}",
+                )
+                break
+
+    check.__name__ = "check_datastore_public" if datastores else "check_admin_public"
+    return check
 
 
 def _check_ssh_exposed(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
@@ -966,11 +784,20 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "datastore-public",
         W,
-        _check_datastore_public,
-        "Database, cache or broker reachable on every interface",
+        _public_role_check(datastores=True),
+        "Database, cache, search engine or broker reachable on every interface",
         'Bind it to 127.0.0.1 ("127.0.0.1:5432:5432") or drop the published port and let '
         "services reach it over the internal network; in Kubernetes use a ClusterIP "
         "Service. Docker-published ports bypass ufw/firewalld INPUT rules (moby/moby#4737).",
+    ),
+    Rule(
+        "admin-public",
+        W,
+        _public_role_check(datastores=False),
+        "Admin or management interface reachable on every interface",
+        "Bind it to 127.0.0.1 and reach it through an SSH tunnel or `portkit forward`, or "
+        "put it behind authentication on a private address; the port's registry role says "
+        "it controls the service (Docker API, kubelet, Prometheus, Envoy admin, ...).",
     ),
     Rule(
         "ssh-exposed",

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from portkit.probe._check import check as check
     from portkit.probe._ports import PortPlan as PortPlan
     from portkit.probe._ports import parse_port_spec as parse_port_spec
-    from portkit.probe._ports import service_name as service_name
-    from portkit.probe._ports import top_ports as top_ports
     from portkit.probe._records import CheckResult as CheckResult
     from portkit.probe._records import PortResult as PortResult
     from portkit.probe._records import PortState as PortState
@@ -58,8 +56,8 @@ _EXPORTS: dict[str, str] = {
     "parse_target": "portkit.probe._targets",
     "parse_target_list": "portkit.probe._targets",
     "scan": "portkit.probe._scan",
-    "service_name": "portkit.probe._ports",
-    "top_ports": "portkit.probe._ports",
+    "service_name": "portkit.registry",
+    "top_ports": "portkit.registry",
     "wait_for": "portkit.probe._wait",
     "wait_for_sync": "portkit.probe._wait",
 }

@@ -15,9 +15,10 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ProbeError, UsageError
-from portkit.probe._ports import PortPlan, parse_port_spec, service_names, top_ports
+from portkit.probe._ports import PortPlan, parse_port_spec
 from portkit.probe._records import PortResult, PortState, Reason, ScanReport
 from portkit.probe._targets import TargetSpec, parse_targets
+from portkit.registry import service_names, top_ports
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Iterator
@@ -151,7 +152,7 @@ def scan(
         # Every port kept: name them as they come (the whole registry is needed anyway).
         # A few kept: name them at the end, looking up only those ports.
         keep_all = keep_states is None
-        names = service_names(proto) if keep_all else {}
+        names = service_names(getattr(plan, proto), proto) if keep_all else {}
         udp = proto == "udp"
 
         # Called once per port (65,535 times for -p-): kept lean on purpose.
@@ -233,7 +234,7 @@ def _named(results: list[PortResult]) -> list[PortResult]:
         mine = [r for r in results if r.protocol == proto]
         if not mine:
             continue
-        names = service_names(proto, {r.port for r in mine})
+        names = service_names({r.port for r in mine}, proto)
         out.extend(
             PortResult(
                 r.host,

@@ -12,9 +12,7 @@ XmlIpcRegSvc, but everyone means Kafka).
 
 from __future__ import annotations
 
-import os
-
-from portkit.errors import ParseError, RegistryError
+from portkit.errors import ParseError
 from portkit.model import (
     Endpoint,
     PortClass,
@@ -24,17 +22,52 @@ from portkit.model import (
     _Record,
     classify_port,
 )
-from portkit.registry import _index
+from portkit.registry._store import INDEX_PATH, Entry, all_entries, all_rows, rows_for
 from portkit.system import ephemeral_range
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from portkit.registry._index import Row
+    from portkit.registry._knowledge import (
+        Role,
+        entries,
+        image_role,
+        port_role,
+        service_name,
+        service_names,
+        top_ports,
+    )
 
-__all__ = ["Answer", "Entry", "classify", "lookup"]
+__all__ = [
+    "INDEX_PATH",
+    "Answer",
+    "Entry",
+    "Role",
+    "all_entries",
+    "classify",
+    "entries",
+    "image_role",
+    "lookup",
+    "port_role",
+    "service_name",
+    "service_names",
+    "top_ports",
+]
 
-INDEX_PATH = os.path.join(os.path.dirname(__file__), "_data", "ports.idx")
+#: Port knowledge beyond lookup, imported on first use (``lookup 22`` never needs it).
+_LAZY = frozenset(
+    {"Role", "entries", "image_role", "port_role", "service_name", "service_names", "top_ports"}
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from portkit.registry import _knowledge
+
+        return getattr(_knowledge, name)
+    raise AttributeError(f"module 'portkit.registry' has no attribute {name!r}")
+
 
 #: Everyday short names people type, mapped to the names the data uses.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -60,54 +93,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 #: How matches on a name rank: higher first.
 _SCORE_EXACT, _SCORE_PREFIX, _SCORE_IN_NAME, _SCORE_WORDS, _SCORE_FUZZY = 100, 80, 60, 40, 20
-_SOURCE_RANK = {source: i for i, source in enumerate(_index.SOURCES)}
-
-
-class Entry(_Record):
-    """One row of port knowledge.
-
-    ``port`` and ``port_end`` are None for an IANA service name without a port; they
-    differ for a range (``30000-32767``). ``everyday`` is True for de-facto defaults
-    (the guide, the curated DevOps list, Prometheus allocations), False for the IANA
-    registry.
-    """
-
-    __slots__ = (
-        "port",
-        "port_end",
-        "protocol",
-        "service",
-        "description",
-        "source",
-        "status",
-        "note",
-    )
-    port: int | None
-    port_end: int | None
-    protocol: str
-    service: str
-    description: str
-    source: str
-    status: str
-    note: str
-
-    def __init__(self, row: Row) -> None:
-        self._init(**dict(zip(self.__slots__, row, strict=True)))
-
-    @property
-    def everyday(self) -> bool:
-        return self.source != "iana"
-
-    @property
-    def is_range(self) -> bool:
-        return self.port is not None and self.port != self.port_end
-
-    @property
-    def ports(self) -> str:
-        """``"22"``, ``"30000-32767"`` or ``""`` for a name with no port."""
-        if self.port is None:
-            return ""
-        return str(self.port) if not self.is_range else f"{self.port}-{self.port_end}"
 
 
 class Answer(_Record):
@@ -233,97 +218,15 @@ def _related(name: str, names: set[str]) -> bool:
     return False
 
 
-# --- the data ---------------------------------------------------------------------------
-
-
-class _IndexFile:
-    """The packaged index, read a blob at a time: ``lookup 22`` reads a few KB, not 2.7 MB."""
-
-    def __init__(self, path: str) -> None:
-        try:
-            with open(path, "rb") as f:
-                magic = f.read(len(_index.MAGIC))
-        except OSError as exc:
-            raise RegistryError(f"cannot read the port index {path}: {exc.strerror}") from exc
-        if magic != _index.MAGIC:
-            raise RegistryError(f"the port index {path} is damaged: reinstall portkit")
-        self.path = path
-
-    def blob(self, k: int) -> bytes:
-        with open(self.path, "rb") as f:
-            f.seek(_index.offset_position(k))
-            start, end = _index.blob_span(f.read(8))
-            f.seek(_index.HEADER_SIZE + start)
-            data = f.read(end - start)
-        if len(data) != end - start or end < start:
-            raise RegistryError(f"the port index {self.path} is truncated: reinstall portkit")
-        return data
-
-
-_file: _IndexFile | None = None
-_rows: list[Row] | None = None
-_all: list[Entry] | None = None
 _names: list[tuple[str, str, Row]] | None = None
-
-
-def _load() -> _IndexFile:
-    global _file
-    if _file is None:
-        _file = _IndexFile(INDEX_PATH)
-    return _file
-
-
-def _rows_for(ports: PortRange) -> list[Row]:
-    index = _load()
-    rows: list[Row] = []
-    seen_ranges: set[Row] = set()
-    for shard_no in range(_index.shard_number(ports.start), _index.shard_number(ports.end) + 1):
-        shard = _index.decode_shard(index.blob(shard_no))
-        for key, shard_rows in shard.items():
-            if key == _index.RANGES_KEY:
-                for row in shard_rows:
-                    start, end = row[0], row[1]
-                    assert start is not None
-                    assert end is not None
-                    overlaps = start <= ports.end and ports.start <= end
-                    if overlaps and row[6] != "marker" and row not in seen_ranges:
-                        seen_ranges.add(row)
-                        rows.append(row)
-            elif ports.start <= key <= ports.end:
-                rows.extend(shard_rows)
-    return rows
-
-
-def _sort_key(e: Entry) -> tuple[int, int, str, int]:
-    return (
-        e.port if e.port is not None else -1,
-        int(e.is_range),
-        e.protocol,
-        _SOURCE_RANK[e.source],
-    )
-
-
-def _all_rows() -> list[Row]:
-    global _rows
-    if _rows is None:
-        _rows = _index.decode_all(_load().blob(_index.SHARDS))
-    return _rows
 
 
 def _name_index() -> list[tuple[str, str, Row]]:
     """``(normalised name, lower-case description, row)`` for every named row, built once."""
     global _names
     if _names is None:
-        _names = [(_norm(row[3]), row[4].lower(), row) for row in _all_rows() if row[3]]
+        _names = [(_norm(row[3]), row[4].lower(), row) for row in all_rows() if row[3]]
     return _names
-
-
-def all_entries() -> list[Entry]:
-    """Every row of the index (about 15,000 records, built once: ~50 ms)."""
-    global _all
-    if _all is None:
-        _all = [Entry(row) for row in _all_rows()]
-    return _all
 
 
 # --- queries ----------------------------------------------------------------------------
@@ -332,10 +235,10 @@ def all_entries() -> list[Entry]:
 def _port_answer(
     query: str, ports: PortRange, protocol: Protocol | None, ephemeral: PortRange
 ) -> Answer:
-    entries = [Entry(row) for row in _rows_for(ports)]
+    entries = [Entry(row) for row in rows_for(ports)]
     if protocol is not None:
         entries = [e for e in entries if e.protocol in (protocol.value, "")]
-    entries.sort(key=_sort_key)
+    entries.sort(key=Entry.sort_key)
     kind = "port" if ports.start == ports.end else "range"
     return Answer(query, kind, ports, protocol, tuple(entries), ephemeral)
 
@@ -391,7 +294,7 @@ def _name_answer(
             for name, _, row in _name_index()
             if name in close and (protos is None or row[2] in protos)
         ]
-    scored.sort(key=lambda se: (-se[0], not se[1].everyday, _sort_key(se[1])))
+    scored.sort(key=lambda se: (-se[0], not se[1].everyday, se[1].sort_key()))
     entries = tuple(e for _, e in scored)
     if limit:
         entries = entries[:limit]

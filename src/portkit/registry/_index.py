@@ -2,21 +2,27 @@
 
 The index merges four sources into one list of rows::
 
-    (start, end, protocol, service, description, source, status, note)
+    (start, end, protocol, service, description, source, status, note, role)
 
 ``source`` is ``iana`` (the registry), ``guide`` (the ports-and-sockets guide's table),
 ``devops`` (curated everyday defaults) or ``prometheus`` (exporter port allocations).
 ``status`` is ``assigned``, ``unassigned``, ``reserved``, ``name-only`` (an IANA service
 name with no port), ``everyday`` (a de-facto default) or ``marker`` (a range such as the
 NodePort range, answered by the range flags rather than listed under every port).
+``role`` is what the port is for in a deployment (``database``, ``cache``, ``search``,
+``broker``, ``admin``, ``metrics``, ``web``, ...: the ``role`` column of the curated
+tables, ``metrics`` for Prometheus allocations, empty for IANA rows); see
+``registry/_knowledge.py`` for which roles deserve a warning on all interfaces.
 
 The file written by :func:`dump` is laid out so that ``lookup 22`` reads two offsets and
 unmarshals only the 16-port shard holding port 22 (a few KB) instead of all 15,000 rows::
 
-    magic (8 bytes) | 4,098 little-endian uint32 offsets | shard 0 .. shard 4095 | all rows
+    magic (8 bytes) | 4,099 little-endian uint32 offsets | shard 0 .. shard 4095 | all rows | images
 
 Each shard is a marshalled ``{port: [row, ...]}`` (single ports, plus every range row
-overlapping the shard under the key ``-1``); the last blob is the marshalled row list.
+overlapping the shard under the key ``-1``); then the marshalled row list, then the
+marshalled image table: ``(image, product, role, source)`` rows naming the container
+images of data stores, so a port moved elsewhere is still known by its image.
 """
 
 from __future__ import annotations
@@ -28,13 +34,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-Row = tuple[int | None, int | None, str, str, str, str, str, str]
+Row = tuple[int | None, int | None, str, str, str, str, str, str, str]
+ImageRow = tuple[str, str, str, str]
 
-MAGIC = b"PKIDX\x00\x02\x00"
+MAGIC = b"PKIDX\x00\x03\x00"
 SHARD_BITS = 4
 SHARDS = 65536 >> SHARD_BITS
 RANGES_KEY = -1
 SOURCES = ("guide", "devops", "prometheus", "iana")
+#: Blob numbers after the shards.
+ALL_ROWS = SHARDS
+IMAGES = SHARDS + 1
 
 # Rows of the curated list that describe whole ranges the lookup flags already answer.
 _MARKER_SERVICES = frozenset(
@@ -97,6 +107,7 @@ def iana_rows(text: str) -> list[Row]:
                 "iana",
                 status,
                 "; ".join(n for n in notes if n),
+                "",
             )
         )
     return rows
@@ -123,6 +134,7 @@ def curated_rows(text: str, source: str) -> list[Row]:
                     source,
                     status,
                     _clean(rec["source"]),
+                    (rec.get("role") or "").strip(),
                 )
             )
     return rows
@@ -154,9 +166,26 @@ def prometheus_rows(text: str) -> list[Row]:
                 "prometheus",
                 "everyday",
                 note,
+                "metrics",
             )
         )
     return rows
+
+
+def image_rows(text: str) -> list[ImageRow]:
+    """Rows of ``image,product,role,source`` (the curated container image table)."""
+    import csv
+    import io
+
+    return [
+        (
+            rec["image"].strip().lower(),
+            _clean(rec["product"]),
+            rec["role"].strip(),
+            _clean(rec["source"]),
+        )
+        for rec in csv.DictReader(io.StringIO(text))
+    ]
 
 
 def build(iana_csv: str, guide_csv: str, devops_csv: str, prometheus_csv: str) -> list[Row]:
@@ -169,8 +198,8 @@ def build(iana_csv: str, guide_csv: str, devops_csv: str, prometheus_csv: str) -
     ]
 
 
-def dump(rows: Iterable[Row]) -> bytes:
-    """Serialise rows into the sharded index format described in the module docstring."""
+def dump(rows: Iterable[Row], images: Iterable[ImageRow] = ()) -> bytes:
+    """Serialise rows (and the image table) into the format described in the module docstring."""
     all_rows = list(rows)
     shards: list[dict[int, list[Row]]] = [{} for _ in range(SHARDS)]
     for row in all_rows:
@@ -182,7 +211,8 @@ def dump(rows: Iterable[Row]) -> bytes:
         else:
             for k in range(start >> SHARD_BITS, (end >> SHARD_BITS) + 1):
                 shards[k].setdefault(RANGES_KEY, []).append(row)
-    blobs = [marshal.dumps(s) for s in shards] + [marshal.dumps(all_rows)]
+    blobs = [marshal.dumps(s) for s in shards]
+    blobs += [marshal.dumps(all_rows), marshal.dumps(list(images))]
     offsets = [0]
     for blob in blobs:
         offsets.append(offsets[-1] + len(blob))
@@ -190,7 +220,7 @@ def dump(rows: Iterable[Row]) -> bytes:
     return header + b"".join(blobs)
 
 
-HEADER_SIZE = len(MAGIC) + 4 * (SHARDS + 2)
+HEADER_SIZE = len(MAGIC) + 4 * (SHARDS + 3)
 
 
 def offset_position(k: int) -> int:
@@ -216,3 +246,8 @@ def decode_shard(blob: bytes) -> dict[int, list[Row]]:
 def decode_all(blob: bytes) -> list[Row]:
     rows: list[Row] = marshal.loads(blob)
     return rows
+
+
+def decode_images(blob: bytes) -> list[ImageRow]:
+    images: list[ImageRow] = marshal.loads(blob)
+    return images

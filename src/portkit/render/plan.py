@@ -198,7 +198,7 @@ def describe(m: PortMapping) -> str:
 
 
 def _registry_name(port: int, protocol: str) -> str:
-    from portkit.plan import service_name
+    from portkit.registry import service_name
 
     return service_name(port, protocol) or "-"
 

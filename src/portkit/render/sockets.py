@@ -11,7 +11,7 @@ once per distinct value.
 
 from __future__ import annotations
 
-from portkit.model import Protocol, TcpState
+from portkit.model import BindScope, Protocol, TcpState, widest_scope
 from portkit.render.sockets_raw import (
     _Json,
     ls_json_raw,
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.render import Style
+    from portkit.sockets._overview import ListeningPort, Overview
     from portkit.sockets._stats import SocketStats
 
 __all__ = [
@@ -484,125 +485,39 @@ def stats_text(stats: SocketStats, style: Style, names: Names | None = None) -> 
 
 # --- overview -------------------------------------------------------------------------
 
-#: Services that should not listen on every interface (databases, caches, brokers).
-EXPOSURE_SENSITIVE = frozenset(
-    {
-        "postgresql",
-        "mysql",
-        "mongodb",
-        "redis",
-        "memcached",
-        "elasticsearch",
-        "cassandra",
-        "couchdb",
-        "influxdb",
-        "clickhouse",
-        "kafka",
-        "rabbitmq",
-        "amqp",
-        "nats",
-        "zookeeper",
-        "etcd",
-        "consul",
-        "mssql",
-        "ms-sql-s",
-        "oracle",
-        "mariadb",
-        "cockroachdb",
-        "neo4j",
-        "minio",
-        "docker",
-        "kubelet",
-        "prometheus",
-    }
-)
-_SENSITIVE_PORTS = frozenset(
-    {
-        5432,
-        3306,
-        27017,
-        6379,
-        11211,
-        9200,
-        9042,
-        5984,
-        8086,
-        9000,
-        9092,
-        5672,
-        4222,
-        2181,
-        2379,
-        1433,
-        1521,
-        7687,
-        2375,
-        10250,
-    }
-)
+#: How the overview words a port's bind scope (the addresses themselves otherwise).
+_SCOPE_WORDS = {BindScope.WILDCARD: "all interfaces", BindScope.LOOPBACK: "loopback only"}
 
 
-def bind_scope(ips: Iterable[str]) -> str:
+def scope_words(addresses: Iterable[str]) -> str:
     """``all interfaces``, ``loopback only`` or the addresses themselves.
 
-    >>> bind_scope(["0.0.0.0", "::"]), bind_scope(["127.0.0.1", "::1"]), bind_scope(["10.0.0.5"])
+    >>> scope_words(["0.0.0.0", "::"]), scope_words(["127.0.0.1", "::1"]), scope_words(["10.0.0.5"])
     ('all interfaces', 'loopback only', '10.0.0.5')
     """
-    ips = sorted(set(ips))
-    if any(ip in ("0.0.0.0", "::") for ip in ips):
-        return "all interfaces"
-    if all(ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1") for ip in ips):
-        return "loopback only"
-    return ", ".join(ips)
+    ips = sorted(set(addresses))
+    return _SCOPE_WORDS.get(widest_scope(ips)) or ", ".join(ips)
 
 
-def sensitive(service: str | None, port: int) -> bool:
-    """A database, cache or broker: should not be reachable on every interface."""
-    if port in _SENSITIVE_PORTS:
-        return True
-    return bool(service) and any(s in (service or "") for s in EXPOSURE_SENSITIVE)
-
-
-def overview_groups(stats: SocketStats, names: Names) -> list[dict[str, Any]]:
-    """Listening sockets grouped by (protocol, port), with scope and flags."""
-    groups: dict[tuple[str, int], list[Any]] = {}
-    for ls in stats.listeners:
-        groups.setdefault((ls.protocol.value, ls.port), []).append(ls)
-    out = []
-    for (proto, port), items in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        service = names.get(proto, {}).get(port)
-        scope = bind_scope(ls.ip for ls in items)
-        procs = sorted({f"{ls.process}/{ls.pid}" for ls in items if ls.pid})
-        exposed = scope == "all interfaces" and sensitive(service, port)
-        out.append(
-            {
-                "proto": proto,
-                "port": port,
-                "service": service,
-                "addresses": sorted({ls.ip for ls in items}),
-                "scope": scope,
-                "processes": procs,
-                "connections": sum(ls.connections for ls in items),
-                "exposed": exposed,
-            }
-        )
-    return out
-
-
-def overview_warnings(groups: list[dict[str, Any]], stats: SocketStats) -> list[str]:
-    out = [
-        f"{g['service'] or 'port ' + str(g['port'])} ({g['port']}/{g['proto']}) listens on all "
-        "interfaces: bind it to 127.0.0.1 or a private address, or firewall it"
-        for g in groups
-        if g["exposed"]
-    ]
-    return out + list(stats.warnings)
-
-
-def overview_json(stats: SocketStats, names: Names, owners_hidden: int) -> dict[str, Any]:
-    groups = overview_groups(stats, names)
+def _listening_json(lp: ListeningPort) -> dict[str, Any]:
     return {
-        "listening": groups,
+        "proto": lp.protocol.value,
+        "port": lp.port,
+        "service": lp.service,
+        "addresses": list(lp.addresses),
+        "scope": scope_words(lp.addresses),
+        "bind_scope": lp.scope.value,
+        "processes": list(lp.processes),
+        "connections": lp.connections,
+        "role": lp.role.role if lp.role else None,
+        "exposed": lp.exposed,
+    }
+
+
+def overview_json(view: Overview, owners_hidden: int) -> dict[str, Any]:
+    stats = view.stats
+    return {
+        "listening": [_listening_json(lp) for lp in view.listening],
         "sockets": stats.total,
         "time_wait": stats.time_wait,
         "ephemeral": {
@@ -610,7 +525,7 @@ def overview_json(stats: SocketStats, names: Names, owners_hidden: int) -> dict[
             "size": len(stats.ephemeral),
             "fill": round(stats.ephemeral_fill, 4),
         },
-        "warnings": overview_warnings(groups, stats),
+        "warnings": list(view.warnings),
         "owners_hidden": owners_hidden,
     }
 
@@ -636,8 +551,7 @@ def hidden_owners_note(hidden: int, *, as_root: bool) -> str:
 
 
 def overview_text(
-    stats: SocketStats,
-    names: Names,
+    view: Overview,
     style: Style,
     width: int | None,
     owners_hidden: int,
@@ -647,17 +561,17 @@ def overview_text(
     """The newcomer's first screen: what listens here, and what deserves attention."""
     from portkit.render import table
 
-    groups = overview_groups(stats, names)
+    stats = view.stats
     rows = [
         (
-            g["port"],
-            g["proto"],
-            g["service"],
-            style.red(g["scope"]) if g["exposed"] else g["scope"],
-            g["connections"] if g["proto"] == "tcp" else None,
-            ", ".join(g["processes"]) or None,
+            lp.port,
+            lp.protocol.value,
+            lp.service,
+            style.red(scope_words(lp.addresses)) if lp.exposed else scope_words(lp.addresses),
+            lp.connections if lp.protocol.value == "tcp" else None,
+            ", ".join(lp.processes) or None,
         )
-        for g in groups
+        for lp in view.listening
     ]
     parts = [style.bold("Listening on this machine")]
     if rows:
@@ -680,8 +594,7 @@ def overview_text(
         f"\n{stats.total} sockets ({counts or 'none'}); ephemeral ports in use: "
         f"{stats.ephemeral_in_use} of {len(stats.ephemeral)} ({stats.ephemeral_fill:.1%})"
     )
-    warnings = overview_warnings(groups, stats)
-    for w in warnings[:5]:
+    for w in view.warnings[:5]:
         parts.append(style.yellow("warning: ") + w)
     if owners_hidden:
         parts.append(style.dim("note: " + hidden_owners_note(owners_hidden, as_root=as_root)))

@@ -81,7 +81,7 @@ def ls_text_raw(
     batches: Sequence[tuple[int, int, RawRows]],
     listen_ports: Mapping[int, Collection[int]],
     *,
-    names: Callable[[str, int], str | None] | None = None,
+    names: Callable[[int, str], str | None] | None = None,
     owners: tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[str | None, str | None]]]
     | None = None,
     style: Style | None = None,
@@ -97,7 +97,7 @@ def ls_text_raw(
     Args:
         batches: ``(family, protocol, raw rows)`` as ``_linux.Dump.batches``.
         listen_ports: raw (network-order) listening ports per protocol, for the role.
-        names: ``(protocol, port) -> service`` for server-side ports, or None (``-n``).
+        names: ``(port, protocol) -> service`` for server-side ports, or None (``-n``).
         owners: ``({inode: (pid, ...)}, {pid: (name, user)})`` to add PID, PROCESS and
             USER columns (``-p``), or None.
         style: bold headers when colour is on.
@@ -367,7 +367,7 @@ class _Ip4Key(dict[int, str]):
 class _RawPort(dict[int, str]):
     """Raw network-order port -> text (0: ``*``), named when ``names`` knows it."""
 
-    def __init__(self, names: Callable[[str, int], str | None] | None, proto: str) -> None:
+    def __init__(self, names: Callable[[int, str], str | None] | None, proto: str) -> None:
         super().__init__()
         self.names = names
         self.proto = proto
@@ -379,7 +379,7 @@ class _RawPort(dict[int, str]):
             text = "*"
         else:
             port = ntohs(raw)
-            text = (self.names(self.proto, port) if self.names else None) or str(port)
+            text = (self.names(port, self.proto) if self.names else None) or str(port)
         self[raw] = text
         return text
 
@@ -387,7 +387,7 @@ class _RawPort(dict[int, str]):
 def ls_json_raw(
     batches: Sequence[tuple[int, int, RawRows]],
     listen_ports: Mapping[int, Collection[int]],
-    names: Callable[[str, int], str | None],
+    names: Callable[[int, str], str | None],
     owners: tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[str | None, str | None]]]
     | None = None,
 ) -> Iterator[str]:
@@ -491,12 +491,12 @@ class _Suffixed(dict[object, str]):
 class _Service(dict[int, str]):
     """Raw port -> the JSON text of its service name (``null`` when unknown)."""
 
-    def __init__(self, names: Callable[[str, int], str | None], proto: str, js: _Json) -> None:
+    def __init__(self, names: Callable[[int, str], str | None], proto: str, js: _Json) -> None:
         super().__init__()
         self.names, self.proto, self.js = names, proto, js
 
     def __missing__(self, raw: int) -> str:
         from portkit.sockets._netlink import ntohs
 
-        text = self[raw] = self.js[self.names(self.proto, ntohs(raw)) if raw else None]
+        text = self[raw] = self.js[self.names(ntohs(raw), self.proto) if raw else None]
         return text

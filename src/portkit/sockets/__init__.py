@@ -30,25 +30,27 @@ if TYPE_CHECKING:
     from portkit.sockets._netlink import RawRows
     from portkit.sockets._netns import netns_path as netns_path
     from portkit.sockets._netns import run_in_netns as run_in_netns
+    from portkit.sockets._overview import Overview as Overview
+    from portkit.sockets._overview import overview as overview
     from portkit.sockets._owners import Owners, OwnerScan
     from portkit.sockets._owners import process_info as process_info
     from portkit.sockets._query import Query as Query
-    from portkit.sockets._services import service_names as service_names
     from portkit.sockets._stats import SocketStats as SocketStats
     from portkit.sockets._stats import compute_stats as compute_stats
 
 __all__ = [
     "BACKEND",
+    "Overview",
     "Query",
     "Scan",
     "SocketList",
     "SocketStats",
     "compute_stats",
     "netns_path",
+    "overview",
     "process_info",
     "run_in_netns",
     "scan",
-    "service_names",
     "socket_stats",
     "sockets",
 ]
@@ -61,9 +63,10 @@ _LAZY = {
     "SocketStats": "portkit.sockets._stats",
     "compute_stats": "portkit.sockets._stats",
     "netns_path": "portkit.sockets._netns",
+    "Overview": "portkit.sockets._overview",
+    "overview": "portkit.sockets._overview",
     "process_info": "portkit.sockets._owners",
     "run_in_netns": "portkit.sockets._netns",
-    "service_names": "portkit.sockets._services",
 }
 
 

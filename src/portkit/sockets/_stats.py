@@ -10,7 +10,7 @@ runs out of ports long before the whole range looks full. Both are reported.
 
 from __future__ import annotations
 
-from portkit.model import PortRange, Protocol, TcpState, _Record
+from portkit.model import BindScope, PortRange, Protocol, TcpState, _Record, bind_scope
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -169,9 +169,6 @@ class SocketStats(_Record):
         return self.ephemeral_in_use / len(self.ephemeral)
 
 
-_WILDCARDS = ("0.0.0.0", "::")
-
-
 def _address(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
@@ -225,7 +222,7 @@ def compute_stats(
         if r[0] is tcp and r[2] is listen:
             conns = (
                 by_port.get((r[4], r[1]), 0)
-                if r[3] in _WILDCARDS
+                if bind_scope(r[3]) is BindScope.WILDCARD
                 else served.get((r[4], r[3], r[1]), 0)
             )
             lstats.append(ListenerStats(r[0], r[3], r[4], conns, r[7], r[8], r[12], r[13]))

@@ -43,13 +43,13 @@ INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def _default_scope(ips: Iterable[str]) -> str:
-    from portkit.render.sockets import bind_scope
+    from portkit.render.sockets import scope_words
 
-    return bind_scope(ips)
+    return scope_words(ips)
 
 
 def _default_names(ports: dict[str, set[int]]) -> dict[str, dict[int, str]]:
-    from portkit.sockets import service_names
+    from portkit.registry import service_names
 
     return {proto: service_names(p, proto) for proto, p in ports.items()}
 

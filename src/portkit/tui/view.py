@@ -16,7 +16,15 @@ from __future__ import annotations
 from collections import deque
 
 from portkit.errors import ParseError
-from portkit.model import SS_STATE_GROUPS, PortRange, Protocol, TcpState, parse_state_filter
+from portkit.model import (
+    SS_STATE_GROUPS,
+    BindScope,
+    PortRange,
+    Protocol,
+    TcpState,
+    bind_scope,
+    parse_state_filter,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -364,7 +372,7 @@ def listener_rows(
         tcp = proto == "tcp"
         # A wildcard listener's count already covers every connection to the port
         # (and IPv4 + IPv6 wildcards each report it): take it once, else add up.
-        wild = [ls.connections for ls in items if ls.ip in ("0.0.0.0", "::")]
+        wild = [ls.connections for ls in items if bind_scope(ls.ip) is BindScope.WILDCARD]
         conns = max(wild) if wild else sum(ls.connections for ls in items)
         service = names.get(proto, {}).get(port)
         bind = scope(ls.ip for ls in items)

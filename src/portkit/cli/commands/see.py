@@ -195,7 +195,7 @@ def who_cmd(
         (names.get(p, {}).get(number) for p in protos if names.get(p, {}).get(number)), None
     )
     if service is None:
-        from portkit.sockets._services import service_names
+        from portkit.registry import service_names
 
         service = service_names([number], protos[0]).get(number)
     owners: list[dict[str, Any]] = [
@@ -335,7 +335,7 @@ def stats_cmd(
 
 
 def _listener_names(stats: Any) -> dict[str, dict[int, str]]:
-    from portkit.sockets._services import service_names
+    from portkit.registry import service_names
 
     by_proto: dict[str, set[int]] = {}
     for ls in stats.listeners:
@@ -359,17 +359,13 @@ def overview_cmd(
     connections; databases, caches and brokers open on all interfaces are flagged;
     then the top warnings from `portkit stats`."""
     from portkit.render.sockets import overview_json, overview_text
-    from portkit.sockets import socket_stats
+    from portkit.sockets import overview, socket_stats
 
     stats = socket_stats(owners=True, netns=netns, pid_netns=pid_netns)
     hidden = stats.owners_hidden
-    names = _listener_names(stats)
+    view = overview(stats)
     if as_json:
-        out(to_json(overview_json(stats, names, hidden)))
+        out(to_json(overview_json(view, hidden)))
     else:
-        out(
-            overview_text(
-                stats, names, stdout_style(), stdout_width(), hidden, as_root=os.geteuid() == 0
-            )
-        )
+        out(overview_text(view, stdout_style(), stdout_width(), hidden, as_root=os.geteuid() == 0))
     return 0
