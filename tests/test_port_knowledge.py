@@ -23,7 +23,7 @@ from portkit.plan import lint, load_plan
 from portkit.probe._records import PortResult, PortState, Reason
 from portkit.probe._scan import _named
 from portkit.render.plan import host_port_rows
-from portkit.sockets import compute_stats, overview
+from portkit.see import compute_stats, overview
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PORTS = range(1, 65536)

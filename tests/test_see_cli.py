@@ -177,7 +177,7 @@ def test_fast_path_imports_no_click() -> None:
     code = (
         "import sys; from portkit.cli import main; main(['ls', '-tln']); "
         "print(sorted(m for m in ('click', 'typing', 'dataclasses', 'ipaddress', 'socket', "
-        "'portkit.model', 'portkit.errors', 'portkit.sockets._query', 'portkit.render.sockets', "
+        "'portkit.model', 'portkit.errors', 'portkit.see._query', 'portkit.render.sockets', "
         "'operator', 'types', 'enum') if m in sys.modules), file=sys.stderr)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

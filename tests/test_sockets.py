@@ -9,6 +9,7 @@ own loopback sockets in the root namespace, filtered by their ports.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -23,9 +24,9 @@ import pytest
 import portkit
 from portkit.errors import ParseError
 from portkit.model import Protocol, SocketRecord, TcpState
-from portkit.sockets import _linux
-from portkit.sockets._netns import run_in_netns
-from portkit.sockets._rows import decode
+from portkit.see import _linux
+from portkit.see._netns import run_in_netns
+from portkit.see._rows import decode
 
 pytestmark = [pytest.mark.netns, pytest.mark.peer]
 
@@ -146,7 +147,7 @@ def keys(records: list[SocketRecord]) -> set[Key]:
     return {(r.protocol.value, r.state.value, r.local, r.remote or "*") for r in records}
 
 
-# (portkit.sockets keyword arguments, ss arguments): the same question asked twice.
+# (portkit.see keyword arguments, ss arguments): the same question asked twice.
 CASES: list[tuple[dict[str, Any], list[str]]] = [
     ({"tcp": True, "states": "all"}, ["-ta"]),
     ({"tcp": True, "listening": True}, ["-tl"]),
@@ -286,10 +287,10 @@ def test_root_namespace_own_sockets_with_owner() -> None:
             (TcpState.ESTABLISHED, "client"),
         }
         assert all(r.pid == os.getpid() for r in got)
-        # the module is callable too, however the name resolved
-        import portkit.sockets as mod
-
-        assert len(mod(ports=port)) == 3  # type: ignore[operator]
+        # importing the package (portkit.see) never shadows the function
+        see = importlib.import_module("portkit.see")
+        assert callable(portkit.sockets) and portkit.sockets is see.sockets
+        assert len(portkit.sockets(ports=port)) == 3
     finally:
         for s in (cli, acc, srv):
             s.close()
@@ -310,7 +311,7 @@ def test_ss_is_available() -> None:
 
 def test_psutil_backend_agrees_with_netlink(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("psutil")  # the `psutil` extra: installed by scripts/test
-    import portkit.sockets as mod
+    import portkit.see as mod
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -398,7 +399,7 @@ def test_dual_stack_wildcard_listeners_count_each_connection_once() -> None:
 
 PARALLEL_SCAN = r"""
 import json, os, socket, sys
-from portkit.sockets._owners import OwnerScan, scan_owners
+from portkit.see._owners import OwnerScan, scan_owners
 held = [socket.socket() for _ in range(40)]
 held.append(socket.socket(fileno=os.dup(held[0].fileno())))  # one socket, two fds
 inodes = {os.fstat(s.fileno()).st_ino for s in held}

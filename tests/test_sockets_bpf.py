@@ -1,6 +1,6 @@
 """The BPF owner pass: BTF layout, the program, its records, and the pass itself.
 
-The pure parts (``portkit.sockets._btf``) are tested on BTF and records built here;
+The pure parts (``portkit.see._btf``) are tested on BTF and records built here;
 the live parts load the program into this machine's kernel (CI runs as root on a
 kernel with BTF, like every machine of this project) and compare what it finds with
 the ``/proc/*/fd`` pass on the same sockets.
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portkit.sockets import _bpfiter, _btf
+from portkit.see import _bpfiter, _btf
 
 # --- BTF built here ----------------------------------------------------------------------
 
@@ -212,7 +212,7 @@ def test_layout_cache_is_written_whole_and_distrusted_when_others_may_write(
 
 HOLD = r"""
 import json, os, socket, sys
-from portkit.sockets._owners import OwnerScan, scan_owners
+from portkit.see._owners import OwnerScan, scan_owners
 held = [socket.socket(), socket.socket(socket.AF_INET6), socket.socket(type=socket.SOCK_DGRAM),
         socket.socket(socket.AF_UNIX)]
 held[0].bind(("127.0.0.1", 0)); held[0].listen()

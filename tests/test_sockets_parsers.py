@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from portkit.errors import ParseError, UsageError
 from portkit.model import PortRange, TcpState
-from portkit.sockets import _netlink as nl
-from portkit.sockets._procnet import decode_address, parse_lines
-from portkit.sockets._query import CONNECTED_DEFAULT, Query, parse_cidr, port_ranges
-from portkit.sockets._rows import container_id, decode
+from portkit.see import _netlink as nl
+from portkit.see._procnet import decode_address, parse_lines
+from portkit.see._query import CONNECTED_DEFAULT, Query, parse_cidr, port_ranges
+from portkit.see._rows import container_id, decode
 
 DATA = Path(__file__).parent / "data"
 _SS_STATES = {

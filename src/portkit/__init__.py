@@ -141,13 +141,13 @@ if TYPE_CHECKING:
     from portkit.registry import (
         lookup as lookup,
     )
-    from portkit.sockets import (
+    from portkit.see import (
         socket_stats as socket_stats,
     )
-    from portkit.sockets import (
+    from portkit.see import (
         sockets as sockets,
     )
-    from portkit.sockets._stats import (
+    from portkit.see._stats import (
         SocketStats as SocketStats,
     )
     from portkit.system import (
@@ -181,7 +181,7 @@ _EXPORTS: dict[str, str] = {
     "ResourceExhausted": "portkit.errors",
     "ScanReport": "portkit.probe",
     "SocketRecord": "portkit.model",
-    "SocketStats": "portkit.sockets._stats",
+    "SocketStats": "portkit.see._stats",
     "TcpState": "portkit.model",
     "TlsInfo": "portkit.probe",
     "UsageError": "portkit.errors",
@@ -197,8 +197,8 @@ _EXPORTS: dict[str, str] = {
     "parse_ports": "portkit.model",
     "scan": "portkit.probe",
     "serve": "portkit.forward",
-    "socket_stats": "portkit.sockets",
-    "sockets": "portkit.sockets",
+    "socket_stats": "portkit.see",
+    "sockets": "portkit.see",
     "wait_for": "portkit.probe",
     "wait_for_sync": "portkit.probe",
 }

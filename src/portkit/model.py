@@ -18,6 +18,26 @@ time). Records are ``__slots__`` classes built on :class:`_Record`.
 
 from __future__ import annotations
 
+from portkit._sockrow import (
+    CGROUP,
+    FAMILY,
+    INODE,
+    LOCAL_IP,
+    LOCAL_PORT,
+    PID,
+    PIDS,
+    PROCESS,
+    PROTOCOL,
+    RECV_Q,
+    REMOTE_IP,
+    REMOTE_PORT,
+    ROLE,
+    SEND_Q,
+    SOCKET_FIELDS,
+    STATE,
+    UID,
+    USER,
+)
 from portkit.errors import ParseError
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
@@ -400,11 +420,11 @@ def bind_scope(address: str | None) -> BindScope:
     if ":" not in text:
         try:
             return _v4_scope(socket.inet_pton(socket.AF_INET, text))
-        except OSError:
+        except (OSError, ValueError):  # not an address (ValueError: a NUL inside)
             return BindScope.LOOPBACK if text.lower() == "localhost" else BindScope.SPECIFIC
     try:
         packed = socket.inet_pton(socket.AF_INET6, text)
-    except OSError:
+    except (OSError, ValueError):
         return BindScope.SPECIFIC
     if packed[:12] == b"\0" * 10 + b"\xff\xff":
         return _v4_scope(packed[12:])
@@ -651,25 +671,6 @@ def classify_port(port: int, ephemeral: PortRange | None = None) -> PortClass:
 # --- sockets ---------------------------------------------------------------------------
 
 #: Field names of :class:`SocketRecord`, in the order of its row tuple.
-SOCKET_FIELDS = (
-    "protocol",
-    "family",
-    "state",
-    "local_ip",
-    "local_port",
-    "remote_ip",
-    "remote_port",
-    "recv_q",
-    "send_q",
-    "uid",
-    "inode",
-    "role",
-    "pid",
-    "process",
-    "user",
-    "pids",
-    "cgroup",
-)
 
 
 class SocketRecord(_Record):
@@ -742,85 +743,89 @@ class SocketRecord(_Record):
 
     @property
     def protocol(self) -> Protocol:
-        return self.row[0]  # type: ignore[no-any-return]
+        return self.row[PROTOCOL]  # type: ignore[no-any-return]
 
     @property
     def family(self) -> int:
-        return self.row[1]  # type: ignore[no-any-return]
+        return self.row[FAMILY]  # type: ignore[no-any-return]
 
     @property
     def state(self) -> TcpState:
-        return self.row[2]  # type: ignore[no-any-return]
+        return self.row[STATE]  # type: ignore[no-any-return]
 
     @property
     def local_ip(self) -> str:
-        return self.row[3]  # type: ignore[no-any-return]
+        return self.row[LOCAL_IP]  # type: ignore[no-any-return]
 
     @property
     def local_port(self) -> int:
-        return self.row[4]  # type: ignore[no-any-return]
+        return self.row[LOCAL_PORT]  # type: ignore[no-any-return]
 
     @property
     def remote_ip(self) -> str | None:
-        return self.row[5]  # type: ignore[no-any-return]
+        return self.row[REMOTE_IP]  # type: ignore[no-any-return]
 
     @property
     def remote_port(self) -> int | None:
-        return self.row[6]  # type: ignore[no-any-return]
+        return self.row[REMOTE_PORT]  # type: ignore[no-any-return]
 
     @property
     def recv_q(self) -> int:
-        return self.row[7]  # type: ignore[no-any-return]
+        return self.row[RECV_Q]  # type: ignore[no-any-return]
 
     @property
     def send_q(self) -> int:
-        return self.row[8]  # type: ignore[no-any-return]
+        return self.row[SEND_Q]  # type: ignore[no-any-return]
 
     @property
     def uid(self) -> int:
-        return self.row[9]  # type: ignore[no-any-return]
+        return self.row[UID]  # type: ignore[no-any-return]
 
     @property
     def inode(self) -> int:
-        return self.row[10]  # type: ignore[no-any-return]
+        return self.row[INODE]  # type: ignore[no-any-return]
 
     @property
     def role(self) -> str:
-        return self.row[11]  # type: ignore[no-any-return]
+        return self.row[ROLE]  # type: ignore[no-any-return]
 
     @property
     def pid(self) -> int | None:
-        return self.row[12]  # type: ignore[no-any-return]
+        return self.row[PID]  # type: ignore[no-any-return]
 
     @property
     def process(self) -> str | None:
-        return self.row[13]  # type: ignore[no-any-return]
+        return self.row[PROCESS]  # type: ignore[no-any-return]
 
     @property
     def user(self) -> str | None:
-        return self.row[14]  # type: ignore[no-any-return]
+        return self.row[USER]  # type: ignore[no-any-return]
 
     @property
     def pids(self) -> tuple[int, ...]:
-        return self.row[15]  # type: ignore[no-any-return]
+        return self.row[PIDS]  # type: ignore[no-any-return]
 
     @property
     def cgroup(self) -> str | None:
-        return self.row[16]  # type: ignore[no-any-return]
+        return self.row[CGROUP]  # type: ignore[no-any-return]
 
     @property
     def is_listener(self) -> bool:
         """A TCP listener or an unconnected (bound) UDP socket."""
-        return self.row[5] is None
+        return self.row[REMOTE_IP] is None
 
     @property
     def local(self) -> str:
         """``ip:port`` with IPv6 in brackets."""
-        return _join_address(self.row[3], self.row[4])
+        return _join_address(self.row[LOCAL_IP], self.row[LOCAL_PORT])
 
     @property
     def remote(self) -> str | None:
-        return None if self.row[5] is None else _join_address(self.row[5], self.row[6])
+        return (
+            None
+            if self.row[REMOTE_IP] is None
+            else _join_address(self.row[REMOTE_IP], self.row[REMOTE_PORT])
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return dict(zip(SOCKET_FIELDS, self.row, strict=True))

@@ -11,9 +11,10 @@ or more on a command whose whole budget above interpreter start is about three.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
+
+from portkit._sockrow import LOCAL_IP, REMOTE_IP
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def hosts_for(rows: Sequence[tuple[Any, ...]]) -> dict[str, str]:
     """Reverse-resolve the distinct addresses (``-r``); those without a name stay."""
     import socket
 
-    ips = {r[3] for r in rows} | {r[5] for r in rows if r[5] is not None}
+    ips = {r[LOCAL_IP] for r in rows} | {r[REMOTE_IP] for r in rows if r[REMOTE_IP] is not None}
     hosts: dict[str, str] = {}
     for ip in ips:
         try:
@@ -93,14 +94,36 @@ def write_ls(
     pid_netns: int | None = None,
 ) -> int:
     """List sockets; exit 1 when a port, address or owner filter matched nothing."""
+    from portkit.see import GcPaused
+
     # Rendering builds a line per socket and nothing that can form a cycle: the
     # collector would only walk those objects over and over (see _linux.dump).
-    args = dict(locals())
-    gc.disable()
-    try:
-        return _write_ls(**args)
-    finally:
-        gc.enable()
+    with GcPaused():
+        return _write_ls(
+            tcp=tcp,
+            udp=udp,
+            listening=listening,
+            all_states=all_states,
+            numeric=numeric,
+            processes=processes,
+            ipv4=ipv4,
+            ipv6=ipv6,
+            extended=extended,
+            resolve=resolve,
+            states=states,
+            sport=sport,
+            dport=dport,
+            port=port,
+            src=src,
+            dst=dst,
+            pids=pids,
+            process=process,
+            sort=sort,
+            as_json=as_json,
+            as_csv=as_csv,
+            netns=netns,
+            pid_netns=pid_netns,
+        )
 
 
 def _write_ls(
@@ -130,8 +153,7 @@ def _write_ls(
     pid_netns: int | None,
 ) -> int:
     from portkit.cli._output import out, stdout_style
-    from portkit.sockets import scan
-    from portkit.sockets._query import Query
+    from portkit.see import Query, scan
 
     query = Query(
         tcp=tcp,
@@ -249,11 +271,10 @@ def fast_ls(args: list[str]) -> int | None:
     if as_json and as_csv:
         return None
     if not (as_json or as_csv or flags & {"p", "e"}):
-        gc.disable()  # as in write_ls
-        try:
+        from portkit.see import GcPaused
+
+        with GcPaused():  # as in write_ls
             code = plain_listing(flags)
-        finally:
-            gc.enable()
         if code is not None:
             return code
     return write_ls(
@@ -276,12 +297,12 @@ def plain_listing(flags: set[str]) -> int | None:
     from the kernel's raw rows: the same bytes :func:`write_ls` writes for them.
 
     The flags map straight to the dump request (protocols, families, state bitmask;
-    no filter bytecode), so neither :class:`~portkit.sockets.Query` nor the model is
+    no filter bytecode), so neither :class:`~portkit.see.Query` nor the model is
     imported. Returns None, having written nothing, when the kernel could not filter
     (the ``/proc/net`` fallback): :func:`write_ls` then filters decoded rows.
     """
     from portkit.render.sockets_raw import ls_text_raw
-    from portkit.sockets import _linux
+    from portkit.see import _linux
 
     protocols = tuple(p for p, on in ((_TCP, "t" in flags), (_UDP, "u" in flags)) if on)
     v4, v6 = "4" in flags, "6" in flags

@@ -22,6 +22,7 @@ ephemeral ports never become label values (their number has no bound).
 
 from __future__ import annotations
 
+from portkit._sockrow import LOCAL_IP, LOCAL_PORT, PROTOCOL, REMOTE_IP, REMOTE_PORT, STATE
 from portkit.model import Protocol, TcpState, iter_ports
 from portkit.registry import port_role, service_names
 
@@ -229,11 +230,11 @@ def _port_states(rows: list[tuple[Any, ...]], ports: set[int]) -> dict[int, dict
         return out
     tcp = Protocol.TCP
     for r in rows:
-        if r[4] in ports and r[5] is not None and r[0] is tcp:
-            counts = out.get(r[4])
+        if r[LOCAL_PORT] in ports and r[REMOTE_IP] is not None and r[PROTOCOL] is tcp:
+            counts = out.get(r[LOCAL_PORT])
             if counts is None:
-                counts = out[r[4]] = {}
-            counts[r[2]] = counts.get(r[2], 0) + 1
+                counts = out[r[LOCAL_PORT]] = {}
+            counts[r[STATE]] = counts.get(r[STATE], 0) + 1
     return out
 
 
@@ -248,10 +249,10 @@ def _destination_use(
     lo, hi = eph.start, eph.end
     tcp = Protocol.TCP
     for r in rows:
-        if r[6] in dports and r[0] is tcp and lo <= r[4] <= hi:
-            key = (_unmap(r[5]), r[6])
+        if r[REMOTE_PORT] in dports and r[PROTOCOL] is tcp and lo <= r[LOCAL_PORT] <= hi:
+            key = (_unmap(r[REMOTE_IP]), r[REMOTE_PORT])
             if key in wanted:
-                k = (*key, _unmap(r[3]))
+                k = (*key, _unmap(r[LOCAL_IP]))
                 per_source[k] = per_source.get(k, 0) + 1
     out: dict[tuple[str, int], int] = {}
     for (ip, port, _src), n in per_source.items():

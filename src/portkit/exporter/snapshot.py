@@ -1,8 +1,8 @@
 """One reading of the socket table, shared by ``portkit top`` and ``portkit exporter``.
 
 Both views are fed by the sockets capability's snapshot functions: one
-:func:`portkit.sockets.scan` (a single netlink dump of every TCP and UDP socket) and
-the pure :func:`~portkit.sockets.compute_stats` over the same rows, which is
+:func:`portkit.see.scan` (a single netlink dump of every TCP and UDP socket) and
+the pure :func:`~portkit.see.compute_stats` over the same rows, which is
 what :func:`portkit.socket_stats` computes. Scanning once and folding twice keeps a
 scrape of 100,000 sockets to one dump: the exporter's per-port and per-destination
 figures (:mod:`portkit.exporter.metrics`) fold over the same rows.
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.model import PortRange
-    from portkit.sockets import SocketStats
+    from portkit.see import SocketStats
 
 __all__ = ["Snapshot", "provider", "take_snapshot"]
 
@@ -33,7 +33,7 @@ class Snapshot:
         taken: wall-clock time of the reading (``time.time()``).
         rows: every socket as a :data:`~portkit.model.SOCKET_FIELDS` row tuple
             (wrap one with :meth:`~portkit.model.SocketRecord.from_row`).
-        stats: the :class:`~portkit.sockets.SocketStats` of those rows.
+        stats: the :class:`~portkit.see.SocketStats` of those rows.
         owners_hidden: processes whose sockets could not be attributed (not root).
         source: ``netlink``, ``proc`` or ``psutil``.
         duration: seconds the reading took.
@@ -67,7 +67,7 @@ class Snapshot:
         >>> Snapshot.from_rows([], PortRange(32768, 60999)).stats.total
         0
         """
-        from portkit.sockets import compute_stats
+        from portkit.see import compute_stats
 
         return cls(taken, rows, compute_stats(rows, ephemeral), source="fixed")
 
@@ -92,7 +92,7 @@ def take_snapshot(
         ParseError: an unknown namespace.
         PermissionDenied: the namespace could not be entered.
     """
-    from portkit.sockets import Query, compute_stats, scan
+    from portkit.see import Query, compute_stats, scan
 
     start = time.perf_counter()
     taken = time.time()
@@ -126,7 +126,7 @@ def _ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRan
 
     if netns is None and pid_netns is None:
         return ephemeral_range(procfs)
-    from portkit.sockets import netns_path, run_in_netns
+    from portkit.see import netns_path, run_in_netns
 
     path = netns_path(netns, pid_netns, procfs)
     assert path is not None

@@ -11,6 +11,24 @@ once per distinct value.
 
 from __future__ import annotations
 
+from portkit._sockrow import (
+    CGROUP,
+    FAMILY,
+    INODE,
+    LOCAL_IP,
+    LOCAL_PORT,
+    PID,
+    PROCESS,
+    PROTOCOL,
+    RECV_Q,
+    REMOTE_IP,
+    REMOTE_PORT,
+    ROLE,
+    SEND_Q,
+    STATE,
+    UID,
+    USER,
+)
 from portkit.model import BindScope, Protocol, TcpState, widest_scope
 from portkit.render.sockets_raw import (
     _Json,
@@ -24,8 +42,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.render import Style
-    from portkit.sockets._overview import ListeningPort, Overview
-    from portkit.sockets._stats import SocketStats
+    from portkit.see._overview import ListeningPort, Overview
+    from portkit.see._stats import SocketStats
+    from portkit.see._who import PortOwners
 
 __all__ = [
     "LS_JSON_KEYS",
@@ -81,7 +100,7 @@ class _Str(dict[object, str]):
 
 def service_port(row: tuple[Any, ...]) -> int | None:
     """The port whose service a connection is about: the server side's port."""
-    port: int | None = row[4] if row[11] == "server" else row[6]
+    port: int | None = row[LOCAL_PORT] if row[ROLE] == "server" else row[REMOTE_PORT]
     return port
 
 
@@ -89,9 +108,9 @@ def service_ports(rows: Iterable[tuple[Any, ...]]) -> dict[str, set[int]]:
     """The distinct server-side ports per protocol, to name them once each."""
     out: dict[str, set[int]] = {}
     for r in rows:
-        port = r[4] if r[11] == "server" else r[6]
+        port = r[LOCAL_PORT] if r[ROLE] == "server" else r[REMOTE_PORT]
         if port:
-            out.setdefault(r[0].value, set()).add(port)
+            out.setdefault(r[PROTOCOL].value, set()).add(port)
     return out
 
 
@@ -153,17 +172,19 @@ def ls_text(
         br.update(hosts)
     plain = _PortText()
     named = {p: _PortText(n) for p, n in (names or {}).items()}
-    local_ip = [br[r[3]] for r in rows]
-    remote_ip = [br[r[5]] if r[5] is not None else _ANY[r[1]] for r in rows]
+    local_ip = [br[r[LOCAL_IP]] for r in rows]
+    remote_ip = [br[r[REMOTE_IP]] if r[REMOTE_IP] is not None else _ANY[r[FAMILY]] for r in rows]
     local_port, remote_port = [], []
     for r in rows:
-        text = named.get(r[0].value, plain)
-        server = r[11] == "server"
-        local_port.append((text if server else plain)[r[4]])
-        remote_port.append("*" if r[6] is None else (plain if server else text)[r[6]])
+        text = named.get(r[PROTOCOL].value, plain)
+        server = r[ROLE] == "server"
+        local_port.append((text if server else plain)[r[LOCAL_PORT]])
+        remote_port.append(
+            "*" if r[REMOTE_PORT] is None else (plain if server else text)[r[REMOTE_PORT]]
+        )
     qs = _Str()
-    wq = max([6, *(len(qs[r[7]]) for r in rows), *(len(qs[r[8]]) for r in rows)])
-    ws = max([5, *(len(_STATE_TEXT[s]) for s in {r[2] for r in rows})])
+    wq = max([6, *(len(qs[r[RECV_Q]]) for r in rows), *(len(qs[r[SEND_Q]]) for r in rows)])
+    ws = max([5, *(len(_STATE_TEXT[s]) for s in {r[STATE] for r in rows})])
     fmt = _line_format(
         ws,
         wq,
@@ -175,7 +196,8 @@ def ls_text(
     st = _STATE_TEXT
     lines = zip(rows, local_ip, local_port, remote_ip, remote_port, strict=True)
     body = [
-        fmt % (r[0].value, st[r[2]], qs[r[7]], qs[r[8]], li, lp, ri, rp, r[11])
+        fmt
+        % (r[PROTOCOL].value, st[r[STATE]], qs[r[RECV_Q]], qs[r[SEND_Q]], li, lp, ri, rp, r[ROLE])
         for r, li, lp, ri, rp in lines
     ]
     tail_head = ""
@@ -185,19 +207,19 @@ def ls_text(
         if owners:
             headers += ["PID", "PROCESS", "USER"]
             cells += [
-                ["-" if r[12] is None else str(r[12]) for r in rows],
-                ["-" if r[13] is None else r[13] for r in rows],
-                ["-" if r[14] is None else r[14] for r in rows],
+                ["-" if r[PID] is None else str(r[PID]) for r in rows],
+                ["-" if r[PROCESS] is None else r[PROCESS] for r in rows],
+                ["-" if r[USER] is None else r[USER] for r in rows],
             ]
         if extended:
-            from portkit.sockets._rows import container_id
+            from portkit.see._rows import container_id
 
             headers += ["UID", "INODE", "CONTAINER", "CGROUP"]
             cells += [
-                [qs[r[9]] for r in rows],
-                [qs[r[10]] for r in rows],
-                [container_id(r[16]) or "-" for r in rows],
-                ["-" if r[16] is None else r[16] for r in rows],
+                [qs[r[UID]] for r in rows],
+                [qs[r[INODE]] for r in rows],
+                [container_id(r[CGROUP]) or "-" for r in rows],
+                ["-" if r[CGROUP] is None else r[CGROUP] for r in rows],
             ]
         widths = [max([len(h), *map(len, col)]) for h, col in zip(headers, cells, strict=True)]
         tail = "".join(f"  %-{w}s" for w in widths)
@@ -237,7 +259,7 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
         '"remote": %s, "recv_q": %d, "send_q": %d, "pid": %s, "process": %s, "user": %s, '
         '"uid": %d, "inode": %d, "service": %s, "role": "%s", "cgroup": %s, "container": %s}'
     )
-    from portkit.sockets._rows import container_id
+    from portkit.see._rows import container_id
 
     remotes = _Str()
 
@@ -249,28 +271,28 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
     empty: dict[int, str] = {}
     lines = []
     for r in rows:
-        named = names.get(r[0].value, empty)
-        sport = r[4] if r[11] == "server" else r[6]
+        named = names.get(r[PROTOCOL].value, empty)
+        sport = r[LOCAL_PORT] if r[ROLE] == "server" else r[REMOTE_PORT]
         lines.append(
             tmpl
             % (
-                r[0].value,
-                r[1],
-                r[2].value,
-                r[3],
-                r[4],
-                remote(r[5], r[6]),
-                r[7],
-                r[8],
-                "null" if r[12] is None else ns[r[12]],
-                js[r[13]],
-                js[r[14]],
-                r[9],
-                r[10],
+                r[PROTOCOL].value,
+                r[FAMILY],
+                r[STATE].value,
+                r[LOCAL_IP],
+                r[LOCAL_PORT],
+                remote(r[REMOTE_IP], r[REMOTE_PORT]),
+                r[RECV_Q],
+                r[SEND_Q],
+                "null" if r[PID] is None else ns[r[PID]],
+                js[r[PROCESS]],
+                js[r[USER]],
+                r[UID],
+                r[INODE],
                 js[named.get(sport)] if sport else "null",
-                r[11],
-                js[r[16]],
-                js[container_id(r[16])],
+                r[ROLE],
+                js[r[CGROUP]],
+                js[container_id(r[CGROUP])],
             )
         )
     return "[\n" + ",\n".join(lines) + "\n]"
@@ -301,35 +323,35 @@ CSV_HEADERS = (
 def ls_csv(rows: Sequence[tuple[Any, ...]], names: Names) -> str:
     """CSV with :data:`CSV_HEADERS` (empty cells for missing values)."""
     from portkit.render import to_csv
-    from portkit.sockets._rows import container_id
+    from portkit.see._rows import container_id
 
     empty: dict[int, str] = {}
 
     def service(r: tuple[Any, ...]) -> str | None:
         port = service_port(r)
-        return names.get(r[0].value, empty).get(port) if port else None
+        return names.get(r[PROTOCOL].value, empty).get(port) if port else None
 
     return to_csv(
         (
             (
-                r[0].value,
-                r[1],
-                r[2].value,
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[12],
-                r[13],
-                r[14],
-                r[9],
-                r[10],
+                r[PROTOCOL].value,
+                r[FAMILY],
+                r[STATE].value,
+                r[LOCAL_IP],
+                r[LOCAL_PORT],
+                r[REMOTE_IP],
+                r[REMOTE_PORT],
+                r[RECV_Q],
+                r[SEND_Q],
+                r[PID],
+                r[PROCESS],
+                r[USER],
+                r[UID],
+                r[INODE],
                 service(r),
-                r[11],
-                r[16],
-                container_id(r[16]),
+                r[ROLE],
+                r[CGROUP],
+                container_id(r[CGROUP]),
             )
             for r in rows
         ),
@@ -350,20 +372,20 @@ def _ip_key(ip: str | None) -> bytes:
 
 #: ``--sort`` column -> key over a row.
 SORT_KEYS: dict[str, Callable[[tuple[Any, ...]], Any]] = {
-    "proto": lambda r: (r[0].value, r[1]),
-    "state": lambda r: r[2].code,
-    "local": lambda r: (_ip_key(r[3]), r[4]),
-    "remote": lambda r: (_ip_key(r[5]), r[6] or 0),
-    "sport": lambda r: r[4],
-    "dport": lambda r: r[6] or 0,
-    "recv-q": lambda r: r[7],
-    "send-q": lambda r: r[8],
-    "pid": lambda r: r[12] or 0,
-    "process": lambda r: r[13] or "",
-    "user": lambda r: r[14] or "",
-    "uid": lambda r: r[9],
-    "inode": lambda r: r[10],
-    "role": lambda r: r[11],
+    "proto": lambda r: (r[PROTOCOL].value, r[FAMILY]),
+    "state": lambda r: r[STATE].code,
+    "local": lambda r: (_ip_key(r[LOCAL_IP]), r[LOCAL_PORT]),
+    "remote": lambda r: (_ip_key(r[REMOTE_IP]), r[REMOTE_PORT] or 0),
+    "sport": lambda r: r[LOCAL_PORT],
+    "dport": lambda r: r[REMOTE_PORT] or 0,
+    "recv-q": lambda r: r[RECV_Q],
+    "send-q": lambda r: r[SEND_Q],
+    "pid": lambda r: r[PID] or 0,
+    "process": lambda r: r[PROCESS] or "",
+    "user": lambda r: r[USER] or "",
+    "uid": lambda r: r[UID],
+    "inode": lambda r: r[INODE],
+    "role": lambda r: r[ROLE],
 }
 
 
@@ -601,4 +623,78 @@ def overview_text(
     parts.append(
         style.dim("more: portkit ls -tuanp, portkit stats, portkit who PORT, portkit --help")
     )
+    return "\n".join(parts)
+
+
+# --- who -------------------------------------------------------------------------------
+
+
+def _when(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def who_json(result: PortOwners, names: Names) -> dict[str, Any]:
+    """``portkit who --json``: the port, its service, its holders and its sockets."""
+    import json
+
+    return {
+        "port": result.port,
+        "proto": result.protocol.value if result.protocol else None,
+        "service": result.service,
+        "owners": [
+            {
+                "pid": h.pid,
+                "process": h.process,
+                "cmdline": list(h.cmdline),
+                "user": h.user,
+                "uid": h.uid,
+                "started": _when(h.started),
+            }
+            for h in result.holders
+        ],
+        "sockets": json.loads(ls_json(list(result.rows), names)),
+        "owners_hidden": result.owners_hidden,
+    }
+
+
+def who_text(result: PortOwners, names: Names, style: Style, width: int | None) -> str:
+    """``portkit who``: a heading with the service, the holders, then the sockets."""
+    from portkit.render import table
+
+    label = f"{result.port}/{result.protocol.value}" if result.protocol else str(result.port)
+    head = style.bold(f"port {label}") + (
+        f": {result.service}" if result.service else ": no registered service"
+    )
+    parts = [head]
+    rows = list(result.rows)
+    if result.holders:
+        parts.append(
+            table(
+                [
+                    (
+                        h.pid,
+                        h.user,
+                        _when(h.started),
+                        " ".join(h.cmdline).replace("\n", " ") or h.process,
+                    )
+                    for h in result.holders
+                ],
+                ["PID", "USER", "STARTED", "COMMAND"],
+                style=style,
+                width=width,
+            )
+        )
+    elif rows and result.owners_hidden:
+        parts.append("no owner visible (see the note below: some processes are hidden)")
+    elif rows:
+        parts.append("no process holds it (sockets without an owner, e.g. TIME-WAIT)")
+    else:
+        parts.append("nothing uses this port")
+    if rows:
+        parts.append("")
+        parts.append(ls_text(rows, names=names, owners=True, style=style if style.color else None))
     return "\n".join(parts)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from portkit.sockets._netlink import TCP_STATES
+from portkit.see._netlink import TCP_STATES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.render import Style
-    from portkit.sockets._netlink import RawRows
+    from portkit.see._netlink import RawRows
 
 __all__ = [
     "PORT_TABLE_FILE",
@@ -105,7 +105,7 @@ def ls_text_raw(
 
     from itertools import repeat
 
-    from portkit.sockets._netlink import Columns
+    from portkit.see._netlink import Columns
 
     text_ip = {2: _RawIp(2), 10: _RawIp(10)}
     plain = _RawPort(None, "")
@@ -252,7 +252,7 @@ def _port_texts(raw_ports: Collection[int], width: int) -> Mapping[int, str] | l
     For every port (``range(65536)``) the answer is a list indexed by the raw value:
     :func:`port_table`.
     """
-    from portkit.sockets._netlink import ntohs
+    from portkit.see._netlink import ntohs
 
     if isinstance(raw_ports, range) and len(raw_ports) == 65536:
         return port_table(width)
@@ -266,7 +266,7 @@ def _port_texts(raw_ports: Collection[int], width: int) -> Mapping[int, str] | l
 #: of 100,000 sockets loads 65,536 strings (about 6 ms) instead of formatting them
 #: (about 30 ms). Regenerated with :func:`write_port_table`; a test checks it.
 PORT_TABLE_FILE = os.path.join(
-    os.path.dirname(os.path.dirname(__file__)), "sockets", "_data", "port_texts5.marshal"
+    os.path.dirname(os.path.dirname(__file__)), "see", "_data", "port_texts5.marshal"
 )
 
 
@@ -275,7 +275,7 @@ def computed_port_table(width: int) -> list[str]:
     value is ``raw``: the number padded to ``width`` plus two spaces; ``*`` for 0."""
     from _operator import itemgetter
 
-    from portkit.sockets._netlink import ntohs
+    from portkit.see._netlink import ntohs
 
     by_port = list(map(f"%-{width}d  ".__mod__, range(65536)))
     if ntohs(1) == 1:  # big-endian: the raw value is the port
@@ -347,7 +347,7 @@ class _RawIp(dict[bytes, str]):
         self.brackets = brackets and family == 10
 
     def __missing__(self, raw: bytes) -> str:
-        from portkit.sockets._netlink import ip_text
+        from portkit.see._netlink import ip_text
 
         text = ip_text(self.family, raw)
         text = self[raw] = f"[{text}]" if self.brackets else text
@@ -355,10 +355,10 @@ class _RawIp(dict[bytes, str]):
 
 
 class _Ip4Key(dict[int, str]):
-    """IPv4 address as a native u32 (:class:`~portkit.sockets._netlink.Columns`) -> text."""
+    """IPv4 address as a native u32 (:class:`~portkit.see._netlink.Columns`) -> text."""
 
     def __missing__(self, key: int) -> str:
-        from portkit.sockets._netlink import ip4_key_bytes, ip_text
+        from portkit.see._netlink import ip4_key_bytes, ip_text
 
         text = self[key] = ip_text(2, ip4_key_bytes(key))
         return text
@@ -373,7 +373,7 @@ class _RawPort(dict[int, str]):
         self.proto = proto
 
     def __missing__(self, raw: int) -> str:
-        from portkit.sockets._netlink import ntohs
+        from portkit.see._netlink import ntohs
 
         if not raw:
             text = "*"
@@ -413,7 +413,7 @@ def ls_json_raw(
     if total > 20000:  # every port: the shipped table, unpadded
         ports = [text.rstrip() for text in port_table(5)]
     else:
-        from portkit.sockets._netlink import ntohs
+        from portkit.see._netlink import ntohs
 
         ports = {raw: str(ntohs(raw)) for raw in _raw_ports(batches)}
     if not total:
@@ -496,7 +496,7 @@ class _Service(dict[int, str]):
         self.names, self.proto, self.js = names, proto, js
 
     def __missing__(self, raw: int) -> str:
-        from portkit.sockets._netlink import ntohs
+        from portkit.see._netlink import ntohs
 
         text = self[raw] = self.js[self.names(ntohs(raw), self.proto) if raw else None]
         return text

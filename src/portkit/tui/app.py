@@ -28,6 +28,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from portkit.errors import ParseError, PortkitError
+from portkit.render.sockets import service_ports
 from portkit.tui import view
 from portkit.tui.table import SocketTable
 
@@ -56,7 +57,7 @@ def _default_names(ports: dict[str, set[int]]) -> dict[str, dict[int, str]]:
 
 def _default_details(pid: int) -> list[str]:
     """Lines about process ``pid`` from /proc (name, user, command line, start)."""
-    from portkit.sockets import process_info
+    from portkit.see import process_info
 
     info = process_info([pid], full=True).get(pid)
     if info is None:
@@ -269,7 +270,7 @@ class TopApp(App[None]):
         self.snapshot = snap
         self.refreshes += 1
         self.history.add(snap.stats)
-        self._names = self.names_for(view.service_ports(snap.rows))
+        self._names = self.names_for(service_ports(snap.rows))
         self._show_listeners(snap)
         self._show_connections()
         self._show_side(snap)

@@ -15,6 +15,22 @@ from __future__ import annotations
 
 from collections import deque
 
+from portkit._sockrow import (
+    INODE,
+    LOCAL_IP,
+    LOCAL_PORT,
+    PID,
+    PIDS,
+    PROCESS,
+    PROTOCOL,
+    RECV_Q,
+    REMOTE_IP,
+    REMOTE_PORT,
+    ROLE,
+    SEND_Q,
+    STATE,
+    USER,
+)
 from portkit.errors import ParseError
 from portkit.model import (
     SS_STATE_GROUPS,
@@ -32,7 +48,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.exporter.snapshot import Snapshot
-    from portkit.sockets import SocketStats
+    from portkit.see import SocketStats
 
     #: A table row: the texts shown and the keys each column sorts by (numbers as
     #: numbers, addresses by their bytes). Plain tuples of strings and numbers, which
@@ -208,18 +224,21 @@ class RowFilter:
 
     def matches(self, row: tuple[Any, ...], service: str | None = None) -> bool:
         """Whether a socket row (:data:`~portkit.model.SOCKET_FIELDS` order) passes."""
-        if self.states is not None and row[2] not in self.states:
+        if self.states is not None and row[STATE] not in self.states:
             return False
         if self.ports:
-            lport, rport = row[4], row[6] or -1
+            lport, rport = row[LOCAL_PORT], row[REMOTE_PORT] or -1
             if not any(r.start <= lport <= r.end or r.start <= rport <= r.end for r in self.ports):
                 return False
-        if self.pid is not None and self.pid not in (row[15] or ((row[12],) if row[12] else ())):
+        if self.pid is not None and self.pid not in (
+            row[PIDS] or ((row[PID],) if row[PID] else ())
+        ):
             return False
-        if self.process is not None and self.process not in (row[13] or "").lower():
+        if self.process is not None and self.process not in (row[PROCESS] or "").lower():
             return False
         if self.words:
-            hay = f"{row[3]} {row[5] or ''} {row[13] or ''} {service or ''} {row[14] or ''}".lower()
+            texts = (row[LOCAL_IP], row[REMOTE_IP], row[PROCESS], service, row[USER])
+            hay = " ".join(t or "" for t in texts).lower()
             return all(w in hay for w in self.words)
         return True
 
@@ -259,9 +278,9 @@ def row_key(row: tuple[Any, ...]) -> str:
     ...           inode=77).row)
     'tcp 127.0.0.1 80 127.0.0.1 5000 77'
     """
-    return (
-        f"{_PROTO_TEXT.get(row[0]) or row[0].value} {row[3]} {row[4]} {row[5]} {row[6]} {row[10]}"
-    )
+    proto = _PROTO_TEXT.get(row[PROTOCOL]) or row[PROTOCOL].value
+    local, remote = f"{row[LOCAL_IP]} {row[LOCAL_PORT]}", f"{row[REMOTE_IP]} {row[REMOTE_PORT]}"
+    return f"{proto} {local} {remote} {row[INODE]}"
 
 
 _ip_keys: dict[str, bytes] = {}
@@ -289,32 +308,32 @@ def address(ip: str, port: int | None) -> str:
 
 def connection_cells(row: tuple[Any, ...], names: dict[str, dict[int, str]]) -> Row:
     """The texts and sort keys of one connection, in :data:`CONN_COLUMNS` order."""
-    server = row[11] == "server"
-    port = row[4] if server else row[6]
-    service = names.get(row[0].value, {}).get(port) if port else None
-    pid, process, user = row[12], row[13], row[14]
+    server = row[ROLE] == "server"
+    port = row[LOCAL_PORT] if server else row[REMOTE_PORT]
+    service = names.get(row[PROTOCOL].value, {}).get(port) if port else None
+    pid, process, user = row[PID], row[PROCESS], row[USER]
     texts = (
-        row[0].value,
-        row[2].ss_name,
-        address(row[3], row[4]),
-        address(row[5], row[6]),
+        row[PROTOCOL].value,
+        row[STATE].ss_name,
+        address(row[LOCAL_IP], row[LOCAL_PORT]),
+        address(row[REMOTE_IP], row[REMOTE_PORT]),
         service or "-",
-        row[11],
-        str(row[7]),
-        str(row[8]),
+        row[ROLE],
+        str(row[RECV_Q]),
+        str(row[SEND_Q]),
         "-" if pid is None else str(pid),
         process or "-",
         user or "-",
     )
     keys = (
-        row[0].value,
-        row[2].code,
-        (_ip_key(row[3]), row[4]),
-        (_ip_key(row[5]), row[6] or 0),
+        row[PROTOCOL].value,
+        row[STATE].code,
+        (_ip_key(row[LOCAL_IP]), row[LOCAL_PORT]),
+        (_ip_key(row[REMOTE_IP]), row[REMOTE_PORT] or 0),
         service or "",
-        row[11],
-        row[7],
-        row[8],
+        row[ROLE],
+        row[RECV_Q],
+        row[SEND_Q],
         -1 if pid is None else pid,
         process or "",
         user or "",
@@ -332,26 +351,16 @@ def connection_rows(
     out: dict[str, tuple[Any, ...]] = {}
     active = flt.active
     for r in rows:
-        if r[5] is None:
+        if r[REMOTE_IP] is None:
             continue
         if active:
-            server = r[11] == "server"
-            port = r[4] if server else r[6]
-            if not flt.matches(r, names.get(r[0].value, {}).get(port) if port else None):
+            server = r[ROLE] == "server"
+            port = r[LOCAL_PORT] if server else r[REMOTE_PORT]
+            if not flt.matches(r, names.get(r[PROTOCOL].value, {}).get(port) if port else None):
                 continue
         key = row_key(r)
         if key not in out:
             out[key] = r
-    return out
-
-
-def service_ports(rows: Iterable[tuple[Any, ...]]) -> dict[str, set[int]]:
-    """The server-side ports per protocol: the ones worth naming."""
-    out: dict[str, set[int]] = {}
-    for r in rows:
-        port = r[4] if r[11] == "server" else r[6]
-        if port:
-            out.setdefault(r[0].value, set()).add(port)
     return out
 
 

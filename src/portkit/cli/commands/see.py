@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,9 @@ from portkit.cli.see import families_for, names_for, write_ls
 from portkit.errors import ParseError, PermissionDenied, UsageError
 from portkit.model import Protocol, parse_port, parse_ports
 from portkit.render import to_json
+
+if TYPE_CHECKING:
+    from portkit.see import Holder
 
 __all__ = ["ls_cmd", "overview_cmd", "stats_cmd", "who_cmd"]
 
@@ -130,14 +133,6 @@ def _parse_port_arg(text: str) -> tuple[int, Protocol | None]:
     return parse_port(body), (Protocol.parse(proto) if sep else None)
 
 
-def _when(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
 @click.command(
     "who",
     epilog="""\b
@@ -166,10 +161,8 @@ def who_cmd(
     its connections. Exit 1 when nothing owns it."""
     import signal as signals
 
-    from portkit.render import table
-    from portkit.render.sockets import ls_json, ls_text
-    from portkit.sockets import Query, scan
-    from portkit.sockets._owners import process_info
+    from portkit.render.sockets import who_json, who_text
+    from portkit.see import who
 
     number, proto = _parse_port_arg(port)
     sig_name = signame.upper().removeprefix("SIG")
@@ -178,115 +171,40 @@ def who_cmd(
         raise ParseError(
             f"unknown signal {signame!r}", text=signame, accepted="TERM, INT, KILL, HUP"
         )
-    query = Query(
-        tcp=proto in (None, Protocol.TCP),
-        udp=proto in (None, Protocol.UDP),
-        all=True,
-        sports=number,
-        owners=True,
-    )
-    found = scan(query, netns=netns, pid_netns=pid_netns)
-    rows = found.rows
-    pids = sorted({p for r in rows for p in r[15]})
-    info = process_info(pids, full=True)
-    names = names_for(rows)
-    protos = sorted({r[0].value for r in rows}) or [proto.value if proto else "tcp"]
-    service = next(
-        (names.get(p, {}).get(number) for p in protos if names.get(p, {}).get(number)), None
-    )
-    if service is None:
-        from portkit.registry import service_names
-
-        service = service_names([number], protos[0]).get(number)
-    owners: list[dict[str, Any]] = [
-        {
-            "pid": pi.pid,
-            "process": pi.name,
-            "cmdline": list(pi.cmdline),
-            "user": pi.user,
-            "uid": pi.uid,
-            "started": _when(pi.started),
-        }
-        for pi in (info[p] for p in pids if p in info)
-    ]
+    result = who(number, proto, netns=netns, pid_netns=pid_netns)
+    names = names_for(list(result.rows))
     if as_json:
-        import json
-
-        doc = {
-            "port": number,
-            "proto": proto.value if proto else None,
-            "service": service,
-            "owners": owners,
-            "sockets": json.loads(ls_json(rows, names)),
-            "owners_hidden": found.owners_hidden,
-        }
-        out(to_json(doc))
+        out(to_json(who_json(result, names)))
     else:
-        style = stdout_style()
-        label = f"{number}/{proto.value}" if proto else str(number)
-        head = style.bold(f"port {label}") + (
-            f": {service}" if service else ": no registered service"
-        )
-        parts = [head]
-        if owners:
-            parts.append(
-                table(
-                    [
-                        (
-                            o["pid"],
-                            o["user"],
-                            o["started"],
-                            " ".join(o["cmdline"]).replace("\n", " ") or o["process"],
-                        )
-                        for o in owners
-                    ],
-                    ["PID", "USER", "STARTED", "COMMAND"],
-                    style=style,
-                    width=stdout_width(),
-                )
-            )
-        elif rows and found.owners_hidden:
-            parts.append("no owner visible (see the note below: some processes are hidden)")
-        elif rows:
-            parts.append("no process holds it (sockets without an owner, e.g. TIME-WAIT)")
-        else:
-            parts.append("nothing uses this port")
-        if rows:
-            parts.append("")
-            parts.append(
-                ls_text(rows, names=names, owners=True, style=style if style.color else None)
-            )
-        out("\n".join(parts))
-    if found.owners_hidden and not owners:
+        out(who_text(result, names, stdout_style(), stdout_width()))
+    if result.owners_hidden and not result.holders:
         from portkit.render.sockets import hidden_owners_note
 
-        note = hidden_owners_note(found.owners_hidden, as_root=os.geteuid() == 0)
+        note = hidden_owners_note(result.owners_hidden, as_root=os.geteuid() == 0)
         err(f"portkit who: note: {note}")
-    if not owners:
+    if not result.holders:
         return 1
     if kill:
-        return _kill(owners, sig, yes)
+        return _kill(result.holders, sig, yes)
     return 0
 
 
-def _kill(owners: list[dict[str, Any]], sig: Any, yes: bool) -> int:
-    targets = [o for o in owners if o["pid"] not in (os.getpid(), 1)]
+def _kill(holders: tuple[Holder, ...], sig: Any, yes: bool) -> int:
+    targets = [h for h in holders if h.pid not in (os.getpid(), 1)]
     if not targets:
         raise UsageError("refusing to signal pid 1 or portkit itself")
-    listing = ", ".join(f"{o['pid']} ({o['process']})" for o in targets)
+    listing = ", ".join(f"{h.pid} ({h.process})" for h in targets)
     if not yes and not click.confirm(f"Send {sig.name} to {listing}?", default=False, err=True):
         err("portkit who: nothing was signalled")
         return 1
-    for o in targets:
+    for h in targets:
         try:
-            os.kill(o["pid"], sig)
+            os.kill(h.pid, sig)
         except ProcessLookupError:
             continue  # exited meanwhile: what we wanted
         except PermissionError as exc:
-            raise PermissionDenied(
-                f"cannot signal pid {o['pid']}", needed="its user or root"
-            ) from exc
-        err(f"portkit who: sent {sig.name} to {o['pid']} ({o['process']})")
+            raise PermissionDenied(f"cannot signal pid {h.pid}", needed="its user or root") from exc
+        err(f"portkit who: sent {sig.name} to {h.pid} ({h.process})")
     return 0
 
 
@@ -316,7 +234,7 @@ def stats_cmd(
     TIME-WAIT, and the ephemeral port range's use overall and per destination,
     with a warning above 70%."""
     from portkit.render.sockets import stats_json, stats_text
-    from portkit.sockets import socket_stats
+    from portkit.see import socket_stats
 
     stats = socket_stats(
         tcp=tcp,
@@ -359,7 +277,7 @@ def overview_cmd(
     connections; databases, caches and brokers open on all interfaces are flagged;
     then the top warnings from `portkit stats`."""
     from portkit.render.sockets import overview_json, overview_text
-    from portkit.sockets import overview, socket_stats
+    from portkit.see import overview, socket_stats
 
     stats = socket_stats(owners=True, netns=netns, pid_netns=pid_netns)
     hidden = stats.owners_hidden

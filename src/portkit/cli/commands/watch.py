@@ -11,7 +11,7 @@ import click
 from portkit.cli._output import err, out
 from portkit.cli.commands._options import _ModelType
 from portkit.errors import PortkitError, UsageError
-from portkit.exporter._config import (
+from portkit.exporter import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     is_loopback,

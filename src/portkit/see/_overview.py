@@ -16,7 +16,7 @@ from portkit.registry import port_role, service_names
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from portkit.registry import Role
-    from portkit.sockets._stats import ListenerStats, SocketStats
+    from portkit.see._stats import ListenerStats, SocketStats
 
 __all__ = ["ListeningPort", "Overview", "overview"]
 

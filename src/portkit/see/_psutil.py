@@ -6,6 +6,7 @@ to the kernel. Owners come with psutil's answer (it always scans them).
 
 from __future__ import annotations
 
+from portkit._sockrow import LOCAL_PORT, PID, PIDS, PROCESS, REMOTE_IP, USER
 from portkit.errors import PermissionDenied, UsageError
 from portkit.model import Protocol, TcpState
 
@@ -13,9 +14,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from portkit.sockets._query import Query
+    from portkit.see._query import Query
+    from portkit.see._scan import Scan
 
-__all__ = ["rows"]
+__all__ = ["rows", "scan", "with_owners"]
 
 # psutil's status strings -> TcpState ("NONE" is an unconnected UDP socket).
 _STATUS = {
@@ -85,24 +87,60 @@ def rows(query: Query, netns: str | None) -> tuple[list[tuple[Any, ...]], int]:
                     None,
                 )
             )
-        listening = {r[4] for r in batch if r[5] is None}
+        listening = {r[LOCAL_PORT] for r in batch if r[REMOTE_IP] is None}
         for r in batch:
             if not query.matches(r, cache):
                 continue
-            if r[5] is not None and r[4] in listening:
+            if r[REMOTE_IP] is not None and r[LOCAL_PORT] in listening:
                 r = (*r[:11], "server", *r[12:])
-            if query.owners and r[12]:
-                if r[12] not in names:
+            if query.owners and r[PID]:
+                if r[PID] not in names:
                     try:
-                        proc = psutil.Process(r[12])
-                        names[r[12]] = (proc.name(), proc.username())
+                        proc = psutil.Process(r[PID])
+                        names[r[PID]] = (proc.name(), proc.username())
                     except psutil.Error:
-                        names[r[12]] = (None, None)
-                name, user = names[r[12]]
+                        names[r[PID]] = (None, None)
+                name, user = names[r[PID]]
                 r = (*r[:13], name, user, *r[15:])
-                if query.owner_filtered and not query.owner_matches(r[15], (name or "",)):
+                if query.owner_filtered and not query.owner_matches(r[PIDS], (name or "",)):
                     continue
             elif query.owner_filtered:
                 continue
             out.append(r)
     return out, 0
+
+
+def scan(
+    query: Query, netns_path: str | None, netns_pid: int | None, procfs: str, roles: bool
+) -> Scan:
+    """The backend's scan: psutil's connection table, filtered and owned in Python."""
+    from portkit.see._scan import Scan
+
+    found, hidden = rows(query, netns_path)
+    return Scan(found, hidden, "psutil")
+
+
+def with_owners(
+    found: list[tuple[Any, ...]], query: Query, procfs: str
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Name the process and user of every row that has a pid (psutil gives pids)."""
+    import psutil
+
+    names: dict[int, tuple[str | None, str | None]] = {}
+    hidden = 0
+    out = []
+    for r in found:
+        pid = r[PID]
+        if pid:
+            if pid not in names:
+                try:
+                    proc = psutil.Process(pid)
+                    names[pid] = (proc.name(), proc.username())
+                except psutil.AccessDenied:
+                    names[pid] = (None, None)
+                    hidden += 1
+                except psutil.Error:
+                    names[pid] = (None, None)
+            r = (*r[:PROCESS], *names[pid], *r[USER + 1 :])
+        out.append(r)
+    return out, hidden

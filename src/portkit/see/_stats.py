@@ -10,6 +10,20 @@ runs out of ports long before the whole range looks full. Both are reported.
 
 from __future__ import annotations
 
+from portkit._sockrow import (
+    FAMILY,
+    LOCAL_IP,
+    LOCAL_PORT,
+    PID,
+    PROCESS,
+    PROTOCOL,
+    RECV_Q,
+    REMOTE_IP,
+    REMOTE_PORT,
+    ROLE,
+    SEND_Q,
+    STATE,
+)
 from portkit.model import BindScope, PortRange, Protocol, TcpState, _Record, bind_scope
 
 TYPE_CHECKING = False
@@ -197,20 +211,20 @@ def compute_stats(
     tcp, listen, tw = Protocol.TCP, TcpState.LISTEN, TcpState.TIME_WAIT
     for r in rows:
         total += 1
-        key = (r[0], r[2])
+        key = (r[PROTOCOL], r[STATE])
         counts[key] = counts.get(key, 0) + 1
-        if r[5] is None:
+        if r[REMOTE_IP] is None:
             listeners.append(r)
             continue
-        if r[0] is not tcp:
+        if r[PROTOCOL] is not tcp:
             continue
-        if r[11] == "server":
-            if r[2] is not tw:
-                k = (r[4], r[3], r[1])
+        if r[ROLE] == "server":
+            if r[STATE] is not tw:
+                k = (r[LOCAL_PORT], r[LOCAL_IP], r[FAMILY])
                 served[k] = served.get(k, 0) + 1
-        elif lo <= r[4] <= hi:
-            eph_ports.add(r[4])
-            d = (r[3], r[5], r[6])
+        elif lo <= r[LOCAL_PORT] <= hi:
+            eph_ports.add(r[LOCAL_PORT])
+            d = (r[LOCAL_IP], r[REMOTE_IP], r[REMOTE_PORT])
             dests[d] = dests.get(d, 0) + 1
     # A wildcard listener serves the connections of its own family on its port: with
     # 0.0.0.0:P and [::]:P (v6only) both listening, each connection is counted once.
@@ -218,16 +232,31 @@ def compute_stats(
     for (port, _ip, family), n in served.items():
         by_port[port, family] = by_port.get((port, family), 0) + n
     lstats = []
-    for r in sorted(listeners, key=lambda r: (r[4], r[0].value, r[1], r[3])):
-        if r[0] is tcp and r[2] is listen:
+    for r in sorted(
+        listeners, key=lambda r: (r[LOCAL_PORT], r[PROTOCOL].value, r[FAMILY], r[LOCAL_IP])
+    ):
+        if r[PROTOCOL] is tcp and r[STATE] is listen:
             conns = (
-                by_port.get((r[4], r[1]), 0)
-                if bind_scope(r[3]) is BindScope.WILDCARD
-                else served.get((r[4], r[3], r[1]), 0)
+                by_port.get((r[LOCAL_PORT], r[FAMILY]), 0)
+                if bind_scope(r[LOCAL_IP]) is BindScope.WILDCARD
+                else served.get((r[LOCAL_PORT], r[LOCAL_IP], r[FAMILY]), 0)
             )
-            lstats.append(ListenerStats(r[0], r[3], r[4], conns, r[7], r[8], r[12], r[13]))
+            lstats.append(
+                ListenerStats(
+                    r[PROTOCOL],
+                    r[LOCAL_IP],
+                    r[LOCAL_PORT],
+                    conns,
+                    r[RECV_Q],
+                    r[SEND_Q],
+                    r[PID],
+                    r[PROCESS],
+                )
+            )
         else:
-            lstats.append(ListenerStats(r[0], r[3], r[4], 0, 0, 0, r[12], r[13]))
+            lstats.append(
+                ListenerStats(r[PROTOCOL], r[LOCAL_IP], r[LOCAL_PORT], 0, 0, 0, r[PID], r[PROCESS])
+            )
     capacity = len(ephemeral)
     top = sorted(dests.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_DESTINATIONS]
     destinations = tuple(DestinationUse(s, ip, port, n, capacity) for (s, ip, port), n in top)

@@ -4,7 +4,7 @@ This is the hot loop of ``portkit ls`` (100,000 rows in a few tens of ms): one l
 comprehension per (family, protocol) batch, address text cached per distinct
 address (a listing has few), states looked up in a list by kernel number.
 
-    >>> from portkit.sockets._netlink import htons
+    >>> from portkit.see._netlink import htons
     >>> raw = [(2, 10, htons(22), 0, bytes(16), bytes(16), 0, 128, 0, 99)]
     >>> row = decode(raw, 2, 6, {htons(22)})[0]
     >>> row[:7], row[11]
@@ -13,16 +13,17 @@ address (a listing has few), states looked up in a list by kernel number.
 
 from __future__ import annotations
 
+from portkit._sockrow import CGROUP, INODE
 from portkit.model import Protocol, TcpState
-from portkit.sockets._netlink import AF_INET, IP_TEXT, PORTS, ip_text
+from portkit.see._netlink import AF_INET, IP_TEXT, PORTS, ip_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
     from typing import Any
 
-    from portkit.sockets._netlink import RawRow
-    from portkit.sockets._owners import Owners
+    from portkit.see._netlink import RawRow
+    from portkit.see._owners import Owners
 
 __all__ = ["attach_owners", "decode", "ip_text"]
 
@@ -86,18 +87,18 @@ def attach_owners(
     out = []
     get = owners.get
     for r in rows:
-        pids = get(r[10]) if r[10] else None
+        pids = get(r[INODE]) if r[INODE] else None
         if pids:
             first = pids[0]
             name, user = names.get(first, (None, None))
-            r = (*r[:12], first, name, user, tuple(pids), r[16])
+            r = (*r[:12], first, name, user, tuple(pids), r[CGROUP])
         out.append(r)
     return out
 
 
 def with_cgroups(rows: list[tuple[Any, ...]], cgroups: dict[int, str]) -> list[tuple[Any, ...]]:
     """Fill the cgroup field from ``{inode: path}``."""
-    return [(*r[:16], cgroups.get(r[10])) if r[10] in cgroups else r for r in rows]
+    return [(*r[:16], cgroups.get(r[INODE])) if r[INODE] in cgroups else r for r in rows]
 
 
 # cgroup path patterns of container runtimes (systemd and cgroupfs drivers): the

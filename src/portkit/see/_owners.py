@@ -150,7 +150,7 @@ class OwnerScan:
         forkable = (os.cpu_count() or 1) > 1 and not _threaded()
         sized: list[tuple[int, str]] | None = None
         if bpf:
-            from portkit.sockets import _bpfiter
+            from portkit.see import _bpfiter
 
             if _bpfiter.available(procfs):
                 if _bpfiter.loaded():
@@ -309,7 +309,7 @@ def _bpf_records(names: list[str], procfs: str) -> Packed | None:
     The processes of ``names`` (the pids /proc listed) that the kernel showed no file
     of (kernel threads, processes started meanwhile, or ones a security module hides)
     go through the ``/proc`` scan, which also counts the hidden ones."""
-    from portkit.sockets import _bpfiter, _btf
+    from portkit.see import _bpfiter, _btf
 
     raw = _bpfiter.task_files()
     if raw is None:

@@ -21,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from portkit.sockets import _btf
+    from portkit.see import _btf
 
 __all__ = ["available", "loaded", "task_files"]
 
@@ -129,7 +129,7 @@ def _attach() -> int:
     import ctypes
     import struct
 
-    from portkit.sockets import _btf
+    from portkit.see import _btf
 
     lay = _layout()
     code = _btf.program(lay)
@@ -168,7 +168,7 @@ def _layout() -> _btf.Layout:
     """This kernel's :class:`_btf.Layout`: from the cache when it is there and its
     key (the kernel's release, build and BTF size) matches, else read from the BTF
     and kept for the next run."""
-    from portkit.sockets import _btf
+    from portkit.see import _btf
 
     st = os.stat(BTF_PATH)
     u = os.uname()

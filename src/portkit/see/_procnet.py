@@ -22,13 +22,13 @@ from __future__ import annotations
 import sys
 
 from portkit.errors import ParseError
-from portkit.sockets._netlink import htons, ntohs
+from portkit.see._netlink import htons, ntohs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from portkit.sockets._netlink import RawRow
+    from portkit.see._netlink import RawRow
 
 __all__ = ["decode_address", "ntohs", "parse_lines"]
 

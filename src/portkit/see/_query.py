@@ -14,9 +14,10 @@ psutil backends, pid/process filters), whether a decoded row matches.
 
 from __future__ import annotations
 
+from portkit._sockrow import FAMILY, LOCAL_IP, LOCAL_PORT, REMOTE_IP, REMOTE_PORT, STATE
 from portkit.errors import ParseError, UsageError
 from portkit.model import SS_STATE_GROUPS, PortRange, TcpState, parse_ports, parse_state_filter
-from portkit.sockets import _netlink as nl
+from portkit.see import _netlink as nl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -250,7 +251,7 @@ class Query:
         return self.states <= {TcpState.LISTEN, TcpState.CLOSE}
 
     def clauses(self) -> list[list[nl.Alt]]:
-        """The filter as AND-of-ORs for :func:`~portkit.sockets._netlink.compile_filter`."""
+        """The filter as AND-of-ORs for :func:`~portkit.see._netlink.compile_filter`."""
         out: list[list[nl.Alt]] = []
         for side, ranges in (("sport", self.sports), ("dport", self.dports)):
             alts = _range_alts(side, ranges)
@@ -275,18 +276,20 @@ class Query:
     def matches(self, row: tuple[Any, ...], cache: dict[str, tuple[int, int]]) -> bool:
         """Whether a decoded row (``SocketRecord.row`` layout) passes the kernel-side
         filters: for backends that cannot push them down."""
-        if row[2] not in self.states:
+        if row[STATE] not in self.states:
             return False
-        lport, rport = row[4], row[6] or 0
+        lport, rport = row[LOCAL_PORT], row[REMOTE_PORT] or 0
         if self.sports and not _in_ranges(lport, self.sports):
             return False
         if self.dports and not _in_ranges(rport, self.dports):
             return False
         if self.ports and not (_in_ranges(lport, self.ports) or _in_ranges(rport, self.ports)):
             return False
-        if self.src and not _in_net(row[3], self.src, cache):
+        if self.src and not _in_net(row[LOCAL_IP], self.src, cache):
             return False
-        return not (self.dst and not _in_net(row[5] or _any_ip(row[1]), self.dst, cache))
+        return not (
+            self.dst and not _in_net(row[REMOTE_IP] or _any_ip(row[FAMILY]), self.dst, cache)
+        )
 
     @property
     def owner_filtered(self) -> bool:
