@@ -303,6 +303,9 @@ def test_overview_is_the_default_command(lab: dict[str, Any]) -> None:
     pg = next(line for line in r.stdout.splitlines() if "postgresql" in line)
     assert "loopback only" in pg
     doc = json.loads(in_ns(lab["ns"], "overview", "--json").stdout)
+    assert json.loads(in_ns(lab["ns"], "--json").stdout)["listening"] == doc["listening"]
+    misplaced = in_ns(lab["ns"], "--json", "ls")
+    assert misplaced.returncode == 2 and "portkit ls --json" in misplaced.stderr
     redis = next(g for g in doc["listening"] if g["port"] == 6379)
     assert redis["exposed"] and redis["scope"] == "all interfaces"
     assert redis["bind_scope"] == "wildcard" and redis["role"] == "cache"

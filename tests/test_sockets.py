@@ -311,7 +311,7 @@ def test_ss_is_available() -> None:
 
 def test_psutil_backend_agrees_with_netlink(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("psutil")  # the `psutil` extra: installed by scripts/test
-    import portkit.see as mod
+    import portkit.see._backend as mod
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))

@@ -143,6 +143,7 @@ ROOT_HELP = """Ports and sockets for DevOps: know, see, reach, forward, plan, wa
 \b
 Examples:
   portkit                           overview of this machine
+  portkit --json                    the same, as JSON
   portkit lookup 5432               what is port 5432 for?
   portkit ls -tlnp                  what listens here, and who owns it
   portkit check db.internal:5432    is it reachable from here?
@@ -153,13 +154,13 @@ Examples:
 """
 
 
-def _overview(ctx: click.Context) -> int:
+def _overview(ctx: click.Context, as_json: bool) -> int:
     """``portkit`` alone: the overview when the see capability provides one."""
     command = cli.get_command(ctx, "overview")
     if command is None:
         click.echo(ctx.get_help())
         return 0
-    return int(ctx.invoke(command) or 0)
+    return int(ctx.invoke(command, as_json=as_json) or 0)
 
 
 @click.group(
@@ -173,10 +174,15 @@ def _overview(ctx: click.Context) -> int:
     },
 )
 @click.version_option(__version__, "-V", "--version", prog_name="portkit")
+@click.option("--json", "as_json", is_flag=True, help="The overview as one JSON document.")
 @click.pass_context
-def cli(ctx: click.Context) -> int | None:
+def cli(ctx: click.Context, as_json: bool) -> int | None:
     if ctx.invoked_subcommand is None:
-        return _overview(ctx)
+        return _overview(ctx, as_json)
+    if as_json:
+        raise click.UsageError(
+            f"--json goes after the command: portkit {ctx.invoked_subcommand} --json"
+        )
     return None
 
 

@@ -46,8 +46,8 @@ def _is_the_program(args: list[str]) -> bool:
     and exits with its code; not a program that calls ``main()`` and goes on."""
     import sys
 
-    from portkit.cli import main
-
+    cli = sys.modules.get("portkit.cli")  # loaded: it is what called us
+    main = getattr(cli, "main", None)
     return getattr(sys.modules.get("__main__"), "main", None) is main and sys.argv[1:] == args
 
 

@@ -1,6 +1,6 @@
 """Reach a port: ``check``, ``wait`` and ``scan``, with nmap's port states.
 
-Pure planning lives apart from the I/O (DESIGN.md, "sans-I/O"):
+Pure planning lives apart from the I/O (docs/architecture.md, "sans-I/O"):
 
 * ``_targets``: target expansion (names, IPs, CIDRs, ranges, ``-iL`` lists)
 * ``_ports``: nmap ``-p`` specs, ``--top N`` and service names from portkit's registry

@@ -4,7 +4,7 @@ Both engines run one ``select.epoll`` loop (``selectors`` elsewhere would be the
 fallback, but the connect engine needs Linux's error queue anyway) over
 non-blocking sockets, with hundreds of probes in flight. Deadlines live in one FIFO
 per host: every probe to a host shares that host's timeout, so the oldest probe is
-always the next to expire and expiry costs O(1). A measured design (notes/scanning.md):
+always the next to expire and expiry costs O(1). A measured design (docs/reach.md, "The engine"):
 asyncio was 2-9x slower than ``nmap -sT`` on a full port range, a plain epoll loop
 1.0-1.3x.
 

@@ -19,9 +19,8 @@ overview); its functions are re-exported as ``portkit.sockets()`` and
 
 from __future__ import annotations
 
-import sys
-
 from portkit._sockrow import INODE, REMOTE_IP
+from portkit.see._backend import BACKEND, scan
 from portkit.see._scan import GcPaused, Scan
 
 TYPE_CHECKING = False
@@ -90,10 +89,6 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-#: ``"linux"`` (netlink, falling back to /proc/net) or ``"psutil"``.
-BACKEND = "linux" if sys.platform.startswith("linux") else "psutil"
-
-
 if TYPE_CHECKING:
     _Records = list[SocketRecord]
 else:
@@ -111,47 +106,6 @@ class SocketList(_Records):
 
     owners_hidden: int = 0
     source: str = ""
-
-
-def _backend() -> Any:
-    """The backend module, chosen by :data:`BACKEND` (imported on first use)."""
-    if BACKEND == "linux":
-        from portkit.see import _linux
-
-        return _linux
-    from portkit.see import _psutil
-
-    return _psutil
-
-
-def _netns_args(
-    netns: str | None, pid_netns: int | None, procfs: str
-) -> tuple[str | None, int | None]:
-    if netns is None and pid_netns is None:
-        return None, None
-    from portkit.see._netns import netns_path
-
-    return netns_path(netns, pid_netns, procfs), pid_netns
-
-
-def scan(
-    query: Query,
-    *,
-    netns: str | None = None,
-    pid_netns: int | None = None,
-    procfs: str = "/proc",
-    roles: bool = True,
-) -> Scan:
-    """Run ``query`` on this system's backend: rows in kernel order (``SocketRecord.row``
-    tuples, or raw rows decoded on first use), owners attached when the query asks.
-
-    Raises:
-        ParseError: an unknown namespace.
-        PermissionDenied: the namespace could not be entered or /proc read.
-    """
-    path, pid = _netns_args(netns, pid_netns, procfs)
-    found: Scan = _backend().scan(query, path, pid, procfs, roles)
-    return found
 
 
 def sockets(
@@ -258,6 +212,7 @@ def socket_stats(
     Returns:
         A :class:`~portkit.see._stats.SocketStats`.
     """
+    from portkit.see._backend import backend, ephemeral
     from portkit.see._query import Query
     from portkit.see._stats import compute_stats
 
@@ -267,25 +222,7 @@ def socket_stats(
     hidden = 0
     if owners:
         listeners = [r for r in rows if r[REMOTE_IP] is None]
-        named, hidden = _backend().with_owners(listeners, query, procfs)
+        named, hidden = backend().with_owners(listeners, query, procfs)
         by_inode = {r[INODE]: r for r in named}
         rows = [by_inode.get(r[INODE], r) if r[REMOTE_IP] is None else r for r in rows]
-    return compute_stats(rows, _ephemeral(netns, pid_netns, procfs), hidden)
-
-
-def _ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRange:
-    """The ephemeral range of the namespace looked into (a per-namespace sysctl)."""
-    from portkit.system import ephemeral_range
-
-    path, _ = _netns_args(netns, pid_netns, procfs)
-    if path is None or BACKEND != "linux":
-        return ephemeral_range(procfs)
-    from portkit.see._netns import run_in_netns
-    from portkit.system import parse_ip_local_port_range
-
-    def read() -> PortRange:
-        # /proc/sys/net shows the namespace of the thread reading it
-        with open(f"{procfs}/sys/net/ipv4/ip_local_port_range") as f:
-            return parse_ip_local_port_range(f.read())
-
-    return run_in_netns(path, read)
+    return compute_stats(rows, ephemeral(netns, pid_netns, procfs), hidden)

@@ -99,7 +99,7 @@ def who(
         ParseError: an unknown namespace. PermissionDenied: it could not be entered.
     """
     from portkit.registry import service_name
-    from portkit.see import scan
+    from portkit.see._backend import scan
     from portkit.see._owners import process_info
     from portkit.see._query import Query
 

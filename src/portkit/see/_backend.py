@@ -1,0 +1,82 @@
+"""The backend of this system, chosen once (:data:`BACKEND`), and :func:`scan`.
+
+On Linux, ``_linux`` (netlink sock_diag, /proc/net where it is missing); elsewhere
+``_psutil``. Each backend module offers ``scan(query, netns_path, netns_pid, procfs,
+roles)`` and ``with_owners(rows, query, procfs)``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from portkit.model import PortRange
+    from portkit.see._query import Query
+    from portkit.see._scan import Scan
+
+__all__ = ["BACKEND", "backend", "ephemeral", "netns_args", "scan"]
+
+#: ``"linux"`` (netlink, falling back to /proc/net) or ``"psutil"``.
+BACKEND = "linux" if sys.platform.startswith("linux") else "psutil"
+
+
+def backend() -> Any:
+    """The backend module, chosen by :data:`BACKEND` (imported on first use)."""
+    if BACKEND == "linux":
+        from portkit.see import _linux
+
+        return _linux
+    from portkit.see import _psutil
+
+    return _psutil
+
+
+def netns_args(
+    netns: str | None, pid_netns: int | None, procfs: str
+) -> tuple[str | None, int | None]:
+    if netns is None and pid_netns is None:
+        return None, None
+    from portkit.see._netns import netns_path
+
+    return netns_path(netns, pid_netns, procfs), pid_netns
+
+
+def scan(
+    query: Query,
+    *,
+    netns: str | None = None,
+    pid_netns: int | None = None,
+    procfs: str = "/proc",
+    roles: bool = True,
+) -> Scan:
+    """Run ``query`` on this system's backend: rows in kernel order (``SocketRecord.row``
+    tuples, or raw rows decoded on first use), owners attached when the query asks.
+
+    Raises:
+        ParseError: an unknown namespace.
+        PermissionDenied: the namespace could not be entered or /proc read.
+    """
+    path, pid = netns_args(netns, pid_netns, procfs)
+    found: Scan = backend().scan(query, path, pid, procfs, roles)
+    return found
+
+
+def ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRange:
+    """The ephemeral range of the namespace looked into (a per-namespace sysctl)."""
+    from portkit.system import ephemeral_range
+
+    path, _ = netns_args(netns, pid_netns, procfs)
+    if path is None or BACKEND != "linux":
+        return ephemeral_range(procfs)
+    from portkit.see._netns import run_in_netns
+    from portkit.system import parse_ip_local_port_range
+
+    def read() -> PortRange:
+        # /proc/sys/net shows the namespace of the thread reading it
+        with open(f"{procfs}/sys/net/ipv4/ip_local_port_range") as f:
+            return parse_ip_local_port_range(f.read())
+
+    return run_in_netns(path, read)
