@@ -100,7 +100,9 @@ def test_the_registry_names_every_port_as_the_sources_rank_them(
             assert registry.service_name(port, proto) == expected[proto].get(port)
 
 
-def test_every_command_shows_the_registry_name(expected: dict[str, dict[int, str]]) -> None:
+def test_every_command_shows_the_registry_name(
+    expected: dict[str, dict[int, str]], tmp_path: Path
+) -> None:
     from portkit.cli.see import names_for
     from portkit.tui.app import _default_names
 
@@ -130,27 +132,19 @@ def test_every_command_shows_the_registry_name(expected: dict[str, dict[int, str
         assert shown == want
     # plan explain: the registry's column of the host-port table
     ports = " ".join(f'"{p}:{p}/udp"' if p % 2 else f'"{p}:{p}"' for p in range(1, 4000))
-    plan = load_plan([_compose(ports)])
+    plan = load_plan([_compose(tmp_path, ports)])
     for address, port, proto, said, *_ in host_port_rows(plan):
         assert said == (expected[proto].get(int(port)) or "-"), (address, port, proto)
 
 
-def _compose(ports: str, *, image: str | None = None, tmp: list[Path] = []) -> str:  # noqa: B006
-    import tempfile
-
-    text = "services:\n  app:\n"
-    if image:
-        text += f"    image: {image}\n"
-    text += "    ports: [" + ", ".join(ports.split()) + "]\n"
-    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)  # noqa: SIM115
-    f.write(text)
-    f.close()
-    tmp.append(Path(f.name))
-    return f.name
+def _compose(folder: Path, ports: str) -> str:
+    path = folder / "compose.yaml"
+    path.write_text("services:\n  app:\n    ports: [" + ", ".join(ports.split()) + "]\n")
+    return str(path)
 
 
 @pytest.mark.parametrize("host_ip", ["", "[::]:", "127.0.0.1:", "10.0.0.5:"])
-def test_overview_and_plan_lint_flag_the_same_ports(host_ip: str) -> None:
+def test_overview_and_plan_lint_flag_the_same_ports(host_ip: str, tmp_path: Path) -> None:
     """Every TCP port published on one bind scope: the overview's warnings and plan
     lint's exposure findings name the same ports."""
     # Every port the curated tables know (the ones with roles), and a sample of the rest.
@@ -164,7 +158,7 @@ def test_overview_and_plan_lint_flag_the_same_ports(host_ip: str) -> None:
     warned = {lp.port for lp in view.listening if lp.exposed}
     assert len(view.warnings) == len(warned)
 
-    plan = load_plan([_compose(" ".join(f'"{host_ip}{p}:{p}"' for p in ports))])
+    plan = load_plan([_compose(tmp_path, " ".join(f'"{host_ip}{p}:{p}"' for p in ports))])
     exposure_rules = {"datastore-public", "admin-public"}
     flagged = set()
     for f in lint(plan):
