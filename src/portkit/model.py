@@ -564,7 +564,7 @@ def parse_state_filter(names: Iterable[str]) -> frozenset[TcpState]:
     """Union of ss state names and groups (``established``, ``connected``, ...).
 
     >>> sorted(parse_state_filter(["time-wait", "listening"]))
-    [<TcpState.TIME_WAIT: 'TIME_WAIT'>, <TcpState.LISTEN: 'LISTEN'>]
+    [<TcpState.LISTEN: 'LISTEN'>, <TcpState.TIME_WAIT: 'TIME_WAIT'>]
     """
     states: set[TcpState] = set()
     for name in names:

@@ -247,7 +247,7 @@ def _write_blocks(blocks: Iterator[str], between: str) -> None:
 def _note_hidden(owners: bool, hidden: int) -> None:
     if owners and hidden:
         from portkit.cli._output import err
-        from portkit.render.sockets import hidden_owners_note
+        from portkit.render.see import hidden_owners_note
 
         err(f"portkit ls: note: {hidden_owners_note(hidden, as_root=os.geteuid() == 0)}")
 

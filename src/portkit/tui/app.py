@@ -44,7 +44,7 @@ INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def _default_scope(ips: Iterable[str]) -> str:
-    from portkit.render.sockets import scope_words
+    from portkit.render.see import scope_words
 
     return scope_words(ips)
 

@@ -161,7 +161,7 @@ def who_cmd(
     its connections. Exit 1 when nothing owns it."""
     import signal as signals
 
-    from portkit.render.sockets import who_json, who_text
+    from portkit.render.see import who_json, who_text
     from portkit.see import who
 
     number, proto = _parse_port_arg(port)
@@ -178,7 +178,7 @@ def who_cmd(
     else:
         out(who_text(result, names, stdout_style(), stdout_width()))
     if result.owners_hidden and not result.holders:
-        from portkit.render.sockets import hidden_owners_note
+        from portkit.render.see import hidden_owners_note
 
         note = hidden_owners_note(result.owners_hidden, as_root=os.geteuid() == 0)
         err(f"portkit who: note: {note}")
@@ -233,7 +233,7 @@ def stats_cmd(
     """Counts by protocol and state, connections and accept queue per listener,
     TIME-WAIT, and the ephemeral port range's use overall and per destination,
     with a warning above 70%."""
-    from portkit.render.sockets import stats_json, stats_text
+    from portkit.render.see import stats_json, stats_text
     from portkit.see import socket_stats
 
     stats = socket_stats(
@@ -276,7 +276,7 @@ def overview_cmd(
     """What listens on this machine: by port, with service, owner, bind scope and
     connections; databases, caches and brokers open on all interfaces are flagged;
     then the top warnings from `portkit stats`."""
-    from portkit.render.sockets import overview_json, overview_text
+    from portkit.render.see import overview_json, overview_text
     from portkit.see import overview, socket_stats
 
     stats = socket_stats(owners=True, netns=netns, pid_netns=pid_netns)
