@@ -68,9 +68,12 @@ __all__ = [
     "bind_scope",
     "classify_port",
     "iter_ports",
+    "parse_float",
+    "parse_int",
     "parse_port",
     "parse_ports",
     "parse_state_filter",
+    "shorten",
     "widest_scope",
 ]
 
@@ -136,24 +139,94 @@ class Protocol(StrEnum):
             ) from None
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters for an error message (a 5,000-digit number
+    is named, not echoed).
+
+    >>> shorten("1" * 50)
+    '1111111111111111111111111111111111111111...'
+    """
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def parse_int(
+    text: str | int, *, what: str = "number", low: int = 0, high: int, accepted: str = ""
+) -> int:
+    """Parse a whole number in ``low..high``: the one bounded number parser of portkit.
+
+    Only ASCII digits (and a leading ``-`` where ``low`` is negative) are accepted, and
+    the length is checked before converting, so a number of thousands of digits is
+    "out of range" at once rather than Python's int-conversion error.
+
+    >>> parse_int(" 42 ", what="count", low=1, high=100)
+    42
+    >>> parse_int("9" * 5000, what="port", high=65535)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    portkit.errors.ParseError: port 99999...9999... is out of range (accepted: 0-65535)
+    """
+    accepted = accepted or f"{low}-{high}"
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        raw = str(text)
+        digits = raw.strip()
+        negative = digits.startswith("-") and low < 0
+        body = digits[1:] if negative else digits
+        if not body.isdigit() or not body.isascii():
+            raise ParseError(
+                f"{what} {shorten(raw)!r} is not a number", text=shorten(raw), accepted=accepted
+            )
+        body = body.lstrip("0") or "0"
+        if len(body) > len(str(max(abs(low), abs(high)))):
+            raise ParseError(
+                f"{what} {shorten(digits)} is out of range", text=shorten(raw), accepted=accepted
+            )
+        value = -int(body) if negative else int(body)
+    if not low <= value <= high:
+        raise ParseError(
+            f"{what} {shorten(str(value))} is out of range",
+            text=shorten(str(text)),
+            accepted=accepted,
+        )
+    return value
+
+
+def parse_float(
+    text: str | float, *, what: str = "number", low: float, high: float, low_open: bool = False
+) -> float:
+    """Parse a finite decimal number in ``low..high`` (``(low..high]`` with ``low_open``).
+
+    NaN, infinities and anything out of the bounds are refused: a timeout of ``nan``
+    would never expire, an interval of ``1e-300`` would spin.
+
+    >>> parse_float("2.5", what="--timeout", low=0, high=3600, low_open=True)
+    2.5
+    >>> parse_float("nan", what="--timeout", low=0, high=3600)
+    Traceback (most recent call last):
+    ...
+    portkit.errors.ParseError: --timeout 'nan' is not a finite number (accepted: 0-3600)
+    """
+    accepted = f"{low:g}-{high:g}" + (f", more than {low:g}" if low_open else "")
+    raw = shorten(str(text))
+    try:
+        value = float(text.strip() if isinstance(text, str) and len(text) <= 64 else text)
+    except (TypeError, ValueError, OverflowError):
+        raise ParseError(f"{what} {raw!r} is not a number", text=raw, accepted=accepted) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ParseError(f"{what} {raw!r} is not a finite number", text=raw, accepted=accepted)
+    if value < low or value > high or (low_open and value == low):
+        raise ParseError(f"{what} {raw} is out of range", text=raw, accepted=accepted)
+    return value
+
+
 def parse_port(text: str | int, *, what: str = "port") -> int:
     """Parse one port number, 0-65535.
 
     >>> parse_port(" 5432 ")
     5432
     """
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        digits = str(text).strip()
-        if not digits.isdigit() or not digits.isascii():
-            raise ParseError(
-                f"{what} {str(text)!r} is not a number", text=str(text), accepted="0-65535"
-            )
-        value = int(digits)
-    if not 0 <= value <= MAX_PORT:
-        raise ParseError(f"{what} {value} is out of range", text=str(text), accepted="0-65535")
-    return value
+    return parse_int(text, what=what, low=0, high=MAX_PORT)
 
 
 class PortRange(_Record):

@@ -186,8 +186,17 @@ def cli(ctx: click.Context, as_json: bool) -> int | None:
     return None
 
 
+#: An error line longer than this is cut in the middle: a bad 5,000-character argument
+#: is named, not echoed back whole.
+MAX_ERROR_LINE = 400
+
+
 def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    line = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    if len(line) > MAX_ERROR_LINE:
+        keep = MAX_ERROR_LINE // 2 - 3
+        line = f"{line[:keep]} ... {line[-keep:]}"
+    return line
 
 
 def _command_name(args: list[str]) -> str:

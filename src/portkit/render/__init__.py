@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Any, TextIO
 
-__all__ = ["Style", "table", "to_csv", "to_json", "use_color"]
+__all__ = ["Style", "safe", "table", "to_csv", "to_json", "use_color"]
 
 _BOLD, _DIM, _RED, _YELLOW, _GREEN, _RESET = (
     "\x1b[1m",
@@ -26,6 +26,27 @@ _BOLD, _DIM, _RED, _YELLOW, _GREEN, _RESET = (
     "\x1b[32m",
     "\x1b[0m",
 )
+
+
+def safe(text: str) -> str:
+    r"""Text from outside (a process name or command line, a certificate subject, a
+    banner) made harmless for a terminal: control and format characters, which could
+    move the cursor, rewrite lines or reverse the text, are shown as escapes.
+
+    Anyone can name a process; what root sees in ``portkit who`` must be what is there.
+    JSON output stays exact (json.dumps escapes control characters itself).
+
+    >>> safe("nginx"), safe("evil\x1b[2J"), safe("a\u202eb")
+    ('nginx', 'evil\\x1b[2J', 'a\\u202eb')
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 
 def use_color(stream: TextIO) -> bool:

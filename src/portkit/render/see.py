@@ -8,6 +8,7 @@ socket listing itself is :mod:`portkit.render.sockets`.
 from __future__ import annotations
 
 from portkit.model import BindScope, Protocol, widest_scope
+from portkit.render import safe
 from portkit.render.sockets import ls_json, ls_text
 
 TYPE_CHECKING = False
@@ -112,7 +113,7 @@ def stats_text(stats: SocketStats, style: Style, names: Names | None = None) -> 
                 names.get(ls.protocol.value, {}).get(ls.port),
                 ls.connections if ls.protocol is Protocol.TCP else None,
                 f"{ls.accept_queue}/{ls.accept_max}" if ls.protocol is Protocol.TCP else None,
-                f"{ls.process}/{ls.pid}" if ls.pid else None,
+                f"{safe(ls.process or '-')}/{ls.pid}" if ls.pid else None,
             )
             for ls in stats.listeners
         ]
@@ -229,7 +230,7 @@ def overview_text(
             lp.service,
             style.red(scope_words(lp.addresses)) if lp.exposed else scope_words(lp.addresses),
             lp.connections if lp.protocol.value == "tcp" else None,
-            ", ".join(lp.processes) or None,
+            safe(", ".join(lp.processes)) or None,
         )
         for lp in view.listening
     ]
@@ -315,9 +316,9 @@ def who_text(result: PortOwners, names: Names, style: Style, width: int | None) 
                 [
                     (
                         h.pid,
-                        h.user,
+                        safe(h.user or "-"),
                         _when(h.started),
-                        " ".join(h.cmdline).replace("\n", " ") or h.process,
+                        safe(" ".join(h.cmdline)) or safe(h.process or "-"),
                     )
                     for h in result.holders
                 ],

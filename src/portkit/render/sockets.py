@@ -30,6 +30,7 @@ from portkit._sockrow import (
     USER,
 )
 from portkit.model import TcpState
+from portkit.render import safe
 from portkit.render.sockets_raw import (
     _Json,
     ls_json_raw,
@@ -202,8 +203,8 @@ def ls_text(
             headers += ["PID", "PROCESS", "USER"]
             cells += [
                 ["-" if r[PID] is None else str(r[PID]) for r in rows],
-                ["-" if r[PROCESS] is None else r[PROCESS] for r in rows],
-                ["-" if r[USER] is None else r[USER] for r in rows],
+                ["-" if r[PROCESS] is None else safe(r[PROCESS]) for r in rows],
+                ["-" if r[USER] is None else safe(r[USER]) for r in rows],
             ]
         if extended:
             from portkit.see._rows import container_id
@@ -338,8 +339,8 @@ def ls_csv(rows: Sequence[tuple[Any, ...]], names: Names) -> str:
                 r[RECV_Q],
                 r[SEND_Q],
                 r[PID],
-                r[PROCESS],
-                r[USER],
+                None if r[PROCESS] is None else safe(r[PROCESS]),
+                None if r[USER] is None else safe(r[USER]),
                 r[UID],
                 r[INODE],
                 service(r),

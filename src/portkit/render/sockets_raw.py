@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from portkit.render import safe
 from portkit.see._netlink import TCP_STATES
 
 TYPE_CHECKING = False
@@ -140,11 +141,12 @@ def ls_text_raw(
     if owners is not None:
         holders, procs = owners
         wpid = max([3, *(len(str(p)) for p in procs)])
-        wname = max([7, *(len(n or "-") for n, _ in procs.values())])
+        shown = {pid: (safe(n or "-"), safe(u or "-")) for pid, (n, u) in procs.items()}
+        wname = max([7, *(len(n) for n, _ in shown.values())])
         nobody = f"  {'-':<{wpid}}  {'-':<{wname}}  -"
         tails = _Tails(nobody)
-        for pid, (name, user) in procs.items():
-            tails[pid] = f"  {pid:<{wpid}}  {name or '-':<{wname}}  {user or '-'}"
+        for pid, (name, user) in shown.items():
+            tails[pid] = f"  {pid:<{wpid}}  {name:<{wname}}  {user}"
         # {inode: tail} through map/zip (C), not a comprehension: 100,000 sockets
         from operator import itemgetter
 

@@ -28,6 +28,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from portkit.errors import ParseError, PortkitError
+from portkit.render import safe
 from portkit.render.sockets import service_ports
 from portkit.tui import view
 from portkit.tui.table import SocketTable
@@ -67,10 +68,10 @@ def _default_details(pid: int) -> list[str]:
     )
     return [
         f"pid      {pid}",
-        f"name     {info.name or '?'}",
-        f"user     {info.user or '?'} (uid {info.uid if info.uid is not None else '?'})",
+        f"name     {safe(info.name or '?')}",
+        f"user     {safe(info.user or '?')} (uid {info.uid if info.uid is not None else '?'})",
         f"started  {started}",
-        f"command  {' '.join(info.cmdline) or '?'}",
+        f"command  {safe(' '.join(info.cmdline)) or '?'}",
     ]
 
 

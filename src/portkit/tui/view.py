@@ -41,6 +41,7 @@ from portkit.model import (
     bind_scope,
     parse_state_filter,
 )
+from portkit.render import safe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -322,8 +323,8 @@ def connection_cells(row: tuple[Any, ...], names: dict[str, dict[int, str]]) -> 
         str(row[RECV_Q]),
         str(row[SEND_Q]),
         "-" if pid is None else str(pid),
-        process or "-",
-        user or "-",
+        safe(process or "-"),
+        safe(user or "-"),
     )
     keys = (
         row[PROTOCOL].value,
@@ -376,7 +377,7 @@ def listener_rows(
         groups.setdefault((ls.protocol.value, ls.port), []).append(ls)
     out: dict[str, Row] = {}
     for (proto, port), items in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        owners = ", ".join(sorted({f"{ls.process}/{ls.pid}" for ls in items if ls.pid}))
+        owners = safe(", ".join(sorted({f"{ls.process}/{ls.pid}" for ls in items if ls.pid})))
         queue, qmax = sum(ls.accept_queue for ls in items), sum(ls.accept_max for ls in items)
         tcp = proto == "tcp"
         # A wildcard listener's count already covers every connection to the port

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from portkit.cli._output import err, out
+from portkit.cli.commands._options import PORT, Count, Seconds
 from portkit.errors import ProbeError
 from portkit.model import Endpoint, Protocol
 from portkit.render import Style, to_json, use_color
@@ -16,7 +17,10 @@ if TYPE_CHECKING:
     from portkit.forward._engine import Forwarder
     from portkit.forward.serve import Server
 
-_SECONDS = click.FloatRange(min=0, min_open=True)
+#: Timeouts: 1 ms to a day (NaN and infinities refused); intervals at least 0.1 s, so
+#: that a periodic line can never flood the terminal.
+_SECONDS = Seconds(0.001, 86_400)
+_INTERVAL = Seconds(0.1, 86_400)
 
 
 def _stderr_style() -> Style:
@@ -48,7 +52,7 @@ Examples:
 )
 @click.option(
     "--max-conns",
-    type=click.IntRange(min=1),
+    type=Count(1, 10_000_000),
     default=None,
     help="Concurrent TCP connections at most (default: what RLIMIT_NOFILE allows).",
 )
@@ -77,13 +81,13 @@ Examples:
 )
 @click.option(
     "--max-udp-sessions",
-    type=click.IntRange(min=1),
+    type=Count(1, 10_000_000),
     default=None,
     help="Concurrent UDP sessions per mapping at most (default: from RLIMIT_NOFILE).",
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=Seconds(0, 86_400),
     default=10.0,
     show_default=True,
     metavar="SECONDS",
@@ -99,7 +103,7 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="No per-connection lines (notices stay).")
 @click.option(
     "--stats-interval",
-    type=_SECONDS,
+    type=_INTERVAL,
     default=None,
     metavar="SECONDS",
     help="Print the counters every SECONDS (and once at exit).",
@@ -213,12 +217,8 @@ Examples:
   portkit serve discard --udp 9999 --json""",
 )
 @click.argument("kind", type=click.Choice(["echo", "discard", "http"]))
-@click.option(
-    "--tcp", "tcp", type=click.IntRange(0, 65535), default=None, help="TCP port (0: any)."
-)
-@click.option(
-    "--udp", "udp", type=click.IntRange(0, 65535), default=None, help="UDP port (0: any)."
-)
+@click.option("--tcp", "tcp", type=PORT, default=None, help="TCP port (0: any).")
+@click.option("--udp", "udp", type=PORT, default=None, help="UDP port (0: any).")
 @click.option(
     "--bind", default="127.0.0.1", show_default=True, help="Address to listen on (IPv4 or IPv6)."
 )
@@ -280,7 +280,7 @@ Examples:
 )
 @click.option(
     "--wait",
-    type=click.FloatRange(min=0),
+    type=Seconds(0, 86_400),
     default=1.0,
     show_default=True,
     metavar="SECONDS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from portkit.cli._output import out
-from portkit.cli.commands._options import PORT_RANGE, PROTOCOL, json_option
+from portkit.cli.commands._options import PORT_RANGE, PROTOCOL, Count, json_option
 from portkit.cli.lookup import write_lookup
 from portkit.free import free_ports
 from portkit.model import PortRange, Protocol
@@ -26,7 +26,7 @@ Examples:
 @click.argument("queries", nargs=-1, required=True, metavar="QUERY...")
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
+    type=Count(0, 100_000),
     default=50,
     show_default=True,
     help="At most this many rows per name query (0: all).",
@@ -56,7 +56,7 @@ Examples:
 @click.option(
     "-n",
     "count",
-    type=click.IntRange(min=1, max=1000),
+    type=Count(1, 1000),
     default=1,
     show_default=True,
     help="How many distinct ports.",

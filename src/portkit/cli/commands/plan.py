@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from portkit.cli._output import out, stdout_style, stdout_width
-from portkit.cli.commands._options import PORT_RANGE, json_option
+from portkit.cli.commands._options import PORT_RANGE, Seconds, json_option
 from portkit.errors import PortkitError, UsageError
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ Examples:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.01, max=60),
+    type=Seconds(0.01, 60),
     default=1.0,
     show_default=True,
     help="Seconds to wait for each probe.",

@@ -9,11 +9,11 @@ from typing import Any
 import click
 
 from portkit.cli._output import err, out, stdout_style, stdout_width
-from portkit.cli.commands._options import json_option
+from portkit.cli.commands._options import Count, Seconds, json_option
 from portkit.errors import UsageError
 from portkit.render import to_json
 
-_TIMEOUT = click.FloatRange(min=0.001, max=3600)
+_TIMEOUT = Seconds(0.001, 3600)
 
 
 class _Progress:
@@ -54,7 +54,7 @@ Examples:
 @click.option("--timeout", type=_TIMEOUT, default=3.0, show_default=True, help="Seconds per try.")
 @click.option(
     "--retries",
-    type=click.IntRange(0, 10),
+    type=Count(0, 10),
     default=0,
     show_default=True,
     help="Extra tries before a silent port is called filtered.",
@@ -152,14 +152,14 @@ and wait-for-it; the command is not run), 2 bad input.""",
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET... [-- CMD ARGS...]")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=Seconds(0, 366 * 86_400),
     default=30.0,
     show_default=True,
     help="Give up after this many seconds (0: never).",
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.01, max=3600),
+    type=Seconds(0.01, 3600),
     default=0.5,
     show_default=True,
     help="Seconds between tries.",
@@ -271,7 +271,7 @@ open|filtered (UDP silence). Only scan hosts you are allowed to scan.""",
 )
 @click.argument("targets", nargs=-1, metavar="TARGET...")
 @click.option("-p", "ports", metavar="PORTS", help="22,80,8000-8100, - (all), U:53,T:22.")
-@click.option("--top", type=click.IntRange(min=1), help="The N most common ports (registry).")
+@click.option("--top", type=Count(1, 65535), help="The N most common ports (registry).")
 @click.option("--udp", "-sU", "udp", is_flag=True, help="UDP scan (protocol payloads).")
 @click.option(
     "-iL",
@@ -281,14 +281,12 @@ open|filtered (UDP silence). Only scan hosts you are allowed to scan.""",
 )
 @click.option(
     "--concurrency",
-    type=click.IntRange(1, 65536),
+    type=Count(1, 65536),
     help="Probes in flight (default 1000 TCP, 256 UDP; fitted under the fd limit).",
 )
-@click.option("--rate", type=click.FloatRange(min=0.1), help="At most this many probes/second.")
+@click.option("--rate", type=Seconds(0.1, 1_000_000), help="At most this many probes/second.")
 @click.option("--timeout", type=_TIMEOUT, help="Seconds per try (default: adaptive, from RTTs).")
-@click.option(
-    "--retries", type=click.IntRange(0, 10), default=1, show_default=True, help="Extra tries."
-)
+@click.option("--retries", type=Count(0, 10), default=1, show_default=True, help="Extra tries.")
 @click.option("--banner", is_flag=True, help="Grab what open services say (UDP: the reply).")
 @click.option("--all", "show_all", is_flag=True, help="Show every port, not only open ones.")
 @click.option("-6", "ipv6", is_flag=True, help="Scan the IPv6 address of host names.")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from portkit.cli._output import err, out, stdout_style, stdout_width
-from portkit.cli.commands._options import json_option
+from portkit.cli.commands._options import MAX_PID, Count, json_option
 from portkit.cli.see import families_for, names_for, write_ls
 from portkit.errors import ParseError, PermissionDenied, UsageError
 from portkit.model import Protocol, parse_port, parse_ports
@@ -40,7 +40,7 @@ PORTS = _Ports()
 def _netns_options(f: Any) -> Any:
     f = click.option(
         "--pid-netns",
-        type=click.IntRange(min=1),
+        type=Count(1, MAX_PID),
         default=None,
         metavar="PID",
         help="Look into the network namespace of this process (a container's, say).",
@@ -108,7 +108,7 @@ Examples:
 @click.option("--port", type=PORTS, default=None, help="Either side's port, list or range.")
 @click.option("--src", multiple=True, metavar="CIDR", help="Local address or network.")
 @click.option("--dst", multiple=True, metavar="CIDR", help="Remote address or network.")
-@click.option("--pid", "pids", type=click.IntRange(min=1), multiple=True, help="Owned by PID.")
+@click.option("--pid", "pids", type=Count(1, MAX_PID), multiple=True, help="Owned by PID.")
 @click.option("--process", default=None, metavar="NAME", help="Owned by a process named so.")
 @click.option("--sort", default=None, metavar="COLUMN", callback=_check_sort, help=_SORT_HELP)
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from portkit.cli._output import err, out
-from portkit.cli.commands._options import _ModelType
+from portkit.cli.commands._options import MAX_PID, Count, Seconds, _ModelType
 from portkit.errors import PortkitError, UsageError
 from portkit.exporter import (
     DEFAULT_HOST,
@@ -29,7 +29,7 @@ netns_option = click.option(
 )
 pid_netns_option = click.option(
     "--pid-netns",
-    type=click.IntRange(min=1),
+    type=Count(1, MAX_PID),
     default=None,
     metavar="PID",
     help="Look into the network namespace of this process (a container's, say).",
@@ -159,7 +159,7 @@ Keys:
 @click.option(
     "-i",
     "--interval",
-    type=click.FloatRange(min=0.1, max=3600),
+    type=Seconds(0.1, 3600),
     default=1.0,
     show_default=True,
     help="Seconds between refreshes.",
