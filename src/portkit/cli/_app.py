@@ -192,7 +192,12 @@ MAX_ERROR_LINE = 400
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def _error_line(args: list[str], message: str) -> str:
+    """``portkit CMD: error: MESSAGE`` on one line of at most :data:`MAX_ERROR_LINE`."""
+    line = f"{_command_name(args)}: error: {_one_line(message)}"
     if len(line) > MAX_ERROR_LINE:
         keep = MAX_ERROR_LINE // 2 - 3
         line = f"{line[:keep]} ... {line[-keep:]}"
@@ -213,15 +218,15 @@ def run(args: list[str]) -> int:
         err("portkit: aborted")
         return 130
     except click.ClickException as exc:
-        err(f"{_command_name(args)}: error: {_one_line(exc.format_message())}")
+        err(_error_line(args, exc.format_message()))
         return exc.exit_code
     except PortkitError as exc:
-        err(f"{_command_name(args)}: error: {_one_line(str(exc))}")
+        err(_error_line(args, str(exc)))
         return exc.exit_code
     except OSError as exc:
         # Anything the capabilities did not translate is still an environment failure,
         # reported in one line rather than as a traceback.
-        err(f"{_command_name(args)}: error: {exc.strerror or exc}")
+        err(_error_line(args, str(exc.strerror or exc)))
         return 3
     finally:
         sys.stdout.flush()

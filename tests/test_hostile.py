@@ -1,0 +1,241 @@
+"""The project's own hostile-input corpus: what a careless or hostile user (or peer) can
+hand portkit, and the contract it must keep: one clear line on stderr and exit 2 for bad
+input, never a traceback, never unbounded memory or time, and nothing from outside that
+can rewrite the reader's terminal. The plan readers have their own file
+(test_hostile_plan.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from portkit.cli import main
+from tests.conftest import Runner
+
+HUGE = "1" + "0" * 5000  # past Python's 4,300-digit int conversion limit
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert r.returncode == code, (r.returncode, r.stdout[-500:], r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr[-2000:]
+    assert len(lines[0]) <= 400
+    return lines[0]
+
+
+# --- numbers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["lookup", HUGE],
+        ["lookup", f"{HUGE}/tcp"],
+        ["lookup", f"10.0.0.5:{HUGE}"],
+        ["free", "-n", HUGE],
+        ["free", "--range", f"1-{HUGE}"],
+        ["ls", "--sport", HUGE],
+        ["ls", "--dport", f"1-{HUGE}"],
+        ["ls", "--pid", HUGE],
+        ["who", HUGE],
+        ["check", f"127.0.0.1:{HUGE}"],
+        ["wait", f"127.0.0.1:{HUGE}"],
+        ["scan", "127.0.0.1", "-p", HUGE],
+        ["scan", "127.0.0.1", "--top", HUGE],
+        ["connect", f"127.0.0.1:{HUGE}"],
+        ["forward", f"{HUGE}:80"],
+        ["serve", "echo", "--tcp", HUGE],
+        ["exporter", "--listen", f"127.0.0.1:{HUGE}", "--once"],
+        ["top", "--pid-netns", HUGE],
+        ["stats", "--pid-netns", HUGE],
+    ],
+    ids=lambda a: " ".join(a)[:40],
+)
+def test_huge_numbers_are_out_of_range(cli: Runner, args: list[str]) -> None:
+    line = _one_line_error(cli(*args, timeout=30))
+    assert "out of range" in line or "not a" in line or "bad" in line, line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["wait", "127.0.0.1:1", "--timeout", "nan"],
+        ["wait", "127.0.0.1:1", "--interval", "nan"],
+        ["wait", "127.0.0.1:1", "--interval", "inf"],
+        ["check", "127.0.0.1:1", "--timeout", "nan"],
+        ["check", "127.0.0.1:1", "--timeout", "-inf"],
+        ["scan", "127.0.0.1", "--rate", "nan"],
+        ["connect", "127.0.0.1:1", "--timeout", "nan"],
+        ["connect", "127.0.0.1:1", "--wait", "inf"],
+        ["top", "--interval", "nan"],
+        ["top", "--interval", "1e-300"],
+        ["forward", "0:1", "--stats-interval", "1e-300"],
+        ["forward", "0:1", "--idle-timeout", "nan"],
+        ["forward", "0:1", "--grace", "inf"],
+        ["plan", "check", "x.yaml", "--timeout", "nan"],
+    ],
+    ids=lambda a: " ".join(a)[:40],
+)
+def test_floats_must_be_finite_and_bounded(cli: Runner, args: list[str]) -> None:
+    line = _one_line_error(cli(*args, timeout=30))
+    assert "finite" in line or "out of range" in line, line
+
+
+# --- text from outside never reaches the terminal raw -----------------------------------
+
+EVIL = "ev\x1b[2Jil\u202e"  # clear the screen, then reverse what follows
+
+
+@contextlib.contextmanager
+def _renamed_listener() -> Iterator[tuple[int, int]]:
+    """A child process named with terminal escapes (``prctl(PR_SET_NAME)``, as any local
+    user can) that listens on a loopback port: (pid, port)."""
+    code = (
+        "import ctypes, socket, sys, time\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+        f"ctypes.CDLL(None).prctl(15, {EVIL.encode()!r}, 0, 0, 0)\n"
+        "print(s.getsockname()[1], flush=True); time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield proc.pid, port
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _comm(pid: int) -> str:
+    with open(f"/proc/{pid}/comm", "rb") as f:
+        return f.read().rstrip(b"\n").decode("utf-8", "surrogateescape")
+
+
+def test_process_names_are_escaped_in_tables_and_exact_in_json(cli: Runner) -> None:
+    with _renamed_listener() as (pid, port):
+        name = _comm(pid)
+        assert "\x1b" in name  # the kernel kept the escape (it keeps 15 bytes)
+        for args in (
+            ["who", str(port)],
+            ["ls", "-tlnp", "--sport", str(port)],
+            ["ls", "-tlnp", "--sport", str(port), "--sort", "process"],
+            ["stats", "-p"],
+            [],
+        ):
+            r = cli(*args)
+            assert r.returncode == 0, (args, r.stderr)
+            assert "\x1b" not in r.stdout and "\u202e" not in r.stdout, args
+            if args and args[0] in ("who", "ls"):
+                assert "\\x1b[2J" in r.stdout, (args, r.stdout)
+        doc = json.loads(cli("who", str(port), "--json").stdout)
+        assert doc["owners"][0]["process"] == name
+        rows = json.loads(cli("ls", "-tlnp", "--sport", str(port), "--json").stdout)
+        assert rows[0]["process"] == name
+
+
+# --- the command line as a whole: random arguments never crash it ------------------------
+
+#: Commands that only parse or look (no long-running server, no terminal UI, and no
+#: name resolution: these machines may reach nothing but loopback).
+_QUICK = ["lookup", "free", "ls", "who", "stats", "plan", "completion"]
+_WORDS = st.sampled_from(
+    [
+        "22",
+        "0",
+        "-1",
+        "65536",
+        HUGE[:60],
+        "nan",
+        "inf",
+        "1e-300",
+        "tcp",
+        "udp",
+        "sctp",
+        "-t",
+        "-u",
+        "-l",
+        "-n",
+        "-p",
+        "--json",
+        "--csv",
+        "--sort",
+        "--sport",
+        "--dport",
+        "--state",
+        "bogus",
+        "--netns",
+        "../etc",
+        "--pid-netns",
+        "--range",
+        "::ffff:127.0.0.1",
+        "[::1]",
+        "127.0.0.1:0",
+        "127.0.0.1:1/sctp",
+        "",
+        " ",
+        "\x00",
+        "\x1b[2J",
+        "☃",
+        "-",
+        "--",
+        "lint",
+        "explain",
+        "/dev/null",
+        "--timeout",
+        "0.01",
+        "--limit",
+        "--zzz",
+    ]
+)
+
+
+@settings(max_examples=150)
+@given(command=st.sampled_from(_QUICK), args=st.lists(_WORDS, max_size=5))
+def test_random_arguments_never_crash(command: str, args: list[str]) -> None:
+    """Any argument list gives an exit code of the contract, never an exception."""
+    out, err = io.StringIO(), io.StringIO()
+    stdin = sys.stdin
+    try:
+        sys.stdin = io.StringIO("")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([command, *args])
+    finally:
+        sys.stdin = stdin
+    assert code in (0, 1, 2, 3, 124), (command, args, code, err.getvalue()[-500:])
+    if code == 2:
+        assert err.getvalue().count("\n") >= 1
+
+
+def test_a_quick_command_stays_quick_with_garbage(cli: Runner) -> None:
+    """A 1 MB argument is refused without reading it through slowly (bounded work)."""
+    start = time.monotonic()
+    r = cli("lookup", "x" * 100_000)
+    assert r.returncode in (1, 2)
+    assert "Traceback" not in r.stderr
+    assert time.monotonic() - start < 60  # a hang, not a benchmark
+
+
+def test_who_of_an_unused_port_answers_plainly() -> None:
+    """who of a port nobody uses: exit 1 and a plain answer, in-process too."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["who", str(port)]) == 1
+    assert "nothing uses this port" in out.getvalue()
