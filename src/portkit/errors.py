@@ -11,7 +11,8 @@ place (``portkit.cli``) and never prints a traceback for them::
     ├── PermissionDenied         exit 3  the OS refused; says what privilege is missing
     ├── ResourceExhausted        exit 3  out of file descriptors, ports, memory
     ├── ProbeError               exit 3  a probe could not be sent (no route, bad family)
-    │   └── ProbeTimeout         exit 1  a deadline passed before the answer
+    │   ├── ProbeTimeout         exit 1  a deadline passed before the answer
+    │   └── ProtocolError        exit 1  a peer's bytes do not parse as the protocol asked for
     ├── ForwardError             exit 3  a forwarder could not listen or relay
     └── PlanError                exit 2  a plan file cannot be read at all
 
@@ -34,6 +35,7 @@ __all__ = [
     "PortkitError",
     "ProbeError",
     "ProbeTimeout",
+    "ProtocolError",
     "RegistryError",
     "ResourceExhausted",
     "UsageError",
@@ -113,6 +115,25 @@ class ProbeTimeout(ProbeError):
     """A deadline passed before an answer came."""
 
     exit_code: ClassVar[int] = 1
+
+
+class ProtocolError(ProbeError):
+    """A peer answered, but not in the protocol a readiness handshake asked for.
+
+    Raised by the pure codecs of ``portkit.probe._ready`` for bytes they cannot read
+    (a truncated frame, a length out of bounds, an unknown type); the handshake
+    driver reports it as the verdict ``not-this-protocol``.
+
+    Args:
+        message: what did not parse.
+        protocol: the protocol's name (``postgres``, ``redis``, ...).
+    """
+
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, protocol: str = "") -> None:
+        self.protocol = protocol
+        super().__init__(f"{protocol}: {message}" if protocol else message)
 
 
 class ForwardError(PortkitError):
