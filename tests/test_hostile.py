@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -239,3 +240,95 @@ def test_who_of_an_unused_port_answers_plainly() -> None:
     with contextlib.redirect_stdout(out):
         assert main(["who", str(port)]) == 1
     assert "nothing uses this port" in out.getvalue()
+
+
+# --- servers keep serving ---------------------------------------------------------------
+
+
+@pytest.fixture
+def exporter_server() -> Iterator[Any]:
+    import threading
+
+    from portkit.exporter import SocketCollector, make_server
+    from portkit.exporter.snapshot import take_snapshot
+
+    srv = make_server(SocketCollector(take_snapshot), "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(10)
+
+
+def _scrape(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=20) as r:
+        assert b"portkit_up 1.0" in r.read()
+        return int(r.status)
+
+
+def test_exporter_scrapes_through_500_slow_clients(
+    exporter_server: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    host, port = exporter_server.address
+    held: list[socket.socket] = []
+    try:
+        for i in range(500):
+            s = socket.create_connection((host, port), timeout=5)
+            if i % 3 == 1:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never ends
+            elif i % 3 == 2:
+                s.sendall(b"G")  # one byte, then silence
+            held.append(s)
+        assert _scrape(exporter_server.url) == 200
+        # clients that reset before the reply: no traceback, not even a line
+        for _ in range(20):
+            s = socket.create_connection((host, port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        # garbage and an oversized head get closed; the server goes on
+        for junk in (b"\x16\x03\x01\x00\xa5\x01" * 10, b"GET / HTTP/1.1\r\nX: " + b"a" * 40_000):
+            with (
+                socket.create_connection((host, port), timeout=5) as s,
+                contextlib.suppress(OSError),
+            ):
+                s.sendall(junk)
+                s.recv(100)
+        assert _scrape(exporter_server.url) == 200
+    finally:
+        for s in held:
+            s.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err, err[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["exporter", "--listen", "127.0.0.1:9999/udp", "--once"], "over TCP only"),
+        (["free", "--range", "0-0"], "port 0"),
+        (["free", "--host", "fe80::1"], "needs a zone"),
+        (["free", "--host", "10.254.254.254"], "not on this host"),
+        (["scan", *[f"127.{i * 16}.0.0/12" for i in range(16)]], "in all"),  # loopback only
+        (["--json", "ls"], "portkit ls --json"),
+    ],
+    ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None,
+)
+def test_small_wrong_answers_are_usage_errors(cli: Runner, args: list[str], says: str) -> None:
+    assert says in _one_line_error(cli(*args))
+
+
+def test_free_never_offers_port_0_and_takes_mapped_addresses(cli: Runner) -> None:
+    r = cli("free", "--range", "0-1", "-n", "1")
+    assert r.returncode in (0, 3) and "0" not in r.stdout.split()
+    mapped = cli("free", "--host", "::ffff:127.0.0.1")
+    assert mapped.returncode == 0 and mapped.stdout.strip().isdigit(), mapped.stderr
+
+
+def test_who_kill_without_a_terminal_needs_yes(cli: Runner) -> None:
+    with _renamed_listener() as (_pid, port):
+        r = cli("who", str(port), "--kill", input="")
+        assert "--yes" in _one_line_error(r)

@@ -25,41 +25,75 @@ _SOCK_TYPES = {Protocol.TCP: socket.SOCK_STREAM, Protocol.UDP: socket.SOCK_DGRAM
 
 def _candidates(port_range: PortRange | None, avoid: PortRange | None) -> list[int]:
     span = port_range or _DEFAULT_SPAN
-    ports = [p for p in span if avoid is None or p not in avoid]
+    # Port 0 is never free to hand out: binding it means "any port", so it always binds.
+    ports = [p for p in span if p and (avoid is None or p not in avoid)]
     random.shuffle(ports)
     return ports
 
 
-def _hosts(host: str | None) -> list[tuple[socket.AddressFamily, str]]:
-    """Where to bind: the given address, or every address of both families."""
+def _hosts(host: str | None) -> list[tuple[socket.AddressFamily, tuple[str, ...]]]:
+    """Where to bind, as (family, address without the port): the given address, or
+    every address of both families. ``::ffff:a.b.c.d`` is tested as ``a.b.c.d`` (what
+    a dual-stack socket bound there takes), a link-local IPv6 address needs its zone
+    (``fe80::1%eth0``)."""
     if host is None:
-        found = [(socket.AF_INET, "0.0.0.0")]
+        found: list[tuple[socket.AddressFamily, tuple[str, ...]]] = [(socket.AF_INET, ("0.0.0.0",))]
         if socket.has_ipv6:
-            found.append((socket.AF_INET6, "::"))
+            found.append((socket.AF_INET6, ("::",)))
         return found
-    from portkit.model import _ip_literal
+    from portkit.model import BindScope, _ip_literal, bind_scope
 
-    literal = _ip_literal(host.strip("[]"))
-    if literal is None:
+    text = host.strip().strip("[]")
+    address, _, zone = text.partition("%")
+    literal = _ip_literal(address)
+    if literal is None or (zone and ":" not in literal):
         raise ParseError(
             f"bad address {host!r}",
             text=host,
-            accepted="an IPv4 or IPv6 address, e.g. 127.0.0.1 or ::1",
+            accepted="an IPv4 or IPv6 address, e.g. 127.0.0.1, ::1 or fe80::1%eth0",
         )
-    return [(socket.AF_INET6 if ":" in literal else socket.AF_INET, literal)]
+    if ":" not in literal:
+        return [(socket.AF_INET, (literal,))]
+    packed = socket.inet_pton(socket.AF_INET6, literal)
+    if packed[:12] == b"\0" * 10 + b"\xff\xff":
+        return [(socket.AF_INET, (socket.inet_ntop(socket.AF_INET, packed[12:]),))]
+    if bind_scope(literal) is BindScope.LINK_LOCAL:
+        if not zone:
+            raise ParseError(
+                f"link-local address {literal} needs a zone: {literal}%INTERFACE",
+                text=host,
+                accepted="fe80::1%eth0",
+            )
+        try:
+            scope = socket.if_nametoindex(zone)
+        except OSError:
+            raise ParseError(
+                f"no interface {zone!r} on this host", text=host, accepted="fe80::1%eth0"
+            ) from None
+        return [(socket.AF_INET6, (literal, "0", str(scope)))]
+    return [(socket.AF_INET6, (literal,))]
 
 
-def _bindable(port: int, sock_type: int, hosts: list[tuple[socket.AddressFamily, str]]) -> bool:
-    for family, addr in hosts:
+def _sockaddr(where: tuple[str, ...], port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    if len(where) == 3:
+        return (where[0], port, int(where[1]), int(where[2]))
+    return (where[0], port)
+
+
+def _bindable(
+    port: int, sock_type: int, hosts: list[tuple[socket.AddressFamily, tuple[str, ...]]]
+) -> bool:
+    for family, where in hosts:
+        addr = where[0]
         try:
             with socket.socket(family, sock_type) as s:
                 if family == socket.AF_INET6:
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind((addr, port))
+                s.bind(_sockaddr(where, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return False
-            if exc.errno == errno.EADDRNOTAVAIL:
+            if exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
                 if addr in ("::", "0.0.0.0"):
                     continue  # no IPv6 on this host: IPv4 alone decides
                 raise ParseError(
@@ -102,6 +136,12 @@ def free_ports(
         )
     if n < 1:
         raise ParseError(f"cannot pick {n} ports", text=str(n), accepted="1 or more")
+    if port_range is not None and port_range.end == 0:
+        raise ParseError(
+            "port 0 is not a port to hand out (binding it means: any port)",
+            text="0",
+            accepted="a range of ports 1-65535",
+        )
     hosts = _hosts(host)
     avoid = None if allow_ephemeral or port_range is not None else ephemeral_range()
     found: list[int] = []

@@ -55,6 +55,12 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise ParseError(
             f"bad --listen address {text!r}: {exc.message}", text=text, accepted=LISTEN_FORMS
         ) from None
+    if ep.protocol.value != "tcp":
+        raise ParseError(
+            f"--listen {text!r}: the exporter serves HTTP, over TCP only",
+            text=text,
+            accepted=LISTEN_FORMS,
+        )
     if not ep.is_ip:
         raise ParseError(
             f"--listen needs an IP address, not the name {ep.host!r}",

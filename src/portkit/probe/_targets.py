@@ -23,7 +23,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from portkit.errors import ParseError
-from portkit.model import _check_hostname, _Record
+from portkit.model import _check_hostname, _Record, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -183,11 +183,27 @@ def _full_range(
 
 
 def parse_targets(texts: Iterable[str]) -> tuple[TargetSpec, ...]:
-    """Parse several targets; duplicates are kept (the scan removes repeated addresses)."""
-    specs = tuple(parse_target(t) for t in texts)
+    """Parse several targets; duplicates are kept (the scan removes repeated addresses).
+
+    :data:`MAX_HOSTS` holds for the whole scan, counted before any address is built:
+    sixteen /12 blocks are refused as one /8 would be.
+    """
+    specs: list[TargetSpec] = []
+    total = 0
+    for text in texts:
+        spec = parse_target(text)
+        total += spec.count
+        if total > MAX_HOSTS:
+            raise ParseError(
+                f"the targets hold more than {MAX_HOSTS} addresses in all "
+                f"(at {shorten(spec.text)!r}: {total})",
+                text=shorten(spec.text),
+                accepted="fewer or smaller targets",
+            )
+        specs.append(spec)
     if not specs:
         raise ParseError("no targets given", text="", accepted=ACCEPTED)
-    return specs
+    return tuple(specs)
 
 
 def parse_target_list(text: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -193,6 +194,8 @@ def _kill(holders: tuple[Holder, ...], sig: Any, yes: bool) -> int:
     targets = [h for h in holders if h.pid not in (os.getpid(), 1)]
     if not targets:
         raise UsageError("refusing to signal pid 1 or portkit itself")
+    if not yes and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError("--kill asks before it signals, which needs a terminal: add --yes")
     listing = ", ".join(f"{h.pid} ({h.process})" for h in targets)
     if not yes and not click.confirm(f"Send {sig.name} to {listing}?", default=False, err=True):
         err("portkit who: nothing was signalled")
@@ -249,6 +252,11 @@ def stats_cmd(
         out(to_json(stats_json(stats, names)))
     else:
         out(stats_text(stats, stdout_style(), names))
+    if processes and stats.owners_hidden:
+        from portkit.render.see import hidden_owners_note
+
+        note = hidden_owners_note(stats.owners_hidden, as_root=os.geteuid() == 0)
+        err(f"portkit stats: note: {note}")
     return 0
 
 
