@@ -257,8 +257,11 @@ def test_who_kill_signals_only_the_owner(cli: Runner) -> None:
         try:
             assert again.stdout is not None
             port2 = int(again.stdout.readline())
-            r = cli("who", str(port2), "--kill", input="n\n")
-            assert r.returncode == 1
+            # on a terminal (a pty here) the question is asked; "n" signals nothing
+            assert _on_a_terminal(["who", str(port2), "--kill"], answer=b"n\n") == 1
+            assert again.poll() is None
+            # without a terminal there is nobody to ask: --yes is needed (exit 2)
+            assert cli("who", str(port2), "--kill", input="y\n").returncode == 2
             assert again.poll() is None
         finally:
             again.kill()
@@ -487,3 +490,20 @@ def test_owners_denied_even_to_root_are_named_as_such() -> None:
         assert "could not be inspected" not in r.stderr
     finally:
         holder.communicate("")
+
+
+def _on_a_terminal(args: list[str], answer: bytes) -> int:
+    """Run portkit with a pseudo-terminal as stdin/stdout/stderr, type ``answer``."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portkit", *args], stdin=slave, stdout=slave, stderr=slave
+        )
+        os.write(master, answer)
+        code = proc.wait(timeout=30)
+    finally:
+        os.close(slave)
+        os.close(master)
+    return code
