@@ -70,6 +70,7 @@ def test_check_any_not_open_exits_1(server: int, closed_port: int) -> None:
         "http_status",
         "banner",
         "error",
+        "handshake",
     }
     assert data[0]["ok"] is True
     assert data[1]["ok"] is False

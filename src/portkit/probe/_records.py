@@ -20,6 +20,8 @@ from portkit.model import Endpoint, _Record
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from portkit.probe._ready import Verdict
+
 __all__ = [
     "CheckResult",
     "PortResult",
@@ -142,6 +144,8 @@ class CheckResult(_Record):
     ``rtt_ms`` the connect time. ``tls``, ``http_status`` and ``banner`` are filled
     only when asked for. ``error`` explains a failure after connecting (a TLS
     handshake or HTTP exchange that failed) or a name that did not resolve.
+    ``handshake`` is the readiness verdict of ``--proto`` (None when not asked for, or
+    when ``--proto auto`` knows no protocol for the port: ``error`` then says so).
     """
 
     __slots__ = (
@@ -154,6 +158,7 @@ class CheckResult(_Record):
         "http_status",
         "banner",
         "error",
+        "handshake",
     )
     target: Endpoint
     address: str | None
@@ -164,6 +169,7 @@ class CheckResult(_Record):
     http_status: int | None
     banner: str | None
     error: str
+    handshake: Verdict | None
 
     def __init__(
         self,
@@ -177,6 +183,7 @@ class CheckResult(_Record):
         http_status: int | None = None,
         banner: str | None = None,
         error: str = "",
+        handshake: Verdict | None = None,
     ) -> None:
         self._init(
             target=target,
@@ -188,13 +195,17 @@ class CheckResult(_Record):
             http_status=http_status,
             banner=banner,
             error=error,
+            handshake=handshake,
         )
 
     @property
     def ok(self) -> bool:
-        """Open, and every extra check asked for passed (TLS handshake, HTTP < 400)."""
+        """Open, and every extra check asked for passed (TLS handshake, HTTP < 400, the
+        readiness handshake's verdict ``ready``)."""
         if self.state is not PortState.OPEN or self.error:
             return False
+        if self.handshake is not None:
+            return self.handshake.ready
         return self.http_status is None or self.http_status < 400
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ProbeTimeout, UsageError
 from portkit.model import Endpoint, Protocol
+from portkit.probe._check import refuse_port_zero
 from portkit.probe._records import CheckResult, PortState, Reason, WaitResult
 
 if TYPE_CHECKING:
@@ -42,7 +43,27 @@ def _endpoints(targets: Iterable[str | Endpoint] | str | Endpoint) -> list[Endpo
     for ep in eps:
         if ep.protocol is not Protocol.TCP:
             raise UsageError(f"wait checks TCP ports only, not {ep}")
+    refuse_port_zero(eps)
     return eps
+
+
+def _checker(
+    endpoints: list[Endpoint], closed: bool, **options: Any
+) -> Callable[[list[Endpoint], float], list[CheckResult]]:
+    """``check`` with the wait's options, validated once before the first try."""
+    from portkit.probe._check import check, handshake_plan
+
+    proto = options.get("proto")
+    if proto is not None and closed:
+        raise UsageError("--closed waits for ports to stop accepting: --proto makes no sense")
+    plan_options = {k: v for k, v in options.items() if k not in ("proto",)}
+    for ep in endpoints:
+        handshake_plan(ep, proto, **plan_options)
+
+    def run(targets: list[Endpoint], timeout: float) -> list[CheckResult]:
+        return check(targets, timeout=timeout, **options)
+
+    return run
 
 
 def _plan(
@@ -116,10 +137,15 @@ def wait_for_sync(
     tls: bool = False,
     http: str | None = None,
     server_name: str | None = None,
+    proto: str | None = None,
+    expect_body: str | None = None,
+    statuses: str | None = None,
+    min_days: int | None = None,
     raise_on_timeout: bool = True,
     on_attempt: Callable[[float, list[CheckResult]], None] | None = None,
 ) -> WaitResult:
-    """Block until the targets accept TCP connections (the twin of :func:`wait_for`).
+    """Block until the targets accept TCP connections (and, with ``proto``, answer its
+    readiness handshake as ready); the twin of :func:`wait_for`.
 
     Meant for scripts and pytest fixtures::
 
@@ -133,6 +159,8 @@ def wait_for_sync(
         closed: wait until the targets do *not* accept connections (a port freed).
         attempt_timeout: seconds one try may take (capped by what is left).
         tls, http, server_name: also require a TLS handshake / an HTTP status < 400.
+        proto, expect_body, statuses, min_days: also require a readiness handshake's
+            verdict ``ready`` (see :func:`~portkit.probe.check`).
         raise_on_timeout: raise :class:`WaitTimeout` instead of returning not ready.
         on_attempt: called after every try with (elapsed seconds, last results).
 
@@ -140,10 +168,20 @@ def wait_for_sync(
         WaitTimeout: time ran out (with ``raise_on_timeout``).
         ParseError, UsageError: bad targets or options.
     """
-    from portkit.probe._check import check
-
+    endpoints = _endpoints(targets)
+    run = _checker(
+        endpoints,
+        closed,
+        tls=tls,
+        http=http,
+        server_name=server_name,
+        proto=proto,
+        expect_body=expect_body,
+        statuses=statuses,
+        min_days=min_days,
+    )
     gen = _plan(
-        _endpoints(targets),
+        endpoints,
         timeout=timeout,
         interval=interval,
         mode=mode,
@@ -156,10 +194,7 @@ def wait_for_sync(
     while True:
         try:
             if action[0] == "check":
-                answers = check(
-                    action[1], timeout=action[2], tls=tls, http=http, server_name=server_name
-                )
-                action = gen.send(answers)
+                action = gen.send(run(action[1], action[2]))
             else:
                 time.sleep(action[1])
                 action = gen.send(None)
@@ -178,6 +213,10 @@ async def wait_for(
     tls: bool = False,
     http: str | None = None,
     server_name: str | None = None,
+    proto: str | None = None,
+    expect_body: str | None = None,
+    statuses: str | None = None,
+    min_days: int | None = None,
     raise_on_timeout: bool = True,
     on_attempt: Callable[[float, list[CheckResult]], None] | None = None,
 ) -> WaitResult:
@@ -188,13 +227,22 @@ async def wait_for(
     wait at once (a try already running finishes within ``attempt_timeout``).
     """
     import asyncio
-    import functools
 
-    from portkit.probe._check import check
-
+    endpoints = _endpoints(targets)
+    run = _checker(
+        endpoints,
+        closed,
+        tls=tls,
+        http=http,
+        server_name=server_name,
+        proto=proto,
+        expect_body=expect_body,
+        statuses=statuses,
+        min_days=min_days,
+    )
     loop = asyncio.get_running_loop()
     gen = _plan(
-        _endpoints(targets),
+        endpoints,
         timeout=timeout,
         interval=interval,
         mode=mode,
@@ -207,15 +255,8 @@ async def wait_for(
     while True:
         try:
             if action[0] == "check":
-                call = functools.partial(
-                    check,
-                    action[1],
-                    timeout=action[2],
-                    tls=tls,
-                    http=http,
-                    server_name=server_name,
-                )
-                action = gen.send(await loop.run_in_executor(None, call))
+                answers = await loop.run_in_executor(None, run, action[1], action[2])
+                action = gen.send(answers)
             else:
                 await asyncio.sleep(action[1])
                 action = gen.send(None)

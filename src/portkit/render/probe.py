@@ -3,7 +3,8 @@
 JSON keys (documented in docs/reach.md):
 
 * check: ``target host port protocol address state reason rtt_ms ok tls http_status
-  banner error`` (``tls`` is null or an object, see :meth:`TlsInfo.as_dict`).
+  banner error handshake`` (``tls`` is null or an object, see :meth:`TlsInfo.as_dict`;
+  ``handshake`` null or ``proto verdict reason code detail rtt_ms``).
 * scan: a list of ``host port protocol state reason service banner rtt_ms``.
 * wait: ``ready elapsed_s attempts mode closed targets`` (``targets``: check objects).
 """
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from typing import Any
 
+    from portkit.probe._ready import Verdict
     from portkit.probe._records import CheckResult, PortResult, ScanReport, TlsInfo, WaitResult
 
 __all__ = [
@@ -63,11 +65,34 @@ def _tls_cell(t: TlsInfo | None) -> str | None:
     return "; ".join(parts)
 
 
+#: Readiness verdict -> the style it is shown in.
+_VERDICT_STYLE = {"ready": "green", "not-ready": "red", "not-this-protocol": "yellow"}
+
+
+def _verdict_cell(style: Style, v: Verdict | None) -> str | None:
+    if v is None:
+        return None
+    return str(getattr(style, _VERDICT_STYLE[v.state.value])(f"{v.proto} {v.state.value}"))
+
+
+def _says(v: Verdict | None) -> str | None:
+    """What the server said, and what else is worth knowing, on one line."""
+    if v is None:
+        return None
+    parts = [p for p in (v.reason, v.detail) if p]
+    if v.rtt_ms is not None:
+        parts.append(f"{v.rtt_ms:.1f} ms")
+    return "; ".join(parts) or None
+
+
 def check_table(results: Sequence[CheckResult], style: Style, width: int | None = None) -> str:
-    """TARGET ADDRESS STATE REASON MS, plus HTTP, TLS, BANNER and NOTE when present."""
+    """TARGET ADDRESS STATE REASON MS, plus READY (the handshake's verdict) and SAYS,
+    HTTP, TLS, BANNER and NOTE when present."""
     headers = ["TARGET", "ADDRESS", "STATE", "REASON", "MS"]
     extra: list[tuple[str, Any]] = [
-        ("HTTP", lambda r: r.http_status),
+        ("READY", lambda r: _verdict_cell(style, r.handshake)),
+        ("SAYS", lambda r: _says(r.handshake)),
+        ("HTTP", lambda r: r.http_status if r.handshake is None else None),
         ("TLS", lambda r: _tls_cell(r.tls)),
         ("BANNER", lambda r: r.banner),
         ("NOTE", lambda r: r.error or None),
@@ -103,6 +128,7 @@ def _check_obj(r: CheckResult) -> dict[str, Any]:
         "http_status": r.http_status,
         "banner": r.banner,
         "error": r.error or None,
+        "handshake": r.handshake.as_dict() if r.handshake is not None else None,
     }
 
 
@@ -287,11 +313,14 @@ def wait_lines(result: WaitResult) -> list[str]:
     out = []
     for r in result.results:
         met = r.state is not PortState.OPEN if result.closed else r.ok
+        hs = r.handshake
         if met:
-            out.append(
-                f"{r.target} is {want if not result.closed else r.state.value} "
-                f"after {result.elapsed_s:.1f} s"
-            )
+            what = want if not result.closed else r.state.value
+            if hs is not None:
+                what = f"ready ({hs.proto}{': ' + hs.detail if hs.detail else ''})"
+            out.append(f"{r.target} is {what} after {result.elapsed_s:.1f} s")
+        elif hs is not None and r.state is PortState.OPEN:
+            out.append(f"{r.target} is open but {hs.state.value} ({hs.proto}: {_says(hs)})")
         else:
             why = f"{r.state.value}, {r.reason.value}" + (f", {r.error}" if r.error else "")
             out.append(f"{r.target} is not {want} ({why})")

@@ -10,10 +10,40 @@ import click
 
 from portkit.cli._output import err, out, stdout_style, stdout_width
 from portkit.cli.commands._options import Count, Seconds, json_option
-from portkit.errors import UsageError
+from portkit.errors import ParseError, UsageError
 from portkit.render import to_json
 
 _TIMEOUT = Seconds(0.001, 3600)
+
+
+def _handshake_options(f: Any) -> Any:
+    """--proto, --status, --expect-body, --min-days: the readiness handshake's options."""
+    options = [
+        click.option(
+            "--proto",
+            metavar="NAME|auto",
+            help="After the connect, a readiness handshake: postgres, redis, mysql, http, "
+            "https, tls, grpc, mongodb, amqp, kafka, smtp, ssh, dns, ldap, ... or auto (the "
+            "port's everyday service).",
+        ),
+        click.option(
+            "--status",
+            "statuses",
+            metavar="SET",
+            help="HTTP statuses that count as ready (200-299,304 or 2xx; default 200-399).",
+        ),
+        click.option(
+            "--expect-body", metavar="REGEX", help="The HTTP body must match REGEX (Python re)."
+        ),
+        click.option(
+            "--min-days",
+            type=Count(0, 36500),
+            help="The TLS certificate must have at least N days left.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 class _Progress:
@@ -48,7 +78,15 @@ Examples:
   portkit check 10.0.0.53:53/udp --banner  UDP: a DNS query, and its answer
   portkit check example.com:443 --tls      handshake, certificate subject and expiry
   portkit check api:8080 --http /health    the HTTP status of a health endpoint
-  portkit check 10.0.0.5:22 --banner --json""",
+  portkit check 10.0.0.5:22 --banner --json
+  portkit check db:5432 --proto postgres   does PostgreSQL accept sessions?
+  portkit check 127.0.0.1:8080 --proto http --http /healthz --expect-body ok
+  portkit check web:443 --proto https --min-days 14
+  portkit check cache:6379 --proto auto    the port's everyday service: redis
+
+\b
+Exit: 0 healthy (every target open and, with --proto, ready), 1 unhealthy,
+2 bad input: what Docker's HEALTHCHECK expects of a command.""",
 )
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option("--timeout", type=_TIMEOUT, default=3.0, show_default=True, help="Seconds per try.")
@@ -63,6 +101,7 @@ Examples:
 @click.option("--http", "http_path", metavar="PATH", help="GET PATH and report the status code.")
 @click.option("--banner", is_flag=True, help="What the service says first (or answers).")
 @click.option("--sni", metavar="NAME", help="TLS server name (default: the target's host name).")
+@_handshake_options
 @json_option
 def check_cmd(
     targets: tuple[str, ...],
@@ -72,6 +111,10 @@ def check_cmd(
     http_path: str | None,
     banner: bool,
     sni: str | None,
+    proto: str | None,
+    statuses: str | None,
+    expect_body: str | None,
+    min_days: int | None,
     as_json: bool,
 ) -> int:
     """Is each TARGET (HOST:PORT[/tcp|udp]) reachable from here, now?
@@ -80,7 +123,8 @@ def check_cmd(
     open|filtered for a silent UDP port), the reason (syn-ack, conn-refused,
     port-unreach, admin-prohibited, host-unreach, no-response, ...), the connect
     time in ms and the address used. Exit 0 when every target is open (and passes
-    --tls / --http: a handshake, a status below 400), 1 otherwise.
+    --tls / --http: a handshake, a status below 400; --proto: the service answers
+    its readiness handshake as ready), 1 otherwise.
     """
     from portkit.probe import check
     from portkit.render.probe import check_json, check_table
@@ -93,6 +137,10 @@ def check_cmd(
         http=http_path,
         banner=banner,
         server_name=sni,
+        proto=proto,
+        expect_body=expect_body,
+        statuses=statuses,
+        min_days=min_days,
     )
     if as_json:
         out(to_json(check_json(results)))
@@ -144,6 +192,8 @@ Examples:
   portkit wait a:80 b:80 --any --timeout 60 the first one that is up
   portkit wait api:8080 --http /health      until /health answers below 400
   portkit wait 127.0.0.1:8080 --closed      until the port is free again
+  portkit wait db:5432 --proto postgres     until PostgreSQL accepts sessions
+  portkit wait cache:6379 --proto redis     until Redis has loaded its dataset
 
 \b
 Exit: 0 ready (or the command's own code), 124 timed out (like timeout(1)
@@ -181,6 +231,7 @@ and wait-for-it; the command is not run), 2 bad input.""",
 )
 @click.option("--tls", is_flag=True, help="Also require a TLS handshake.")
 @click.option("--http", "http_path", metavar="PATH", help="Also require GET PATH to answer < 400.")
+@_handshake_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing (the exit code says it).")
 @json_option
 @click.pass_context
@@ -194,6 +245,10 @@ def wait_cmd(
     attempt_timeout: float,
     tls: bool,
     http_path: str | None,
+    proto: str | None,
+    statuses: str | None,
+    expect_body: str | None,
+    min_days: int | None,
     quiet: bool,
     as_json: bool,
 ) -> int:
@@ -218,8 +273,10 @@ def wait_cmd(
     def on_attempt(elapsed: float, results: list[Any]) -> None:
         waiting = [
             f"{r.target} {r.state.value} ({r.reason.value})"
+            if r.handshake is None
+            else f"{r.target} {r.handshake.state.value} ({r.handshake.reason})"
             for r in results
-            if (r.state.value == "open") == closed
+            if (r.state.value == "open" if closed else not r.ok)
         ]
         limit = f"/{timeout:g}" if timeout else ""
         progress.show(f"waiting {elapsed:.1f}{limit} s: " + ", ".join(waiting[:3]))
@@ -233,6 +290,10 @@ def wait_cmd(
         attempt_timeout=attempt_timeout,
         tls=tls,
         http=http_path,
+        proto=proto,
+        expect_body=expect_body,
+        statuses=statuses,
+        min_days=min_days,
         raise_on_timeout=False,
         on_attempt=on_attempt,
     )
@@ -330,6 +391,16 @@ def scan_cmd(
         scan_table,
     )
 
+    if ports is not None:
+        from portkit.probe import parse_port_spec
+
+        plan = parse_port_spec(ports, default="udp" if udp else "tcp")
+        if 0 in plan.tcp or 0 in plan.udp:
+            raise ParseError(
+                f"-p {ports}: port 0 cannot be probed (it means 'any port' to the OS)",
+                text=ports,
+                accepted="ports 1-65535",
+            )
     names = list(targets)
     if input_list is not None:
         names += parse_target_list(input_list.read())

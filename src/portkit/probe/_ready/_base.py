@@ -257,11 +257,11 @@ class Codec:
 
     def other(self, reason: str = "") -> Verdict:
         """Something else answers here."""
-        said = printable(self.buf[:60], 60)
+        said = printable(self.buf[:48], 60)
         return Verdict(
             self.name,
             ReadyState.NOT_THIS_PROTOCOL,
-            reason or (f"the answer is not {self.name}: {said!r}" if said else ""),
+            reason or (f"the answer is not {self.name}: {said}" if said else ""),
         )
 
     def line(self, final: bool, *, sep: bytes = b"\n") -> bytes | None:

@@ -134,5 +134,5 @@ def _silent(name: str, got: bytes, waited: float, codec: Codec | None = None) ->
     if not got:
         return Verdict(name, ReadyState.NOT_READY, f"no answer within {waited:.1f} s")
     if codec is not None:
-        return codec.other(f"an incomplete or unknown answer: {printable(got[:60], 60)!r}")
+        return codec.other(f"an incomplete or unknown answer: {printable(got[:48], 60)}")
     return Verdict(name, ReadyState.NOT_THIS_PROTOCOL, printable(got[:60], 60))

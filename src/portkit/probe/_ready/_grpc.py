@@ -162,10 +162,16 @@ class GrpcCodec(Codec):
 
     def judge(self, final: bool) -> Verdict | None:
         h2 = self._h2
-        first = self._seen == 0
+        if self._seen == 0:
+            # RFC 9113 3.4: the server's preface is a SETTINGS frame (type 4) of at most
+            # the default maximum frame size; "HTTP/1.1 400" or an HTML page is not.
+            if self.buf.startswith(b"HTTP/"):
+                return self.other("an HTTP/1 server, not HTTP/2 (h2c)")
+            if len(self.buf) < 4:
+                return None if not final else self.other()
+            if self.buf[3] != 4 or int.from_bytes(self.buf[:3], "big") > 16384:
+                return self.other()
         new, self._seen = self.buf[self._seen :], len(self.buf)
-        if first and new.startswith(b"HTTP/"):  # an HTTP/2 frame starts with its length
-            return self.other("an HTTP/1 server, not HTTP/2 (h2c)")
         errors = (h2.exceptions.H2Error, *_frame_errors())
         try:
             events = self.conn.receive_data(new) if new else []
