@@ -229,5 +229,10 @@ def run(args: list[str]) -> int:
         err(_error_line(args, str(exc.strerror or exc)))
         return 3
     finally:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            from portkit.cli._output import discard_stdout
+
+            discard_stdout()
     return result if isinstance(result, int) else 0

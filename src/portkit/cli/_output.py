@@ -6,12 +6,29 @@ import sys
 
 from portkit.render import Style, terminal_width, use_color
 
-__all__ = ["err", "out", "stdout_style", "stdout_width"]
+__all__ = ["discard_stdout", "err", "out", "stdout_style", "stdout_width"]
 
 
 def out(text: str) -> None:
-    """Write ``text`` and a newline to stdout (data)."""
-    sys.stdout.write(text + "\n")
+    """Write ``text`` and a newline to stdout (data).
+
+    A reader that went away (``portkit scan ... | head -c1``) is not an error: the rest
+    of the output goes to /dev/null and the command ends with its usual status.
+    """
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        discard_stdout()
+
+
+def discard_stdout() -> None:
+    """Send what is left of stdout (and its buffer) to /dev/null."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def err(text: str) -> None:

@@ -21,6 +21,7 @@ from portkit.model import (
     RangeClass,
     _Record,
     classify_port,
+    shorten,
 )
 from portkit.registry._store import INDEX_PATH, Entry, all_entries, all_rows, rows_for
 from portkit.system import ephemeral_range
@@ -68,6 +69,9 @@ def __getattr__(name: str) -> object:
         return getattr(_knowledge, name)
     raise AttributeError(f"module 'portkit.registry' has no attribute {name!r}")
 
+
+#: The longest query answered (a service name or port list longer than this is noise).
+MAX_QUERY = 256
 
 #: Everyday short names people type, mapped to the names the data uses.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -317,11 +321,12 @@ def lookup(query: str, *, limit: int | None = None) -> list[Answer]:
     ['Redis', 'redis']
     """
     text = query.strip()
-    if not text:
+    if not text or len(text) > MAX_QUERY:
         raise ParseError(
-            "empty query",
-            text=query,
-            accepted="a port, PORT/PROTO, START-END, HOST:PORT or a service name",
+            "empty query" if not text else f"query of {len(text)} characters is too long",
+            text=shorten(query),
+            accepted=f"a port, PORT/PROTO, START-END, HOST:PORT or a service name "
+            f"(at most {MAX_QUERY} characters)",
         )
     eph = ephemeral_range()
     if text.startswith(("(", "[")) or ":" in text:
