@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.model import PortRange, SocketRecord, TcpState
+    from portkit.see._netns import Namespace as Namespace
+    from portkit.see._netns import namespaces as namespaces
     from portkit.see._netns import netns_path as netns_path
     from portkit.see._netns import run_in_netns as run_in_netns
     from portkit.see._overview import Overview as Overview
@@ -45,6 +47,7 @@ __all__ = [
     "BACKEND",
     "GcPaused",
     "Holder",
+    "Namespace",
     "Overview",
     "PortOwners",
     "Query",
@@ -52,6 +55,7 @@ __all__ = [
     "SocketList",
     "SocketStats",
     "compute_stats",
+    "namespaces",
     "netns_path",
     "overview",
     "process_info",
@@ -70,6 +74,8 @@ _LAZY = {
     "SocketStats": "portkit.see._stats",
     "compute_stats": "portkit.see._stats",
     "netns_path": "portkit.see._netns",
+    "Namespace": "portkit.see._netns",
+    "namespaces": "portkit.see._netns",
     "Overview": "portkit.see._overview",
     "overview": "portkit.see._overview",
     "process_info": "portkit.see._owners",

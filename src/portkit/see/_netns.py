@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-__all__ = ["netns_path", "run_in_netns"]
+__all__ = ["MAX_PIDS_KEPT", "Namespace", "namespaces", "netns_path", "run_in_netns"]
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -101,3 +101,83 @@ def run_in_netns(path: str, work: Callable[[], T]) -> T:
             os.close(own)
     finally:
         os.close(target)
+
+
+class Namespace:
+    """A network namespace on this machine: where to enter it, and who lives there.
+
+    ``path`` is a file to ``setns`` into (``/run/netns/NAME`` for a named one, else
+    ``/proc/PID/ns/net`` of one of its processes); ``inode`` identifies it (the number in
+    ``net:[...]``); ``names`` are its ``ip netns`` names; ``pids`` the processes in it
+    (up to :data:`MAX_PIDS_KEPT`, lowest first); ``own`` is True for the caller's.
+    """
+
+    __slots__ = ("inode", "path", "names", "pids", "own")
+
+    def __init__(
+        self, inode: int, path: str, names: tuple[str, ...], pids: tuple[int, ...], own: bool
+    ) -> None:
+        self.inode = inode
+        self.path = path
+        self.names = names
+        self.pids = pids
+        self.own = own
+
+    def __repr__(self) -> str:
+        return f"Namespace(inode={self.inode}, path={self.path!r}, names={self.names!r})"
+
+    @property
+    def label(self) -> str:
+        """``netns:NAME``, ``pid:PID`` or ``host`` (the caller's own)."""
+        if self.own:
+            return "host"
+        if self.names:
+            return f"netns:{self.names[0]}"
+        return f"pid:{self.pids[0]}" if self.pids else f"inode:{self.inode}"
+
+
+#: Processes remembered per namespace (a host namespace holds thousands).
+MAX_PIDS_KEPT = 16
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def namespaces(procfs: str = "/proc", run_dir: str = NETNS_RUN_DIR) -> list[Namespace]:
+    """Every network namespace that has a name (``ip netns``) or a process, the
+    caller's first, then by inode. Processes that cannot be inspected are skipped.
+    """
+    own = _inode(f"{procfs}/thread-self/ns/net") or _inode(f"{procfs}/self/ns/net")
+    found: dict[int, tuple[str, list[str], list[int]]] = {}
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(run_dir, name)
+        ino = _inode(path)
+        if ino is not None:
+            found.setdefault(ino, (path, [], []))[1].append(name)
+    try:
+        entries = os.listdir(procfs)
+    except OSError:
+        entries = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        path = f"{procfs}/{entry}/ns/net"
+        ino = _inode(path)
+        if ino is None:
+            continue
+        slot = found.setdefault(ino, (path, [], []))
+        slot[2].append(int(entry))
+    out = []
+    for ino, (path, ns_names, pids) in found.items():
+        pids.sort()
+        out.append(Namespace(ino, path, tuple(ns_names), tuple(pids[:MAX_PIDS_KEPT]), ino == own))
+    out.sort(key=lambda n: (not n.own, n.inode))
+    return out
