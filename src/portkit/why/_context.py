@@ -70,17 +70,13 @@ def parse_from(text: str | None, procfs: str = "/proc") -> Place:
     if kind == "pid":
         from portkit.model import parse_int
 
-        pid = parse_int(value, what="pid", low=1, high=4_194_304)
-        return Place(
-            text, pid_netns=pid, path=f"{procfs}/{pid}/ns/net", root=f"{procfs}/{pid}/root"
-        )
+        return _of_pid(text, parse_int(value, what="pid", low=1, high=4_194_304), procfs)
     if kind == "container":
-        from portkit.containers import container_pid
+        import importlib
 
-        pid = container_pid(value)
-        return Place(
-            text, pid_netns=pid, path=f"{procfs}/{pid}/ns/net", root=f"{procfs}/{pid}/root"
-        )
+        containers = importlib.import_module("portkit.containers")
+        pid: int = containers.container_pid(value)
+        return _of_pid(text, pid, procfs)
     raise ParseError(f"bad --from {text!r}", text=text, accepted=FROM_FORMS)
 
 
