@@ -78,10 +78,16 @@ class Verdict(_Record):
     def ready(self) -> bool:
         return self.state is ReadyState.READY
 
-    def timed(self, rtt_ms: float | None) -> Verdict:
-        """The same verdict with its round-trip time."""
+    def timed(self, rtt_ms: float | None, proto: str | None = None) -> Verdict:
+        """The same verdict with its round-trip time (and the name it was asked by:
+        ``https`` for the http codec inside TLS)."""
         return Verdict(
-            self.proto, self.state, self.reason, code=self.code, detail=self.detail, rtt_ms=rtt_ms
+            proto or self.proto,
+            self.state,
+            self.reason,
+            code=self.code,
+            detail=self.detail,
+            rtt_ms=rtt_ms,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def handshake(
         verdict = converse(conn, codec, deadline)
     finally:
         _close_quietly(conn, sock)
-    return verdict.timed(_ms(start)), info
+    return verdict.timed(_ms(start), spec.name), info
 
 
 def _close_quietly(conn: socket.socket | TlsConn, sock: socket.socket) -> None:

@@ -9,8 +9,9 @@ Nothing is sent; the first line (or multi-line reply) says it all:
 * SSH (RFC 4253 section 4.2): ``SSH-2.0-...``; other lines may come first, and
   sshd sends ``Exceeded MaxStartups`` (or nothing) before closing when it is full.
 * POP3 (RFC 1939 section 4): ``+OK`` / ``-ERR``; IMAP (RFC 9051 section 7.1):
-  ``* OK``, ``* PREAUTH`` / ``* BYE``; NATS (the client protocol's ``INFO {json}``)
-  / ``-ERR 'maximum connections exceeded'``.
+  ``* OK``, ``* PREAUTH`` / ``* BYE``; NATS (https://docs.nats.io/reference/reference-protocols/nats-protocol):
+  ``INFO {json}``, then our ``CONNECT`` and ``PING`` get ``PONG``, or
+  ``-ERR 'maximum connections exceeded'``.
 
     >>> SmtpCodec().feed(b"421 mx.example Service not available\\r\\n").reason
     '421 mx.example Service not available'
@@ -23,7 +24,14 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from portkit.probe._ready._base import Codec, ReadyState, Verdict, printable, starts_like
+from portkit.probe._ready._base import (
+    Codec,
+    Options,
+    ReadyState,
+    Verdict,
+    printable,
+    starts_like,
+)
 
 __all__ = [
     "FtpCodec",
@@ -114,23 +122,52 @@ class ImapCodec(_PrefixCodec):
     }
 
 
-class NatsCodec(_PrefixCodec):
+class NatsCodec(Codec):
+    """NATS: the server's ``INFO {json}``, then ``CONNECT`` + ``PING`` must get ``PONG``.
+
+    A server at its connection limit still sends INFO, then ``-ERR 'maximum connections
+    exceeded'`` and closes: the INFO alone proves nothing.
+    """
+
     name = "nats"
     limit = 64 * 1024  # INFO carries the cluster's URLs; it can be long
-    prefixes: ClassVar[dict[bytes, ReadyState]] = {
-        b"INFO ": ReadyState.READY,
-        b"-ERR": ReadyState.NOT_READY,
-    }
+    #: Sent after INFO: a plain client (no echo of our own messages), then a ping.
+    hello = b'CONNECT {"verbose":false,"pedantic":false,"name":"portkit"}\r\nPING\r\n'
 
-    def describe(self, rest: bytes) -> str:
-        try:
-            info = json.loads(rest.decode("utf-8", "replace"))
-        except ValueError:
-            return ""
-        if not isinstance(info, dict):
-            return ""
-        fields = [info.get("server_name"), info.get("version")]
-        return printable(" ".join(str(f) for f in fields if isinstance(f, str | int)), 80)
+    def __init__(self, opts: Options | None = None) -> None:
+        super().__init__(opts)
+        self._greeted = ""
+
+    def judge(self, final: bool) -> Verdict | None:
+        if not starts_like(self.buf, b"INFO ", b"-ERR"):
+            return self.other()
+        lines = self.buf.split(b"\n")
+        for raw in lines if final else lines[:-1]:
+            line = raw.rstrip(b"\r")
+            if line.startswith(b"INFO ") and not self._greeted:
+                self._greeted = _nats_info(line[5:]) or "INFO"
+                self._out += self.hello
+            elif line.startswith(b"-ERR"):
+                text = printable(line[4:].strip().strip(b"'"))
+                if "authoriz" in text.lower() or "authentic" in text.lower():
+                    return self.ready("serving, needs auth", detail=text)
+                return self.not_ready(text)
+            elif line == b"PONG" and self._greeted:
+                return self.ready("PONG", detail=self._greeted if self._greeted != "INFO" else "")
+        if final and self._greeted:
+            return self.not_ready("closed the connection after INFO, before PONG")
+        return None
+
+
+def _nats_info(raw: bytes) -> str:
+    try:
+        info = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return ""
+    if not isinstance(info, dict):
+        return ""
+    fields = [info.get("server_name"), info.get("version")]
+    return printable(" ".join(str(f) for f in fields if isinstance(f, str | int)), 80)
 
 
 class SshCodec(Codec):
