@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 CLIENT_V4, TARGET_V4 = "10.204.0.1", "10.204.0.2"
@@ -158,6 +159,16 @@ def _sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def tools_missing() -> list[str]:
     return [t for t in ("ip", "nft", "openssl") if shutil.which(t) is None]
+
+
+@contextlib.contextmanager
+def required_lab(**kwargs: Any) -> Iterator[Lab]:
+    """A lab for a test module; fails loudly (never skips) without root or the tools."""
+    assert os.geteuid() == 0, "the lab builds network namespaces: needs root"
+    missing = tools_missing()
+    assert not missing, f"the lab needs {', '.join(missing)} (scripts/system-packages.txt)"
+    with Lab(**kwargs) as built:
+        yield built
 
 
 class Lab:

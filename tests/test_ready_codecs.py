@@ -240,3 +240,26 @@ def test_cap_is_enforced(name: str, prefix: bytes) -> None:
         found = None
     assert len(codec.buf) <= codec.limit
     assert found is None or found.state in ReadyState
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("wait", "127.0.0.1:0", "--timeout", "30"),
+        ("check", "127.0.0.1:0"),
+        ("scan", "127.0.0.1", "-p", "0-5"),
+        ("check", "127.0.0.1:22", "--proto", "gopher"),
+        ("check", "127.0.0.1:22", "--proto", "redis", "--expect-body", "x"),
+        ("check", "127.0.0.1:22", "--proto", "http", "--expect-body", "("),
+        ("check", "127.0.0.1:22", "--proto", "http", "--status", "700"),
+        ("check", "127.0.0.1:53/udp", "--proto", "redis"),
+        ("wait", "127.0.0.1:1", "--closed", "--proto", "redis"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    from tests.conftest import run_portkit
+
+    done = run_portkit(*args, timeout=20)
+    assert done.returncode == 2, done
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stdout == ""

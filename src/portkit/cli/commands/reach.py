@@ -16,6 +16,21 @@ from portkit.render import to_json
 _TIMEOUT = Seconds(0.001, 3600)
 
 
+_from_option = click.option(
+    "--from",
+    "origin",
+    metavar="netns:NAME|pid:PID",
+    help="Probe from inside that network namespace (setns in a worker; names resolve "
+    "with its /etc/hosts and resolv.conf).",
+)
+
+
+def _origin(text: str | None) -> Any:
+    from portkit.probe._origin import parse_origin
+
+    return parse_origin(text) if text is not None else None
+
+
 def _handshake_options(f: Any) -> Any:
     """--proto, --status, --expect-body, --min-days: the readiness handshake's options."""
     options = [
@@ -102,6 +117,7 @@ Exit: 0 healthy (every target open and, with --proto, ready), 1 unhealthy,
 @click.option("--banner", is_flag=True, help="What the service says first (or answers).")
 @click.option("--sni", metavar="NAME", help="TLS server name (default: the target's host name).")
 @_handshake_options
+@_from_option
 @json_option
 def check_cmd(
     targets: tuple[str, ...],
@@ -115,6 +131,7 @@ def check_cmd(
     statuses: str | None,
     expect_body: str | None,
     min_days: int | None,
+    origin: str | None,
     as_json: bool,
 ) -> int:
     """Is each TARGET (HOST:PORT[/tcp|udp]) reachable from here, now?
@@ -127,9 +144,12 @@ def check_cmd(
     its readiness handshake as ready), 1 otherwise.
     """
     from portkit.probe import check
+    from portkit.probe._origin import run_from
     from portkit.render.probe import check_json, check_table
 
-    results = check(
+    results = run_from(
+        _origin(origin),
+        check,
         list(targets),
         timeout=timeout,
         retries=retries,
@@ -232,6 +252,7 @@ and wait-for-it; the command is not run), 2 bad input.""",
 @click.option("--tls", is_flag=True, help="Also require a TLS handshake.")
 @click.option("--http", "http_path", metavar="PATH", help="Also require GET PATH to answer < 400.")
 @_handshake_options
+@_from_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing (the exit code says it).")
 @json_option
 @click.pass_context
@@ -249,6 +270,7 @@ def wait_cmd(
     statuses: str | None,
     expect_body: str | None,
     min_days: int | None,
+    origin: str | None,
     quiet: bool,
     as_json: bool,
 ) -> int:
@@ -281,7 +303,12 @@ def wait_cmd(
         limit = f"/{timeout:g}" if timeout else ""
         progress.show(f"waiting {elapsed:.1f}{limit} s: " + ", ".join(waiting[:3]))
 
-    result = wait_for_sync(
+    from portkit.probe._origin import run_from
+
+    where = _origin(origin)
+    result = run_from(
+        where,
+        wait_for_sync,
         endpoints,
         timeout=timeout or None,
         interval=interval,
@@ -355,6 +382,7 @@ open|filtered (UDP silence). Only scan hosts you are allowed to scan.""",
     "-oG", "grep_file", metavar="FILE", help="Write nmap's grepable format ('-': stdout)."
 )
 @click.option("--grepable", is_flag=True, help="Print one grepable line per host (-oG -).")
+@_from_option
 @json_option
 def scan_cmd(
     targets: tuple[str, ...],
@@ -371,6 +399,7 @@ def scan_cmd(
     ipv6: bool,
     grep_file: str | None,
     grepable: bool,
+    origin: str | None,
     as_json: bool,
 ) -> int:
     """Scan TARGETS' ports: names, IPs, CIDRs (v4, v6), ranges (10.0.0.1-20), -iL FILE.
@@ -415,7 +444,12 @@ def scan_cmd(
     def on_progress(done: int, total: int) -> None:
         progress.show(progress_line(done, total, time.monotonic() - started))
 
-    report = scan(
+    from portkit.probe._origin import run_from
+
+    where = _origin(origin)
+    report = run_from(
+        where,
+        scan,
         names,
         ports,
         udp=udp,
