@@ -40,6 +40,9 @@ if TYPE_CHECKING:
         ProbeTimeout as ProbeTimeout,
     )
     from portkit.errors import (
+        ProtocolError as ProtocolError,
+    )
+    from portkit.errors import (
         RegistryError as RegistryError,
     )
     from portkit.errors import (
@@ -175,6 +178,7 @@ _EXPORTS: dict[str, str] = {
     "ProbeError": "portkit.errors",
     "ProbeTimeout": "portkit.errors",
     "Protocol": "portkit.model",
+    "ProtocolError": "portkit.errors",
     "RangeClass": "portkit.model",
     "Reason": "portkit.probe",
     "RegistryError": "portkit.errors",
@@ -223,6 +227,7 @@ __all__ = [
     "ProbeError",
     "ProbeTimeout",
     "Protocol",
+    "ProtocolError",
     "RangeClass",
     "Reason",
     "RegistryError",

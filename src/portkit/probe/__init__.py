@@ -9,6 +9,8 @@ Pure planning lives apart from the I/O (docs/architecture.md, "sans-I/O"):
 * ``_payloads``, ``_x509``: UDP payloads and banner probes; certificate fields
 * ``_engine``: the I/O -- an epoll TCP connect engine and a UDP prober
 * ``_check``, ``_scan``, ``_wait``, ``_session``: the public functions, built on the engine
+* ``_ready``: readiness handshakes (``--proto``), one pure codec per protocol and a driver
+* ``_origin``: ``--from netns:NAME|pid:PID``, a forked worker inside that namespace
 
 Names resolve on first use (PEP 562), so importing this package costs little.
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from portkit.probe._check import check as check
     from portkit.probe._ports import PortPlan as PortPlan
     from portkit.probe._ports import parse_port_spec as parse_port_spec
+    from portkit.probe._ready import ReadyState as ReadyState
+    from portkit.probe._ready import Verdict as Verdict
     from portkit.probe._records import CheckResult as CheckResult
     from portkit.probe._records import PortResult as PortResult
     from portkit.probe._records import PortState as PortState
@@ -45,10 +49,12 @@ _EXPORTS: dict[str, str] = {
     "PortPlan": "portkit.probe._ports",
     "PortResult": "portkit.probe._records",
     "PortState": "portkit.probe._records",
+    "ReadyState": "portkit.probe._ready",
     "Reason": "portkit.probe._records",
     "ScanReport": "portkit.probe._records",
     "TargetSpec": "portkit.probe._targets",
     "TlsInfo": "portkit.probe._records",
+    "Verdict": "portkit.probe._ready",
     "WaitResult": "portkit.probe._records",
     "WaitTimeout": "portkit.probe._wait",
     "check": "portkit.probe._check",

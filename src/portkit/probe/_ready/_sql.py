@@ -148,11 +148,9 @@ class MysqlCodec(Codec):
             message = payload[3:]
             if message[:1] == b"#":  # '#' and a 5-character SQLSTATE (4.1 protocol)
                 message = message[6:]
-            return self.not_ready(
-                printable(message) or MYSQL_ERRORS.get(errno, "error"),
-                code=errno,
-                detail=MYSQL_ERRORS.get(errno, ""),
-            )
+            text = printable(message) or MYSQL_ERRORS.get(errno, "error")
+            named = MYSQL_ERRORS.get(errno, "")
+            return self.not_ready(text, code=errno, detail="" if named in text.lower() else named)
         end = payload.find(b"\0", 1)
         if end < 0:
             raise self.error("greeting without a server version")
