@@ -327,6 +327,8 @@ def test_https_and_min_days(web: tuple[int, int]) -> None:
     assert v.state is NOT_READY and "--min-days 30" in v.reason
     assert verdict(port, "tls", min_days=5).state is READY
     assert verdict(port, "http", tls=True, http="/healthz").proto == "https"
+    plain = check(f"127.0.0.1:{port}", tls=True, min_days=30)[0]  # --tls without --proto
+    assert not plain.ok and "--min-days 30" in plain.error
 
 
 def test_grpc_health(tmp_path: Path) -> None:
