@@ -10,12 +10,14 @@ answer, itself checked against an independent reading of the CSV sources.
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 
 import pytest
 
 from portkit import registry
+from portkit.errors import ParseError
 from portkit.exporter.metrics import families
 from portkit.exporter.snapshot import Snapshot
 from portkit.model import PortRange, Protocol, SocketRecord, TcpState
@@ -24,6 +26,7 @@ from portkit.probe._records import PortResult, PortState, Reason
 from portkit.probe._scan import _named
 from portkit.render.plan import host_port_rows
 from portkit.see import compute_stats, overview
+from tests.conftest import Runner
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PORTS = range(1, 65536)
@@ -170,3 +173,57 @@ def test_overview_and_plan_lint_flag_the_same_ports(host_ip: str, tmp_path: Path
         assert not warned & {22, 80, 443, 8080, 9000, 9100}
     else:
         assert not warned
+
+
+# --- names where a port goes (check db:postgresql, scan -p ssh,http*) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "protocol", "port"),
+    [
+        ("postgresql", "tcp", 5432),
+        ("postgres", "tcp", 5432),  # lookup's alias
+        ("PostgreSQL", "tcp", 5432),
+        ("http", "tcp", 80),
+        ("https", "tcp", 443),
+        ("ssh", "tcp", 22),
+        ("kafka", "tcp", 9092),  # everyday name, unknown to IANA
+        ("domain", "udp", 53),
+        ("dns", "udp", 53),
+        ("node-exporter", "tcp", 9100),
+        ("ntp", "udp", 123),
+    ],
+)
+def test_service_names_stand_for_ports(name: str, protocol: str, port: int) -> None:
+    assert registry.port_of(name, protocol) == port
+
+
+def test_unknown_names_suggest_and_patterns_expand() -> None:
+    with pytest.raises(ParseError, match="did you mean postgresql"):
+        registry.port_of("postgress")
+    with pytest.raises(ParseError, match="unknown service name"):
+        registry.port_of("no-such-service-anywhere")
+    found = registry.ports_matching("http*")
+    assert {80, 443, 8080} <= set(found)
+    with pytest.raises(ParseError, match="no service name matches"):
+        registry.ports_matching("zzzz*")
+    assert str(registry.parse_endpoint("db:postgresql")) == "db:5432/tcp"
+    assert str(registry.parse_endpoint("[::1]:domain/udp")) == "[::1]:53/udp"
+    assert str(registry.parse_endpoint("10.0.0.5:9200")) == "10.0.0.5:9200/tcp"
+
+
+def test_commands_take_names_where_ports_go(cli: Runner) -> None:
+    import socket as _socket
+
+    from portkit.probe import parse_port_spec
+
+    plan = parse_port_spec("ssh,http*,8000-8002,U:domain")
+    assert 22 in plan.tcp and 8080 in plan.tcp and 8001 in plan.tcp and plan.udp == (53,)
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = cli("check", "127.0.0.1:ssh", "--json")
+        assert json.loads(r.stdout)[0]["target"].endswith(":22/tcp"), r.stdout
+    bad = cli("check", "127.0.0.1:postgress")
+    assert bad.returncode == 2 and "did you mean postgresql" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -67,7 +67,9 @@ def refuse_port_zero(endpoints: Iterable[Endpoint]) -> None:
 
 
 def _endpoints(targets: Iterable[str | Endpoint]) -> list[Endpoint]:
-    eps = [t if isinstance(t, Endpoint) else Endpoint.parse(t) for t in targets]
+    from portkit.registry import parse_endpoint
+
+    eps = [t if isinstance(t, Endpoint) else parse_endpoint(t) for t in targets]
     refuse_port_zero(eps)
     return eps
 

@@ -46,9 +46,13 @@ class PortPlan(_Record):
         return [(p, ports) for p, ports in (("tcp", self.tcp), ("udp", self.udp)) if ports]
 
 
-def _item(item: str, text: str) -> range:
+def _item(item: str, text: str, proto: str = "tcp") -> range | tuple[int, ...]:
     if item == "-":
         return range(1, MAX_PORT + 1)
+    if item[0].isalpha():  # a service name or pattern, as nmap's -p ssh,http*
+        from portkit.registry import ports_matching
+
+        return ports_matching(item, proto)
     first, sep, last = item.partition("-")
     if not sep:
         port = parse_port(first)
@@ -92,7 +96,7 @@ def parse_port_spec(text: str, *, default: str = "tcp") -> PortPlan:
         if not item:
             raise ParseError(f"empty item in port list {text!r}", text=text, accepted=ACCEPTED)
         try:
-            span = _item(item, text)
+            span = _item(item, text, proto)
         except ParseError as exc:
             raise ParseError(
                 f"bad port {item!r} in {text!r}: {exc.message}",

@@ -37,7 +37,9 @@ class WaitTimeout(ProbeTimeout):
 def _endpoints(targets: Iterable[str | Endpoint] | str | Endpoint) -> list[Endpoint]:
     if isinstance(targets, str | Endpoint):
         targets = [targets]
-    eps = [t if isinstance(t, Endpoint) else Endpoint.parse(t) for t in targets]
+    from portkit.registry import parse_endpoint
+
+    eps = [t if isinstance(t, Endpoint) else parse_endpoint(t) for t in targets]
     if not eps:
         raise UsageError("wait needs at least one HOST:PORT target")
     for ep in eps:

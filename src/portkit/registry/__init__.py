@@ -34,7 +34,10 @@ if TYPE_CHECKING:
         Role,
         entries,
         image_role,
+        parse_endpoint,
+        port_of,
         port_role,
+        ports_matching,
         service_name,
         service_names,
         top_ports,
@@ -50,7 +53,10 @@ __all__ = [
     "entries",
     "image_role",
     "lookup",
+    "parse_endpoint",
+    "port_of",
     "port_role",
+    "ports_matching",
     "service_name",
     "service_names",
     "top_ports",
@@ -58,7 +64,18 @@ __all__ = [
 
 #: Port knowledge beyond lookup, imported on first use (``lookup 22`` never needs it).
 _LAZY = frozenset(
-    {"Role", "entries", "image_role", "port_role", "service_name", "service_names", "top_ports"}
+    {
+        "Role",
+        "entries",
+        "image_role",
+        "parse_endpoint",
+        "port_of",
+        "port_role",
+        "ports_matching",
+        "service_name",
+        "service_names",
+        "top_ports",
+    }
 )
 
 

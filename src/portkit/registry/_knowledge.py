@@ -20,7 +20,7 @@ the rows come from :mod:`portkit.registry._store`.
 from __future__ import annotations
 
 from portkit.errors import ParseError
-from portkit.model import PortRange, _Record
+from portkit.model import Endpoint, PortRange, Protocol, _Record
 from portkit.registry import _store
 from portkit.registry._index import SHARD_BITS
 from portkit.registry._store import SOURCE_RANK, Entry
@@ -37,7 +37,10 @@ __all__ = [
     "best_name",
     "entries",
     "image_role",
+    "parse_endpoint",
+    "port_of",
     "port_role",
+    "ports_matching",
     "role_from",
     "service_name",
     "service_names",
@@ -377,3 +380,134 @@ def top_ports(n: int, protocol: str = "tcp") -> tuple[int, ...]:
             seen.update(dict.fromkeys(ports))
         ranked = _top[protocol] = tuple(seen)
     return ranked[:n]
+
+
+# --- names to ports ---------------------------------------------------------------
+
+_by_name: dict[str, dict[str, list[tuple[int, int]]]] = {}
+
+
+def _name_key(name: str) -> str:
+    return "-".join(name.lower().replace("_", "-").split())
+
+
+def _ports_by_name(protocol: str) -> dict[str, list[tuple[int, int]]]:
+    """``{name: [(source rank, port), ...]}`` of every single-port service of ``protocol``."""
+    table = _by_name.get(protocol)
+    if table is None:
+        table = {}
+        for row in _store.all_rows():
+            port = row[0]
+            if (
+                port is None
+                or port != row[1]
+                or not port
+                or row[2] not in (protocol, "")
+                or not row[3]
+                or row[6] not in _SERVICE_STATUS
+            ):
+                continue
+            table.setdefault(_name_key(row[3]), []).append((SOURCE_RANK[row[5]], port))
+        _by_name[protocol] = table
+    return table
+
+
+def port_of(name: str, protocol: str = "tcp") -> int:
+    """The port a service name stands for, as Go's ``net`` and nmap read ``db:postgresql``.
+
+    The registry's everyday names and IANA's assignments are both names (``postgresql``,
+    ``http``, ``domain``), and so are lookup's aliases (``postgres``, ``dns``). Where a
+    name has several ports, the best-ranked source decides (the guide, the DevOps
+    defaults, the Prometheus allocations, IANA); where that source itself lists several,
+    the name is ambiguous.
+
+    >>> port_of("postgresql"), port_of("postgres"), port_of("http"), port_of("dns", "udp")
+    (5432, 5432, 80, 53)
+
+    Raises:
+        ParseError: an unknown name (with the closest names) or an ambiguous one (with
+        its ports).
+    """
+    from portkit.registry import ALIASES
+
+    key = _name_key(name)
+    table = _ports_by_name(protocol)
+    candidates = [key, *(_name_key(a) for a in ALIASES.get(key, ()))]
+    for candidate in candidates:
+        found = table.get(candidate)
+        if not found:
+            continue
+        best = min(rank for rank, _ in found)
+        ports = sorted({port for rank, port in found if rank == best})
+        if len(ports) == 1:
+            return ports[0]
+        raise ParseError(
+            f"service name {name!r} is ambiguous for {protocol}: ports "
+            + ", ".join(map(str, ports)),
+            text=name,
+            accepted="one of those port numbers",
+        )
+    import difflib
+
+    close = difflib.get_close_matches(key, table.keys(), n=4, cutoff=0.75)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ParseError(
+        f"unknown service name {name!r} for {protocol}{hint}",
+        text=name,
+        accepted="a port number or a service name from portkit lookup",
+    )
+
+
+def ports_matching(pattern: str, protocol: str = "tcp") -> tuple[int, ...]:
+    """The ports whose service names match a shell pattern (``http*``), as nmap's
+    ``-p http*``; a plain name is :func:`port_of`.
+
+    >>> 80 in ports_matching("http*") and 8080 in ports_matching("http*")
+    True
+
+    Raises:
+        ParseError: a pattern that matches nothing.
+    """
+    if not any(c in pattern for c in "*?["):
+        return (port_of(pattern, protocol),)
+    import fnmatch
+
+    key = _name_key(pattern)
+    table = _ports_by_name(protocol)
+    ports = sorted(
+        {p for name, found in table.items() if fnmatch.fnmatchcase(name, key) for _, p in found}
+    )
+    if not ports:
+        raise ParseError(
+            f"no service name matches {pattern!r} for {protocol}",
+            text=pattern,
+            accepted="a service name pattern such as http*",
+        )
+    return tuple(ports)
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``Endpoint.parse`` that also takes a service name where the port goes:
+    ``db:postgresql``, ``localhost:http``, ``[::1]:domain/udp`` (see :func:`port_of`).
+
+    >>> str(parse_endpoint("db:postgresql")), str(parse_endpoint("ns1:domain/udp"))
+    ('db:5432/tcp', 'ns1:53/udp')
+
+    Raises:
+        ParseError: as ``Endpoint.parse``, or an unknown or ambiguous service name.
+    """
+    try:
+        return Endpoint.parse(text)
+    except ParseError:
+        raw = text.strip()
+        body, slash, proto_text = raw.rpartition("/")
+        if not slash or not proto_text.isalpha():
+            body, proto_text = raw, ""
+        host, sep, port_text = body.rpartition(":")
+        if not sep or not port_text or port_text.isdigit() or not host:
+            raise
+        if not all(c.isalnum() or c in "-_." for c in port_text):
+            raise
+        protocol = Protocol.parse(proto_text) if proto_text else Protocol.TCP
+        port = port_of(port_text, protocol.value)
+    return Endpoint.parse(f"{host}:{port}/{protocol.value}")

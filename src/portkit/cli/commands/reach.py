@@ -281,12 +281,12 @@ def wait_cmd(
     shows on stderr when it is a terminal; the result goes to stderr too (stdout
     stays the command's), or as JSON on stdout with --json.
     """
-    from portkit.model import Endpoint
     from portkit.probe import wait_for_sync
+    from portkit.registry import parse_endpoint
     from portkit.render.probe import wait_json, wait_lines
 
     argv: list[str] = ctx.meta.get("portkit.argv", [])
-    endpoints = [Endpoint.parse(t) for t in targets]
+    endpoints = [parse_endpoint(t) for t in targets]
     if closed and (tls or http_path):
         raise UsageError("--closed waits for ports to stop accepting: --tls/--http make no sense")
     progress = _Progress()
