@@ -314,6 +314,9 @@ def test_exporter_scrapes_through_500_slow_clients(
         (["free", "--host", "10.254.254.254"], "not on this host"),
         (["scan", *[f"127.{i * 16}.0.0/12" for i in range(16)]], "in all"),  # loopback only
         (["--json", "ls"], "portkit ls --json"),
+        (["connect", "127.0.0.1:0"], "port 0"),
+        (["wait", "127.0.0.1:0"], "port 0"),
+        (["check", "127.0.0.1:0"], "port 0"),
     ],
     ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None,
 )

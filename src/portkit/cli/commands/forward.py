@@ -257,7 +257,17 @@ def serve_cmd(kind: str, tcp: int | None, udp: int | None, bind: str, as_json: b
 
 
 def _parse_target(text: str) -> Endpoint:
-    return Endpoint.parse(text)
+    """``HOST:PORT[/udp]``, the port a number or a service name (``localhost:http``);
+    port 0 ("any port") cannot be connected to."""
+    from portkit.errors import ParseError
+    from portkit.registry import parse_endpoint
+
+    endpoint = parse_endpoint(text)
+    if endpoint.port == 0:
+        raise ParseError(
+            f"{text!r}: port 0 is not a port to connect to", text=text, accepted="ports 1-65535"
+        )
+    return endpoint
 
 
 @click.command(
