@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from portkit.probe._check import check as check
+    from portkit.probe._origin import Origin as Origin
+    from portkit.probe._origin import parse_origin as parse_origin
+    from portkit.probe._origin import run_from as run_from
     from portkit.probe._ports import PortPlan as PortPlan
     from portkit.probe._ports import parse_port_spec as parse_port_spec
     from portkit.probe._ready import ReadyState as ReadyState
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 
 _EXPORTS: dict[str, str] = {
     "CheckResult": "portkit.probe._records",
+    "Origin": "portkit.probe._origin",
     "PortPlan": "portkit.probe._ports",
     "PortResult": "portkit.probe._records",
     "PortState": "portkit.probe._records",
@@ -58,9 +62,11 @@ _EXPORTS: dict[str, str] = {
     "WaitResult": "portkit.probe._records",
     "WaitTimeout": "portkit.probe._wait",
     "check": "portkit.probe._check",
+    "parse_origin": "portkit.probe._origin",
     "parse_port_spec": "portkit.probe._ports",
     "parse_target": "portkit.probe._targets",
     "parse_target_list": "portkit.probe._targets",
+    "run_from": "portkit.probe._origin",
     "scan": "portkit.probe._scan",
     "service_name": "portkit.registry",
     "top_ports": "portkit.registry",

@@ -155,15 +155,14 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
     blind: list[str] = []
 
     # 1. name
-    answer = _names.resolve_as(ep.host, src.label, src.root, src.path)
+    answer = _names.resolve_as(ep.host, src)
     if not answer.addresses:
         checks.append(
             Check(
                 "name",
                 False,
                 f"{ep.host} does not resolve ({answer.detail})",
-                f"fix the name: add it to {_names.hosts_file_for(src.label, src.root)} or DNS, "
-                "or use the address",
+                f"fix the name: add it to {src.etc}/hosts or DNS, or use the address",
             )
         )
         return WhyResult(label, src.label, tuple(checks), None)
@@ -182,7 +181,7 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
     route = _route.route_get(address, src.path)
     if not route.reachable:
         checks += [name_check, Check("route", False, route.describe(), _ROUTE_FIX[route.kind])]
-        return WhyResult(label, src.label, tuple(checks), _probe(src, address, ep, timeout))
+        return _finish(label, src, checks, blind, address, ep, timeout)
     checks.append(name_check)
     checks.append(Check("route", True, route.describe(), data={"dev": route.dev, "src": route.src}))
 
@@ -238,7 +237,20 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
             _layers.judge_source(f"{address}:{ep.port}", size, held, _layers.conntrack_fill(src))
         )
 
-    # 7. probe
+    return _finish(label, src, checks, blind, address, ep, timeout)
+
+
+def _finish(
+    label: str,
+    src: Place,
+    checks: list[Check],
+    blind: list[str],
+    address: str,
+    ep: Endpoint,
+    timeout: float,
+) -> WhyResult:
+    """7. The probe: a real connection from the client's side, held against what the
+    layers predicted (a mismatch is said, never hidden)."""
     probe = _probe(src, address, ep, timeout)
     predicted = all(c.ok is not False for c in checks)
     opened = probe is not None and probe[0] == "open"
@@ -302,13 +314,9 @@ def _probe(src: Place, address: str, ep: Endpoint, timeout: float) -> tuple[str,
 
     target = Endpoint(address, ep.port, ep.protocol)
 
-    def run() -> Any:
-        return portkit.check([target], timeout=timeout)[0]
+    def run() -> tuple[str, str]:
+        result = portkit.check([target], timeout=timeout)[0]
+        return (result.state.value, result.reason.value)
 
-    if src.path is None:
-        result = run()
-    else:
-        from portkit.see import run_in_netns
-
-        result = run_in_netns(src.path, run)
-    return (result.state.value, result.reason.value)
+    found: tuple[str, str] = src.run(run)
+    return found

@@ -1,58 +1,83 @@
 """Where ``why`` stands and where it looks: the client's namespace (``--from``) and the
 namespace on this machine that holds a target address.
 
-A :class:`Place` is a network namespace portkit can enter: the caller's own, an
-``ip netns`` name, a process's (``pid:PID``) or a container's (``container:NAME``,
-through the container layer). :func:`place_of_address` finds the namespace that owns
-an address, so that the target's firewall, NAT rules and listeners can be read there.
+``--from`` is parsed by the reach capability (:func:`portkit.probe.parse_origin`, one
+parser for ``check``, ``wait``, ``scan`` and ``why``), and work that must happen on the
+client's side (resolving a name with its resolver files, the probe) runs through
+:func:`portkit.probe.run_from`. A :class:`Place` adds what the see capability needs to
+look there (an ``ip netns`` name or a pid). :func:`place_of_address` finds the
+namespace that owns an address, so that the target's firewall, NAT rules and
+listeners can be read there.
 """
 
 from __future__ import annotations
 
-from portkit.errors import ParseError, PortkitError
+from portkit.errors import PortkitError
 from portkit.model import _Record
 
-__all__ = ["FROM_FORMS", "Place", "parse_from", "place_of_address"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-FROM_FORMS = "container:NAME|ID, netns:NAME or pid:PID"
+    from portkit.probe import Origin
+
+__all__ = ["HOST", "Place", "parse_from", "place_of_address"]
 
 
 class Place(_Record):
     """A network namespace to look from or into.
 
-    ``label`` is how it is shown (``host``, ``netns:lab``, ``pid:4242``,
-    ``container:web``); ``netns`` and ``pid_netns`` are what the see capability takes
-    (an ``ip netns`` name, a pid; both None: the caller's own); ``path`` is the file to
-    enter it by; ``root`` is the root directory of its files (hosts, resolv.conf), None
-    for the host's own.
+    ``label`` is how it is shown (``host``, ``netns:lab``, ``pid:4242``); ``netns`` and
+    ``pid_netns`` are what the see capability takes (both None: the caller's own);
+    ``origin`` is the reach capability's handle on it (None: here); ``path`` the file
+    to enter it by; ``etc`` the directory of its resolver files.
     """
 
-    __slots__ = ("label", "netns", "pid_netns", "path", "root")
+    __slots__ = ("label", "netns", "pid_netns", "origin", "path", "etc")
     label: str
     netns: str | None
     pid_netns: int | None
+    origin: Origin | None
     path: str | None
-    root: str | None
+    etc: str
 
     def __init__(
         self,
         label: str,
         netns: str | None = None,
         pid_netns: int | None = None,
-        path: str | None = None,
-        root: str | None = None,
+        origin: Origin | None = None,
     ) -> None:
-        self._init(label=label, netns=netns, pid_netns=pid_netns, path=path, root=root)
+        self._init(
+            label=label,
+            netns=netns,
+            pid_netns=pid_netns,
+            origin=origin,
+            path=None if origin is None else origin.ns_path,
+            etc="/etc" if origin is None else origin.etc_dir,
+        )
 
-    @property
-    def own(self) -> bool:
-        return self.path is None
+    def run(self, work: Callable[[], Any]) -> Any:
+        """``work()`` on this side (a forked worker in its namespace, with its resolver
+        files); records and portkit errors come back as they were."""
+        from portkit.probe import run_from
+
+        return run_from(self.origin, work)
 
 
 HOST = Place("host")
 
 
-def parse_from(text: str | None, procfs: str = "/proc") -> Place:
+def _of_origin(origin: Origin) -> Place:
+    value = origin.text.partition(":")[2]
+    if origin.kind == "netns":
+        return Place(origin.text, netns=value, origin=origin)
+    pid = int(origin.ns_path.split("/")[2])
+    return Place(origin.text, pid_netns=pid, origin=origin)
+
+
+def parse_from(text: str | None) -> Place:
     """``--from``: ``container:NAME|ID``, ``netns:NAME``, ``pid:PID`` (None: this host).
 
     Raises:
@@ -60,28 +85,9 @@ def parse_from(text: str | None, procfs: str = "/proc") -> Place:
     """
     if text is None or text in ("", "host"):
         return HOST
-    kind, sep, value = text.partition(":")
-    if not sep or not value:
-        raise ParseError(f"bad --from {text!r}", text=text, accepted=FROM_FORMS)
-    if kind == "netns":
-        from portkit.see import netns_path
+    from portkit.probe import parse_origin
 
-        return Place(text, netns=value, path=netns_path(value, None, procfs))
-    if kind == "pid":
-        from portkit.model import parse_int
-
-        return _of_pid(text, parse_int(value, what="pid", low=1, high=4_194_304), procfs)
-    if kind == "container":
-        import importlib
-
-        containers = importlib.import_module("portkit.containers")
-        pid: int = containers.container_pid(value)
-        return _of_pid(text, pid, procfs)
-    raise ParseError(f"bad --from {text!r}", text=text, accepted=FROM_FORMS)
-
-
-def _of_pid(label: str, pid: int, procfs: str) -> Place:
-    return Place(label, pid_netns=pid, path=f"{procfs}/{pid}/ns/net", root=f"{procfs}/{pid}/root")
+    return _of_origin(parse_origin(text))
 
 
 def place_of_address(address: str, exclude: str | None = None) -> Place | None:
@@ -89,6 +95,7 @@ def place_of_address(address: str, exclude: str | None = None) -> Place | None:
     path ``exclude``), or None: the address belongs to another machine."""
     import ipaddress
 
+    from portkit.probe import parse_origin
     from portkit.see import namespaces
     from portkit.why._addrs import addresses
 
@@ -101,10 +108,6 @@ def place_of_address(address: str, exclude: str | None = None) -> Place | None:
         except (PortkitError, OSError):  # gone meanwhile, or cannot be entered: skip it
             continue
         if any(ipaddress.ip_address(a) == want for _, a, _ in found):
-            if ns.names:
-                return Place(f"netns:{ns.names[0]}", netns=ns.names[0], path=ns.path)
-            pid = ns.pids[0]
-            return Place(
-                f"pid:{pid}", pid_netns=pid, path=f"/proc/{pid}/ns/net", root=f"/proc/{pid}/root"
-            )
+            text = f"netns:{ns.names[0]}" if ns.names else f"pid:{ns.pids[0]}"
+            return _of_origin(parse_origin(text))
     return None

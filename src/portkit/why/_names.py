@@ -14,15 +14,17 @@ resolves to ::1 first but the server listens on 127.0.0.1 only".
 from __future__ import annotations
 
 import ipaddress
-import os
 
+from portkit.errors import PortkitError
 from portkit.model import _Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["Answer", "hosts_file_for", "parse_hosts", "resolve_as", "rfc6724_order"]
+    from portkit.why._context import Place
+
+__all__ = ["Answer", "parse_hosts", "resolve_as", "rfc6724_order"]
 
 #: The RFC 6724 section 2.1 default policy table: (prefix, precedence), longest first.
 _POLICY = [
@@ -97,17 +99,6 @@ def rfc6724_order(addresses: Iterable[str], usable: Iterable[str] = ()) -> list[
     return sorted(items, key=lambda a: (bool(ok) and a not in ok, -_precedence(a)))
 
 
-def hosts_file_for(label: str, root: str | None) -> str:
-    """The hosts file a client reads: its root's, an ``ip netns`` override, or ours."""
-    if root is not None:
-        return os.path.join(root, "etc/hosts")
-    if label.startswith("netns:"):
-        override = os.path.join("/etc/netns", label[6:], "hosts")
-        if os.path.exists(override):
-            return override
-    return "/etc/hosts"
-
-
 def _read(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
@@ -116,34 +107,30 @@ def _read(path: str) -> str | None:
         return None
 
 
-def resolve_as(name: str, label: str, root: str | None, netns: str | None) -> Answer:
-    """Resolve ``name`` as a client at ``label`` would (see the module docstring)."""
+def resolve_as(name: str, place: Place) -> Answer:
+    """Resolve ``name`` as a client at ``place`` would (see the module docstring)."""
     try:
         ipaddress.ip_address(name.strip("[]").split("%", 1)[0])
         literal = name.strip("[]")
         return Answer(name, (literal,), "literal", f"{literal} is an address")
     except ValueError:
         pass
-    path = hosts_file_for(label, root)
-    text = _read(path)
-    if text is not None:
-        found = parse_hosts(text).get(name.lower())
-        if found:
-            ordered = tuple(rfc6724_order(found))
-            return Answer(name, ordered, "hosts", path)
-    import socket
+    hosts = f"{place.etc}/hosts"
+    text = _read(hosts)
+    in_hosts = text is not None and name.lower() in parse_hosts(text)
 
     def lookup() -> list[str]:
+        import socket
+
         infos = socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
         return list(dict.fromkeys(str(i[4][0]) for i in infos))
 
     try:
-        if netns is None:
-            addresses = lookup()
-        else:
-            from portkit.see import run_in_netns
-
-            addresses = run_in_netns(netns, lookup)
+        addresses: list[str] = place.run(lookup)
     except OSError as exc:
         return Answer(name, (), "resolver", f"the resolver says: {exc.strerror or exc}")
-    return Answer(name, tuple(addresses), "resolver", "this host's resolver (DNS)")
+    except PortkitError as exc:
+        return Answer(name, (), "resolver", str(exc))
+    if in_hosts:
+        return Answer(name, tuple(addresses), "hosts", hosts)
+    return Answer(name, tuple(addresses), "resolver", f"the resolver of {place.label}")
