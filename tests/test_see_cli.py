@@ -507,3 +507,25 @@ def _on_a_terminal(args: list[str], answer: bytes) -> int:
         os.close(slave)
         os.close(master)
     return code
+
+
+def test_ls_all_netns_names_every_namespace(cli: Runner, lab: dict[str, Any]) -> None:
+    """The lab namespace's listeners show up beside the host's, each under its
+    namespace, in the table, JSON and CSV; the ss loop agrees on the lab's listeners."""
+    r = cli("ls", "--all-netns", "-tlnp")
+    assert r.returncode == 0, r.stderr
+    assert f"netns:{lab['ns']}" in r.stdout and r.stdout.startswith("host")
+    block = r.stdout.split(f"netns:{lab['ns']}", 1)[1].split("\n\n", 1)[0]
+    assert "0.0.0.0:6379" in block and "127.0.0.1:5432" in block
+    assert f"{lab['pid']}" in block  # owners across namespaces, one pass
+    doc = json.loads(cli("ls", "--all-netns", "-tln", "--json").stdout)
+    mine = [o for o in doc if o["netns"] == f"netns:{lab['ns']}"]
+    expected = {k for k in ss(lab["ns"], "-tln")}
+    assert json_keys(mine) == expected
+    assert {o["netns"] for o in doc} >= {"host", f"netns:{lab['ns']}"}
+    rows = cli("ls", "--all-netns", "-tln", "--csv").stdout.splitlines()
+    assert rows[0].startswith("netns,proto,") and any(
+        line.startswith(f"netns:{lab['ns']},tcp,") for line in rows[1:]
+    )
+    both = cli("ls", "--all-netns", "--netns", lab["ns"])
+    assert both.returncode == 2 and "--all-netns" in both.stderr

@@ -92,6 +92,7 @@ def write_ls(
     as_csv: bool = False,
     netns: str | None = None,
     pid_netns: int | None = None,
+    all_netns: bool = False,
 ) -> int:
     """List sockets; exit 1 when a port, address or owner filter matched nothing."""
     from portkit.see import GcPaused
@@ -123,6 +124,7 @@ def write_ls(
             as_csv=as_csv,
             netns=netns,
             pid_netns=pid_netns,
+            all_netns=all_netns,
         )
 
 
@@ -151,6 +153,7 @@ def _write_ls(
     as_csv: bool,
     netns: str | None,
     pid_netns: int | None,
+    all_netns: bool = False,
 ) -> int:
     from portkit.cli._output import out, stdout_style
     from portkit.see import Query, scan
@@ -172,6 +175,16 @@ def _write_ls(
         owners=processes,
         extended=extended,
     )
+    if all_netns:
+        return _write_every_namespace(
+            query,
+            numeric=numeric,
+            extended=extended,
+            sort=sort,
+            as_json=as_json,
+            as_csv=as_csv,
+            asked=bool(sport or dport or port or src or dst or pids or process),
+        )
     found = scan(query, netns=netns, pid_netns=pid_netns)
     raw_owners = (found.owners, found.owner_names or {}) if found.owners is not None else None
     if as_json and not sort and found.batches is not None and not extended:
@@ -230,6 +243,55 @@ def _write_ls(
     _note_hidden(query.owners, found.owners_hidden)
     asked = sport or dport or port or src or dst or pids or process
     return 1 if asked and not rows else 0
+
+
+def _write_every_namespace(
+    query: Any,
+    *,
+    numeric: bool,
+    extended: bool,
+    sort: str | None,
+    as_json: bool,
+    as_csv: bool,
+    asked: bool,
+) -> int:
+    """``ls --all-netns``: one block per namespace (a heading, then its listing); in
+    JSON and CSV one list, each socket with its namespace."""
+    from portkit.cli._output import out, stdout_style
+    from portkit.render.sockets import every_namespace_csv, every_namespace_json, ls_text
+    from portkit.see import scan_every_namespace
+
+    found, hidden = scan_every_namespace(query)
+    if sort:
+        from portkit.render.sockets import sort_rows
+
+        found = [(ns, sort_rows(rows, sort)) for ns, rows in found]
+    labelled = [(ns.label, rows) for ns, rows in found]
+    names = names_for([r for _, rows in found for r in rows])
+    if as_json:
+        out(every_namespace_json(labelled, names, extended=extended))
+    elif as_csv:
+        out(every_namespace_csv(labelled, names))
+    else:
+        style = stdout_style()
+        blocks = []
+        for ns, rows in found:
+            if not rows:
+                continue
+            who = f"; pids {', '.join(map(str, ns.pids[:5]))}" if ns.pids and not ns.own else ""
+            count = f"{len(rows)} socket{'s' if len(rows) != 1 else ''}"
+            head = style.bold(f"{ns.label}") + f" ({count}{who})"
+            body = ls_text(
+                rows,
+                names=None if numeric else names,
+                owners=query.owners,
+                extended=extended,
+                style=style if style.color else None,
+            )
+            blocks.append(f"{head}\n{body}")
+        out("\n\n".join(blocks) if blocks else "no sockets in any namespace")
+    _note_hidden(query.owners, hidden)
+    return 1 if asked and not any(rows for _, rows in found) else 0
 
 
 def _write_blocks(blocks: Iterator[str], between: str) -> None:

@@ -354,6 +354,36 @@ def ls_csv(rows: Sequence[tuple[Any, ...]], names: Names) -> str:
     )
 
 
+# --- every namespace (ls --all-netns) ----------------------------------------------------
+
+
+def every_namespace_json(
+    blocks: Sequence[tuple[str, Sequence[tuple[Any, ...]]]], names: Names, *, extended: bool
+) -> str:
+    """One JSON list: every socket of every namespace, each with its ``netns`` label."""
+    import json
+
+    doc = []
+    for label, rows in blocks:
+        for item in json.loads(ls_json(rows, names, extended=extended)):
+            item["netns"] = label
+            doc.append(item)
+    return json.dumps(doc, indent=2)
+
+
+def every_namespace_csv(
+    blocks: Sequence[tuple[str, Sequence[tuple[Any, ...]]]], names: Names
+) -> str:
+    """One CSV table: the namespace's label first, then the columns of ``ls --csv``."""
+    lines: list[str] = []
+    for label, rows in blocks:
+        table = ls_csv(rows, names).splitlines()
+        if not lines and table:
+            lines.append("netns," + table[0])
+        lines.extend(f"{label},{line}" for line in table[1:])
+    return "\n".join(lines)
+
+
 # --- sorting --------------------------------------------------------------------------
 
 

@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.model import PortRange
+    from portkit.see._netns import Namespace
     from portkit.see._query import Query
     from portkit.see._scan import Scan
 
-__all__ = ["BACKEND", "backend", "ephemeral", "netns_args", "scan"]
+__all__ = ["BACKEND", "backend", "ephemeral", "netns_args", "scan", "scan_every_namespace"]
 
 #: ``"linux"`` (netlink, falling back to /proc/net) or ``"psutil"``.
 BACKEND = "linux" if sys.platform.startswith("linux") else "psutil"
@@ -80,3 +81,53 @@ def ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRang
             return parse_ip_local_port_range(f.read())
 
     return run_in_netns(path, read)
+
+
+def scan_every_namespace(
+    query: Query, *, procfs: str = "/proc", roles: bool = True
+) -> tuple[list[tuple[Namespace, list[tuple[Any, ...]]]], int]:
+    """``ls --all-netns``: the rows of ``query`` in every network namespace that has a
+    name or a process (the caller's first), and the number of hidden owners.
+
+    Each namespace is one dump, entered by ``setns`` in this process (no process per
+    namespace); owners are found in one pass over every process for all of them (a
+    socket's inode is unique across namespaces). A namespace that goes away meanwhile
+    is skipped.
+    """
+    import copy
+
+    from portkit._sockrow import PIDS, PROCESS
+    from portkit.errors import PortkitError
+    from portkit.see._netns import namespaces
+
+    bare = copy.copy(query)
+    bare.owners = False
+    bare.pids = None
+    bare.process = None
+    chosen = backend()
+    found: list[tuple[Namespace, list[tuple[Any, ...]]]] = []
+    for ns in namespaces(procfs):
+        try:
+            rows = chosen.scan(bare, None if ns.own else ns.path, None, procfs, roles).rows
+        except (PortkitError, OSError):
+            continue  # gone meanwhile, or cannot be entered
+        found.append((ns, rows))
+    hidden = 0
+    if query.owners:
+        attach = copy.copy(query)
+        attach.pids = None
+        attach.process = None
+        flat = [r for _, rows in found for r in rows]
+        owned, hidden = chosen.with_owners(flat, attach, procfs)
+        regrouped: list[tuple[Namespace, list[tuple[Any, ...]]]] = []
+        pos = 0
+        for ns, rows in found:
+            mine = owned[pos : pos + len(rows)]
+            pos += len(rows)
+            if query.owner_filtered:
+                mine = [
+                    r for r in mine if r[PIDS] and query.owner_matches(r[PIDS], (r[PROCESS] or "",))
+                ]
+            regrouped.append((ns, mine))
+        found = regrouped
+    return found, hidden

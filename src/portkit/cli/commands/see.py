@@ -87,7 +87,8 @@ Examples:
   portkit ls --dport 5432 -p        who is connected to PostgreSQL
   portkit ls --src 127.0.0.0/8 -l   listeners bound to loopback
   portkit ls -tan --json | jq '.[] | select(.role == "client")'
-  portkit ls --pid-netns 4242 -tln  listeners inside a container""",
+  portkit ls --pid-netns 4242 -tln  listeners inside a container
+  portkit ls --all-netns -tlnp      listeners in every network namespace""",
 )
 @_proto_flags
 @click.option("-l", "--listening", is_flag=True, help="Listening sockets only.")
@@ -113,6 +114,11 @@ Examples:
 @click.option("--process", default=None, metavar="NAME", help="Owned by a process named so.")
 @click.option("--sort", default=None, metavar="COLUMN", callback=_check_sort, help=_SORT_HELP)
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.option(
+    "--all-netns",
+    is_flag=True,
+    help="Every network namespace that has a process or a name (containers too).",
+)
 @json_option
 @_netns_options
 def ls_cmd(**kw: Any) -> int:
@@ -126,6 +132,8 @@ def ls_cmd(**kw: Any) -> int:
     """
     if kw["as_json"] and kw["as_csv"]:
         raise UsageError("--json and --csv do not go together")
+    if kw["all_netns"] and (kw["netns"] or kw["pid_netns"]):
+        raise UsageError("--all-netns looks into every namespace: drop --netns/--pid-netns")
     return write_ls(**kw)
 
 
