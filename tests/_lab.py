@@ -323,8 +323,11 @@ class Lab:
             self.argv(*args), capture_output=True, text=True, timeout=timeout, **kw
         )
 
-    def portkit(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return self.run(sys.executable, "-m", "portkit", *args, timeout=timeout)
+    def portkit(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        extra: dict[str, Any] = {} if env is None else {"env": {**os.environ, **env}}
+        return self.run(sys.executable, "-m", "portkit", *args, timeout=timeout, **extra)
 
     def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, "-c", code, timeout=timeout)

@@ -10,6 +10,7 @@ place (``portkit.cli``) and never prints a traceback for them::
     ├── RegistryError            exit 3  the packaged port data is missing or damaged
     ├── PermissionDenied         exit 3  the OS refused; says what privilege is missing
     ├── ResourceExhausted        exit 3  out of file descriptors, ports, memory
+    ├── Unsupported              exit 3  this system cannot do it (a Linux-only feature)
     ├── ProbeError               exit 3  a probe could not be sent (no route, bad family)
     │   ├── ProbeTimeout         exit 1  a deadline passed before the answer
     │   └── ProtocolError        exit 1  a peer's bytes do not parse as the protocol asked for
@@ -38,6 +39,7 @@ __all__ = [
     "ProtocolError",
     "RegistryError",
     "ResourceExhausted",
+    "Unsupported",
     "UsageError",
 ]
 
@@ -97,6 +99,21 @@ class PermissionDenied(PortkitError):
 
 class ResourceExhausted(PortkitError):
     """Out of a bounded resource: file descriptors, free ports, memory."""
+
+
+class Unsupported(PortkitError):
+    """A feature this operating system does not have (network namespaces, sock_diag,
+    BPF, nftables and containers are Linux's).
+
+    Args:
+        feature: what was asked for (``network namespaces``).
+        platform: the system's name (``sys.platform``).
+    """
+
+    def __init__(self, feature: str, platform: str) -> None:
+        self.feature = feature
+        self.platform = platform
+        super().__init__(f"{feature} need Linux; this system is {platform}")
 
 
 class ProbeError(PortkitError):

@@ -11,12 +11,24 @@ import sys
 from portkit.errors import ParseError
 from portkit.model import PortRange
 
-__all__ = ["WINDOWS_EPHEMERAL", "ephemeral_range", "parse_ip_local_port_range"]
+__all__ = ["WINDOWS_EPHEMERAL", "ephemeral_range", "parse_ip_local_port_range", "require_linux"]
 
 #: Windows Vista / Server 2008 and later (Microsoft KB 929851); also the IANA dynamic range.
 WINDOWS_EPHEMERAL = PortRange(49152, 65535)
 
 _cache: dict[str, PortRange] = {}
+
+
+def require_linux(feature: str) -> None:
+    """Refuse a Linux-only feature elsewhere, in one line (exit 3).
+
+    Raises:
+        Unsupported: naming the feature and this system.
+    """
+    if not sys.platform.startswith("linux"):
+        from portkit.errors import Unsupported
+
+        raise Unsupported(feature, sys.platform)
 
 
 def parse_ip_local_port_range(text: str) -> PortRange:

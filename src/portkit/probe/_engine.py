@@ -1,8 +1,12 @@
 """The I/O of the reach capability: an event-driven TCP connect engine and a UDP prober.
 
-Both engines run one ``select.epoll`` loop (``selectors`` elsewhere would be the
-fallback, but the connect engine needs Linux's error queue anyway) over
-non-blocking sockets, with hundreds of probes in flight. Deadlines live in one FIFO
+Both engines run one readiness loop over non-blocking sockets, with hundreds of
+probes in flight: ``select.epoll`` on Linux, :mod:`selectors` elsewhere (kqueue,
+poll or select; ``_poller``). The Linux-only refinements (the ICMP error queue,
+``IP_RECVERR``/``IPV6_RECVERR``) are used where the system has them; elsewhere the
+TCP engine judges by the errno alone and UDP probes use one connected socket each
+(so an ICMP port-unreachable still comes back as ECONNREFUSED): docs/reach.md says
+what a platform cannot tell. Deadlines live in one FIFO
 per host: every probe to a host shares that host's timeout, so the oldest probe is
 always the next to expire and expiry costs O(1). A measured design (docs/reach.md, "The engine"):
 asyncio was 2-9x slower than ``nmap -sT`` on a full port range, a plain epoll loop
@@ -31,15 +35,15 @@ from __future__ import annotations
 
 import _socket
 import errno as E
-import resource
-import select
 import socket
 import struct
+import sys
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ProbeError, ResourceExhausted
+from portkit.probe._poller import ERR, HUP, IN, OUT, SELECT_FD_LIMIT, make_poller
 from portkit.probe._records import PortState, Reason
 from portkit.probe._states import (
     LOCAL_RETRY_ERRNOS,
@@ -62,15 +66,12 @@ if TYPE_CHECKING:
 
 __all__ = ["TcpOutcome", "UdpOutcome", "connect_scan", "udp_scan"]
 
+#: The error queue (Linux): where it is missing, ICMP details are not read at all.
+HAS_ERRQUEUE = hasattr(socket, "MSG_ERRQUEUE") and sys.platform.startswith("linux")
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 _LINGER0 = struct.pack("ii", 1, 0)
-_EPOLLOUT, _EPOLLIN, _EPOLLERR, _EPOLLHUP = (
-    select.EPOLLOUT,
-    select.EPOLLIN,
-    select.EPOLLERR,
-    select.EPOLLHUP,
-)
+_EPOLLOUT, _EPOLLIN, _EPOLLERR, _EPOLLHUP = OUT, IN, ERR, HUP
 _MAXEVENTS = 1024
 _BATCH = 128  # connects sent between two reads of the ready list
 _MAX_IDLE_HOSTS = 4096  # per-host timing kept before idle hosts are forgotten
@@ -91,6 +92,10 @@ def _family(ip: str) -> int:
 
 def _sized(concurrency: int | None) -> int:
     """Probes in flight: the request, fitted under RLIMIT_NOFILE (raised if allowed)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no rlimits; the selector's own limit applies
+        return concurrency or 512
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     n, new_soft = concurrency_for(concurrency, soft, hard)
     if new_soft != soft:
@@ -172,6 +177,19 @@ def _read_icmp(sock: Any, protocol: str) -> tuple[PortState, Reason] | None:
     return None
 
 
+def _forgetting(ep: Any) -> Callable[[Any], None]:
+    """``close`` for a selector, which keeps a closed descriptor registered: the socket
+    is forgotten first (epoll forgets it by itself)."""
+    import contextlib
+
+    def drop(sock: Any) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):  # never registered
+            ep.unregister(sock.fileno())
+        sock.close()
+
+    return drop
+
+
 class _Loop:
     """What both engines share: hosts, timeouts, rate, the epoll object, progress."""
 
@@ -184,6 +202,7 @@ class _Loop:
         progress: Callable[[int], None] | None,
         clock: Callable[[], float],
         initial_timeout: float,
+        poller: str | None = None,
     ) -> None:
         self.fixed = timeout
         self.retries = max(0, retries)
@@ -194,7 +213,7 @@ class _Loop:
         self.active: dict[_Host, None] = {}  # hosts with probes in their FIFO
         self.done = 0
         self.initial = initial_timeout
-        self.ep = select.epoll()
+        self.ep = make_poller(poller)
         self._last_progress = 0.0
 
     def host(self, ip: str, v6_grace: bool) -> _Host:
@@ -244,6 +263,7 @@ def connect_scan(
     refine_refused: bool = False,
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    poller: str | None = None,
     _bind: tuple[str, int] | None = None,
 ) -> None:
     """Probe every ``(key, ip, port)`` of ``jobs`` with a TCP connect; report each once.
@@ -262,6 +282,8 @@ def connect_scan(
             port-unreachable from a RST (costs a syscall per closed port).
         progress: called about five times a second with the number of jobs done.
         clock: the monotonic clock (injectable).
+        poller: ``epoll``, ``poll``, ``select``, ``kqueue`` or ``default`` (None: the
+            system's best; see ``_poller``).
         _bind: a local address for every probe socket (a test seam: binding the
             target's own address and port forces a self-connect).
 
@@ -276,10 +298,15 @@ def connect_scan(
         progress=progress,
         clock=clock,
         initial_timeout=1.0,
+        poller=poller,
     )
     limit = _sized(concurrency)
     ep = loop.ep
     register = ep.register
+    exact = ep.exact_errors
+    if ep.name == "select":
+        limit = min(limit, SELECT_FD_LIMIT - 64)
+    recverr_ok = HAS_ERRQUEUE
     inflight: dict[int, _Probe] = {}
     pending: deque[_Probe] = deque()  # retries first, then new jobs
     jobs_it = iter(jobs)
@@ -288,14 +315,22 @@ def connect_scan(
     # This loop runs once per port of a 65,535-port scan: locals, not attributes, and
     # the C socket type (socket.socket's Python wrapper costs ~5 us a probe).
     mk_socket = _socket.socket
-    SOCK = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+    NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+    SOCK = socket.SOCK_STREAM | NONBLOCK
     SOL_SOCKET, SO_ERROR, SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
     AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
     IPPROTO_IP, IPPROTO_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
-    EINPROGRESS, ECONNREFUSED = E.EINPROGRESS, E.ECONNREFUSED
+    ECONNREFUSED = E.ECONNREFUSED
+    # Windows says WSAEWOULDBLOCK where POSIX says EINPROGRESS.
+    IN_PROGRESS = frozenset(
+        {E.EINPROGRESS, E.EWOULDBLOCK, getattr(E, "WSAEWOULDBLOCK", E.EWOULDBLOCK)}
+    )
     CLOSED, CONN_REFUSED = PortState.CLOSED, Reason.CONN_REFUSED
-    ERRMASK = _EPOLLERR | _EPOLLHUP
+    # epoll flags a failed connect as an error; a selector only as writable, so there
+    # every writable socket's SO_ERROR is read (-1: every bit set, the branch always taken).
+    ERRMASK = _EPOLLERR | _EPOLLHUP if exact else -1
     errno_table = TCP_ERRNO
+    drop: Callable[[Any], None] = _socket.socket.close if exact else _forgetting(ep)
     backoff_until = 0.0
     local_failures = 0
     done = 0
@@ -303,7 +338,7 @@ def connect_scan(
     # come, the first try goes without it (one syscall less per port: a rejected port
     # then falls silent and its retry, which sets it, reads the error); without one,
     # the first try must set it.
-    v6_first = retries_n == 0
+    v6_first = retries_n == 0 and recverr_ok
 
     def timeout_of(h: _Host) -> float:
         t = h.est.timeout
@@ -323,18 +358,18 @@ def connect_scan(
             h.est.update(rtt)
 
     def finish_error(p: _Probe, sock: Any, err: int, now: float) -> None:
-        if not p.recverr and (err in _ICMP_ERRNOS or refine_refused):
+        if recverr_ok and not p.recverr and (err in _ICMP_ERRNOS or refine_refused):
             # An ICMP error on IPv4: ask again with IP_RECVERR on to read its type and
             # code (admin-prohibited and host-unreachable share EHOSTUNREACH). Only the
             # few ports that answer this way pay for it; not counted as a retry.
-            sock.close()
+            drop(sock)
             p.recverr = True
             pending.appendleft(p)
             return
         verdict = errno_table.get(err) or tcp_errno_verdict(err)
-        if err != ECONNREFUSED or refine_refused:
+        if recverr_ok and (err != ECONNREFUSED or refine_refused):
             verdict = _read_icmp(sock, "tcp") or verdict
-        sock.close()
+        drop(sock)
         rtt = now - p.sent
         sample(p.host, rtt)
         report(p, verdict[0], verdict[1], rtt, None)
@@ -343,7 +378,7 @@ def connect_scan(
         if is_self_connect(sock, p.ip, p.port):
             # Our SYN met itself: nobody listens. Try again from another source port.
             sock.setsockopt(SOL_SOCKET, SO_LINGER, _LINGER0)
-            sock.close()
+            drop(sock)
             p.selfconn += 1
             if p.selfconn > _SELF_CONNECT_RETRIES:
                 report(p, CLOSED, CONN_REFUSED, None, None)
@@ -353,12 +388,14 @@ def connect_scan(
         rtt = now - p.sent
         sample(p.host, rtt)
         if keep_open:
+            if not exact:
+                ep.unregister(sock.fileno())
             conn = socket.socket(fileno=sock.detach())
             conn.setblocking(True)
             report(p, PortState.OPEN, Reason.SYN_ACK, rtt, conn)
         else:
             sock.setsockopt(SOL_SOCKET, SO_LINGER, _LINGER0)
-            sock.close()
+            drop(sock)
             report(p, PortState.OPEN, Reason.SYN_ACK, rtt, None)
 
     def start(p: _Probe) -> bool:
@@ -375,7 +412,9 @@ def connect_scan(
                 pending.appendleft(p)
                 return False
             raise ProbeError(f"cannot open a socket: {exc.strerror}", errno=exc.errno) from exc
-        if p.recverr:
+        if not NONBLOCK:
+            sock.setblocking(False)
+        if p.recverr and recverr_ok:
             try:
                 if v6:
                     sock.setsockopt(IPPROTO_IPV6, IPV6_RECVERR, 1)
@@ -389,7 +428,7 @@ def connect_scan(
             sock.bind(_bind)
         p.sent = now = clock()
         err = sock.connect_ex(p.sockaddr)
-        if err == EINPROGRESS:
+        if err in IN_PROGRESS:
             # On loopback and veth the answer is often in before connect() returns (the
             # peer's RST is processed on the way out): take it now, skipping epoll.
             early = sock.getsockopt(SOL_SOCKET, SO_ERROR)
@@ -451,7 +490,7 @@ def connect_scan(
                     break
                 fifo.popleft()
                 del inflight[sock.fileno()]
-                sock.close()
+                drop(sock)
                 p.sock = None
                 p.tries += 1
                 if p.tries <= retries_n and not h.grace:
@@ -484,7 +523,9 @@ def connect_scan(
                             exhausted = True
                             break
                         if ip != last_ip or last_host is None:
-                            last_ip, last_host = ip, loop.host(ip, False)
+                            # Without the error queue an ICMPv6 error to a SYN comes at
+                            # the first retransmit: IPv6 hosts wait for it (grace).
+                            last_ip, last_host = ip, loop.host(ip, not recverr_ok)
                         p = _Probe(key, ip, port, last_host)
                         if v6_first and ":" in ip:
                             p.recverr = True
@@ -517,7 +558,7 @@ def connect_scan(
                     if err == ECONNREFUSED and not refine_refused:
                         # The hot path of a scan: a closed port answered with a RST.
                         q.sock = None
-                        sock.close()
+                        drop(sock)
                         rtt = now - q.sent
                         h = q.host
                         if rtt <= h.est.timeout:
@@ -530,12 +571,12 @@ def connect_scan(
                         finish_error(q, sock, err, now)
                         continue
                     if not ev & _EPOLLOUT:
-                        icmp = _read_icmp(sock, "tcp")
+                        icmp = _read_icmp(sock, "tcp") if recverr_ok else None
                         if icmp is None and not ev & _EPOLLHUP:
                             inflight[fd] = q  # a soft error with nothing to say: still connecting
                             continue
                         q.sock = None
-                        sock.close()
+                        drop(sock)
                         state, reason = icmp or (PortState.FILTERED, Reason.LOCAL_ERROR)
                         report(q, state, reason, now - q.sent, None)
                         continue
@@ -550,7 +591,7 @@ def connect_scan(
     finally:
         for p in inflight.values():
             if p.sock is not None:
-                p.sock.close()
+                drop(p.sock)
         loop.done = done
         loop.close()
 
@@ -578,6 +619,7 @@ def udp_scan(
     retries: int = 1,
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    poller: str | None = None,
 ) -> None:
     """Send each ``(key, ip, port, payload)`` datagram; report each port once.
 
@@ -596,9 +638,13 @@ def udp_scan(
         progress=progress,
         clock=clock,
         initial_timeout=1.0,
+        poller=poller,
     )
     limit = concurrency if concurrency is not None else 256
     ep = loop.ep
+    if not (HAS_ERRQUEUE and ep.exact_errors):
+        _udp_connected(jobs, on_result, loop, limit)
+        return
     socks: dict[int, socket.socket] = {}
     by_fd: dict[int, socket.socket] = {}
     inflight: dict[tuple[str, int], _UdpProbe] = {}
@@ -787,4 +833,165 @@ def udp_scan(
     finally:
         for s in socks.values():
             s.close()
+        loop.close()
+
+
+def _udp_connected(
+    jobs: Iterable[tuple[Any, str, int, bytes]],
+    on_result: Callable[[Any, str, int, PortState, Reason, float | None, bytes | None], None],
+    loop: _Loop,
+    limit: int,
+) -> None:
+    """:func:`udp_scan` without an error queue (every system but Linux, or a selector
+    poller): one connected socket per probe, so an ICMP error comes back as the errno of
+    its next ``recv`` (ECONNREFUSED: port-unreachable). The ICMP type behind other
+    errnos cannot be read: EHOSTUNREACH says filtered, not which prohibition."""
+    ep = loop.ep
+    if ep.name == "select":
+        limit = min(limit, SELECT_FD_LIMIT - 64)
+    drop = _forgetting(ep)
+    clock = loop.clock
+    retries_n = loop.retries
+    inflight: dict[int, tuple[_UdpProbe, socket.socket]] = {}
+    pending: deque[_UdpProbe] = deque()
+    jobs_it = iter(jobs)
+    exhausted = False
+
+    def report(
+        p: _UdpProbe, state: PortState, reason: Reason, rtt: float | None, data: bytes | None
+    ) -> None:
+        loop.done += 1
+        p.tries = -1
+        on_result(p.key, p.ip, p.port, state, reason, rtt, data)
+
+    def end(fd: int) -> None:
+        # Its FIFO entries go stale by themselves: report() sets tries to -1.
+        drop(inflight.pop(fd)[1])
+
+    def send(p: _UdpProbe, sock: socket.socket, now: float) -> str | None:
+        try:
+            sock.send(p.payload)
+        except (BlockingIOError, InterruptedError):
+            return "later"
+        except OSError as exc:
+            verdict = udp_errno_verdict(exc.errno or 0)
+            report(p, verdict[0], verdict[1], now - p.sent if p.sent else None, None)
+            return "done"
+        p.sent = now
+        h = p.host
+        h.fifo.append((p, p.tries))
+        if len(h.fifo) == 1:
+            loop.active[h] = None
+        return None
+
+    def start(p: _UdpProbe, now: float) -> bool:
+        try:
+            sock = socket.socket(_family(p.ip), socket.SOCK_DGRAM)
+        except OSError as exc:
+            if exc.errno in _FD_ERRNOS and inflight:
+                pending.appendleft(p)
+                return False
+            raise ResourceExhausted(f"cannot open a UDP socket: {exc.strerror}") from exc
+        sock.setblocking(False)
+        try:
+            sock.connect((p.ip, p.port))
+        except OSError as exc:
+            sock.close()
+            verdict = udp_errno_verdict(exc.errno or 0)
+            report(p, verdict[0], verdict[1], None, None)
+            return True
+        fd = sock.fileno()
+        ep.register(fd, _EPOLLIN)
+        inflight[fd] = (p, sock)
+        outcome = send(p, sock, now)
+        if outcome == "done":
+            inflight.pop(fd)
+            drop(sock)
+        elif outcome == "later":
+            inflight.pop(fd)
+            drop(sock)
+            pending.appendleft(p)
+            return False
+        return True
+
+    def readable(fd: int, now: float) -> None:
+        p, sock = inflight[fd]
+        try:
+            data = sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            verdict = udp_errno_verdict(exc.errno or 0)
+            end(fd)
+            report(p, verdict[0], verdict[1], now - p.sent, None)
+            return
+        rtt = now - p.sent
+        if p.tries == 0 and rtt <= p.host.est.timeout:
+            p.host.est.update(rtt)
+        end(fd)
+        report(p, PortState.OPEN, Reason.UDP_RESPONSE, rtt, data)
+
+    def expire(now: float) -> None:
+        by_probe = {id(p): fd for fd, (p, _) in inflight.items()}
+        for h in list(loop.active):
+            fifo = h.fifo
+            t = h.est.timeout
+            while fifo:
+                p, tries = fifo[0]
+                if p.tries != tries:
+                    fifo.popleft()
+                    continue
+                if now - p.sent < t:
+                    break
+                fifo.popleft()
+                p.tries += 1
+                fd = by_probe.get(id(p))
+                if p.tries <= retries_n and fd is not None:
+                    if send(p, inflight[fd][1], now) == "done":
+                        end(fd)
+                else:
+                    if fd is not None:
+                        end(fd)
+                    report(p, PortState.OPEN_FILTERED, Reason.NO_RESPONSE, None, None)
+            if not fifo:
+                loop.active.pop(h, None)
+
+    try:
+        while True:
+            now = clock()
+            rate_wait = 0.0
+            while len(inflight) < limit:
+                if pending:
+                    p = pending.popleft()
+                elif not exhausted:
+                    try:
+                        key, ip, port, payload = next(jobs_it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    p = _UdpProbe(key, ip, port, payload, loop.host(ip, False))
+                else:
+                    break
+                if loop.rate is not None and not loop.rate.take(now):
+                    pending.appendleft(p)
+                    rate_wait = loop.rate.wait(now)
+                    break
+                if not start(p, now):
+                    rate_wait = 0.005
+                    break
+            if not inflight and not pending and exhausted:
+                break
+            wait = loop.next_wait(now, lambda h: h.est.timeout) if inflight else 0.0
+            if rate_wait:
+                wait = min(wait, rate_wait)
+            events = ep.poll(wait, _MAXEVENTS)
+            now = clock()
+            for fd, _ev in events:
+                if fd in inflight:
+                    readable(fd, now)
+            expire(now)
+            loop.tick(now)
+    finally:
+        for _p, sock in inflight.values():
+            drop(sock)
         loop.close()

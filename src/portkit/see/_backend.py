@@ -41,6 +41,9 @@ def netns_args(
     if netns is None and pid_netns is None:
         return None, None
     from portkit.see._netns import netns_path
+    from portkit.system import require_linux
+
+    require_linux("network namespaces")
 
     return netns_path(netns, pid_netns, procfs), pid_netns
 
@@ -99,7 +102,9 @@ def scan_every_namespace(
     from portkit._sockrow import PIDS, PROCESS
     from portkit.errors import PortkitError
     from portkit.see._netns import namespaces
+    from portkit.system import require_linux
 
+    require_linux("network namespaces")
     bare = copy.copy(query)
     bare.owners = False
     bare.pids = None

@@ -141,6 +141,9 @@ def why(
         ParseError: a bad target or ``--from``. PermissionDenied: the source namespace
         cannot be entered.
     """
+    from portkit.system import require_linux
+
+    require_linux("why's route, firewall and namespace lookups")
     place = parse_from(source)
     texts = [targets] if isinstance(targets, str) else list(targets)
     endpoints = [_target(t, udp) for t in texts]
