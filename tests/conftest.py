@@ -19,6 +19,32 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
+#: Test modules that need nothing Linux-only (no namespaces, no root, no /proc, no real
+#: peers): the public CI runs them on macOS and Windows too (``pytest -m portable``).
+PORTABLE_MODULES = frozenset(
+    {
+        "test_constants",
+        "test_model",
+        "test_registry",
+        "test_know_cli",
+        "test_port_knowledge",
+        "test_probe_plan",
+        "test_forward_spec",
+        "test_plan_spec",
+        "test_plan_readers",
+        "test_plan_rules",
+        "test_plan_corpus",
+        "test_plan_properties",
+        "test_plan_schema",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rpartition(".")[2] in PORTABLE_MODULES:
+            item.add_marker(pytest.mark.portable)
+
 
 def run_portkit(
     *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 60
