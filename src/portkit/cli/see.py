@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["families_for", "fast_ls", "hosts_for", "names_for", "plain_listing", "write_ls"]
 
 #: Single-letter ``ls`` flags the shortcut understands (``ss``'s meanings).
-FAST_LETTERS = frozenset("tulanp46e")
+FAST_LETTERS = frozenset("tulanp46eimo")
 
 #: The kernel state bitmasks (bit N: TCP state number N) of ``-a``, ``-l`` and
 #: neither (ss's default: connected, without TIME-WAIT and SYN-RECV), i.e. what
@@ -79,6 +79,9 @@ def write_ls(
     ipv6: bool = False,
     extended: bool = False,
     resolve: bool = False,
+    info: bool = False,
+    memory: bool = False,
+    timers: bool = False,
     states: Sequence[str] = (),
     sport: Any = None,
     dport: Any = None,
@@ -111,6 +114,9 @@ def write_ls(
             ipv6=ipv6,
             extended=extended,
             resolve=resolve,
+            info=info,
+            memory=memory,
+            timers=timers,
             states=states,
             sport=sport,
             dport=dport,
@@ -140,6 +146,9 @@ def _write_ls(
     ipv6: bool,
     extended: bool,
     resolve: bool,
+    info: bool,
+    memory: bool,
+    timers: bool,
     states: Sequence[str],
     sport: Any,
     dport: Any,
@@ -174,6 +183,9 @@ def _write_ls(
         process=process,
         owners=processes,
         extended=extended,
+        info=info,
+        memory=memory,
+        timers=timers,
     )
     if all_netns:
         return _write_every_namespace(
@@ -187,7 +199,8 @@ def _write_ls(
         )
     found = scan(query, netns=netns, pid_netns=pid_netns)
     raw_owners = (found.owners, found.owner_names or {}) if found.owners is not None else None
-    if as_json and not sort and found.batches is not None and not extended:
+    want = query.health
+    if as_json and not sort and found.batches is not None and not extended and not want:
         from portkit.registry import service_name
         from portkit.render.sockets import ls_json_raw
 
@@ -202,12 +215,20 @@ def _write_ls(
         from portkit.render.sockets import ls_text_raw
 
         style = stdout_style()
+        extra = None
+        if want:
+            from portkit.render.health import health_tails
+            from portkit.see._tcpinfo import entries_of
+
+            parts = [p for _, _, raw in found.batches if raw for p in entries_of(raw)]
+            extra = health_tails(parts, want)
         blocks = ls_text_raw(
             found.batches,
             found.listen_ports,
             names=None if numeric else service_name,
             owners=raw_owners,
             style=style if style.color else None,
+            extra=extra,
         )
         _write_blocks(blocks, "\n")
         _note_hidden(query.owners, found.owners_hidden)
@@ -218,14 +239,30 @@ def _write_ls(
         from portkit.render.sockets import sort_rows
 
         rows = sort_rows(rows, sort)
+    entries: list[Any] = []
+    if want:
+        from portkit.see._tcpinfo import row_entry
+
+        health = found.health
+        entries = [row_entry(health, r) for r in rows]
     if as_json:
         from portkit.render.sockets import ls_json
 
-        out(ls_json(rows, names_for(rows), extended=extended))
+        json_extra = None
+        if want:
+            from portkit.render.health import health_json_parts
+
+            json_extra = health_json_parts(entries, want)
+        out(ls_json(rows, names_for(rows), extended=extended, extra=json_extra))
     elif as_csv:
         from portkit.render.sockets import ls_csv
 
-        out(ls_csv(rows, names_for(rows)))
+        csv_extra = None
+        if want:
+            from portkit.render.health import health_csv_columns
+
+            csv_extra = health_csv_columns(entries, want)
+        out(ls_csv(rows, names_for(rows), extra=csv_extra))
     else:
         from portkit.render.sockets import ls_text
 
@@ -238,11 +275,20 @@ def _write_ls(
                 extended=extended,
                 hosts=hosts_for(rows) if resolve else None,
                 style=style if style.color else None,
+                extra=_text_extra(entries, want),
             )
         )
     _note_hidden(query.owners, found.owners_hidden)
     asked = sport or dport or port or src or dst or pids or process
     return 1 if asked and not rows else 0
+
+
+def _text_extra(entries: list[Any], want: int) -> Any:
+    if not want:
+        return None
+    from portkit.render.health import health_text_columns
+
+    return health_text_columns(entries, want)
 
 
 def _write_every_namespace(
@@ -332,7 +378,7 @@ def fast_ls(args: list[str]) -> int | None:
             return None
     if as_json and as_csv:
         return None
-    if not (as_json or as_csv or flags & {"p", "e"}):
+    if not (as_json or as_csv or flags & {"p", "e", "i", "m", "o"}):
         from portkit.see import GcPaused
 
         with GcPaused():  # as in write_ls
@@ -349,6 +395,9 @@ def fast_ls(args: list[str]) -> int | None:
         ipv4="4" in flags,
         ipv6="6" in flags,
         extended="e" in flags,
+        info="i" in flags,
+        memory="m" in flags,
+        timers="o" in flags,
         as_json=as_json,
         as_csv=as_csv,
     )

@@ -145,6 +145,7 @@ def ls_text(
     extended: bool = False,
     hosts: dict[str, str] | None = None,
     style: Style | None = None,
+    extra: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
 ) -> str:
     """The ``portkit ls`` table: ss's columns plus the role (and owner, ``-e`` fields).
 
@@ -156,6 +157,8 @@ def ls_text(
         extended: add UID, INODE, CGROUP (``-e``).
         hosts: ``{ip: name}`` to show instead of addresses (``-r``).
         style: bold headers when colour is on.
+        extra: more columns at the end (``-i``/``-m``/``-o``): headers, and one list
+            of cell texts per column, a cell per row.
 
     >>> from portkit.model import Protocol, SocketRecord as R
     >>> print(ls_text([R(Protocol.TCP, 4, TcpState.LISTEN, "0.0.0.0", 22, role="server").row]))
@@ -196,7 +199,7 @@ def ls_text(
         for r, li, lp, ri, rp in lines
     ]
     tail_head = ""
-    if owners or extended:
+    if owners or extended or extra:
         headers: list[str] = []
         cells: list[list[str]] = []
         if owners:
@@ -216,6 +219,9 @@ def ls_text(
                 [container_id(r[CGROUP]) or "-" for r in rows],
                 ["-" if r[CGROUP] is None else r[CGROUP] for r in rows],
             ]
+        if extra:
+            headers += extra[0]
+            cells += [list(col) for col in extra[1]]
         widths = [max([len(h), *map(len, col)]) for h, col in zip(headers, cells, strict=True)]
         tail = "".join(f"  %-{w}s" for w in widths)
         # ROLE is "server" or "client": six characters, so the extra columns line up
@@ -234,8 +240,15 @@ def ls_text(
 _ANY = {4: "0.0.0.0", 6: "[::]"}
 
 
-def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = False) -> str:
-    """One JSON document: a list with one object per socket (:data:`LS_JSON_KEYS`).
+def ls_json(
+    rows: Sequence[tuple[Any, ...]],
+    names: Names,
+    *,
+    extended: bool = False,
+    extra: Sequence[str] | None = None,
+) -> str:
+    """One JSON document: a list with one object per socket (:data:`LS_JSON_KEYS`);
+    ``extra``: per row, more ``, "key": value`` text for its object (``-i/-m/-o``).
 
     >>> from portkit.model import Protocol, SocketRecord as R
     >>> import json
@@ -252,7 +265,7 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
     tmpl = (
         '  {"proto": "%s", "family": %d, "state": "%s", "local": {"ip": "%s", "port": %d}, '
         '"remote": %s, "recv_q": %d, "send_q": %d, "pid": %s, "process": %s, "user": %s, '
-        '"uid": %d, "inode": %d, "service": %s, "role": "%s", "cgroup": %s, "container": %s}'
+        '"uid": %d, "inode": %d, "service": %s, "role": "%s", "cgroup": %s, "container": %s%s}'
     )
     from portkit.see._rows import container_id
 
@@ -265,7 +278,8 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
 
     empty: dict[int, str] = {}
     lines = []
-    for r in rows:
+    more = extra if extra is not None else [""] * len(rows)
+    for r, tail in zip(rows, more, strict=True):
         named = names.get(r[PROTOCOL].value, empty)
         sport = r[LOCAL_PORT] if r[ROLE] == "server" else r[REMOTE_PORT]
         lines.append(
@@ -288,6 +302,7 @@ def ls_json(rows: Sequence[tuple[Any, ...]], names: Names, *, extended: bool = F
                 r[ROLE],
                 js[r[CGROUP]],
                 js[container_id(r[CGROUP])],
+                tail,
             )
         )
     return "[\n" + ",\n".join(lines) + "\n]"
@@ -315,8 +330,13 @@ CSV_HEADERS = (
 )
 
 
-def ls_csv(rows: Sequence[tuple[Any, ...]], names: Names) -> str:
-    """CSV with :data:`CSV_HEADERS` (empty cells for missing values)."""
+def ls_csv(
+    rows: Sequence[tuple[Any, ...]],
+    names: Names,
+    extra: tuple[Sequence[str], Sequence[Sequence[Any]]] | None = None,
+) -> str:
+    """CSV with :data:`CSV_HEADERS` (empty cells for missing values); ``extra``: more
+    columns (headers, one value list per column)."""
     from portkit.render import to_csv
     from portkit.see._rows import container_id
 
@@ -326,31 +346,35 @@ def ls_csv(rows: Sequence[tuple[Any, ...]], names: Names) -> str:
         port = service_port(r)
         return names.get(r[PROTOCOL].value, empty).get(port) if port else None
 
-    return to_csv(
+    records = (
         (
-            (
-                r[PROTOCOL].value,
-                r[FAMILY],
-                r[STATE].value,
-                r[LOCAL_IP],
-                r[LOCAL_PORT],
-                r[REMOTE_IP],
-                r[REMOTE_PORT],
-                r[RECV_Q],
-                r[SEND_Q],
-                r[PID],
-                None if r[PROCESS] is None else safe(r[PROCESS]),
-                None if r[USER] is None else safe(r[USER]),
-                r[UID],
-                r[INODE],
-                service(r),
-                r[ROLE],
-                r[CGROUP],
-                container_id(r[CGROUP]),
-            )
-            for r in rows
-        ),
-        CSV_HEADERS,
+            r[PROTOCOL].value,
+            r[FAMILY],
+            r[STATE].value,
+            r[LOCAL_IP],
+            r[LOCAL_PORT],
+            r[REMOTE_IP],
+            r[REMOTE_PORT],
+            r[RECV_Q],
+            r[SEND_Q],
+            r[PID],
+            None if r[PROCESS] is None else safe(r[PROCESS]),
+            None if r[USER] is None else safe(r[USER]),
+            r[UID],
+            r[INODE],
+            service(r),
+            r[ROLE],
+            r[CGROUP],
+            container_id(r[CGROUP]),
+        )
+        for r in rows
+    )
+    if extra is None:
+        return to_csv(records, CSV_HEADERS)
+    more = zip(*extra[1], strict=True) if extra[1] else ((),) * len(rows)
+    return to_csv(
+        (base + tuple(cells) for base, cells in zip(records, more, strict=True)),
+        (*CSV_HEADERS, *extra[0]),
     )
 
 

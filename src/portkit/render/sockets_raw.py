@@ -86,6 +86,7 @@ def ls_text_raw(
     owners: tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[str | None, str | None]]]
     | None = None,
     style: Style | None = None,
+    extra: tuple[str, Sequence[Sequence[Iterable[str]]]] | None = None,
 ) -> Iterator[str]:
     """:func:`ls_text` straight from the kernel's raw rows, for the plain listing, in
     blocks of lines (one per reply chunk, to be written each followed by a newline).
@@ -102,6 +103,9 @@ def ls_text_raw(
         owners: ``({inode: (pid, ...)}, {pid: (name, user)})`` to add PID, PROCESS and
             USER columns (``-p``), or None.
         style: bold headers when colour is on.
+        extra: more columns at the end of every line (``ls -i/-m/-o``,
+            ``render.health.health_tails``): the header's tail, and per part (in the
+            order of the batches' parts) the cells its lines end with, a column each.
     """
 
     from itertools import repeat
@@ -143,16 +147,22 @@ def ls_text_raw(
         wpid = max([3, *(len(str(p)) for p in procs)])
         shown = {pid: (safe(n or "-"), safe(u or "-")) for pid, (n, u) in procs.items()}
         wname = max([7, *(len(n) for n, _ in shown.values())])
-        nobody = f"  {'-':<{wpid}}  {'-':<{wname}}  -"
+        # the last column is padded only when more columns follow
+        wuser = max([4, *(len(u) for _, u in shown.values())]) if extra else 0
+        nobody = f"  {'-':<{wpid}}  {'-':<{wname}}  {'-':<{wuser}}"
         tails = _Tails(nobody)
         for pid, (name, user) in shown.items():
-            tails[pid] = f"  {pid:<{wpid}}  {name:<{wname}}  {user}"
+            tails[pid] = f"  {pid:<{wpid}}  {name:<{wname}}  {user:<{wuser}}"
         # {inode: tail} through map/zip (C), not a comprehension: 100,000 sockets
         from operator import itemgetter
 
         firsts = map(itemgetter(0), holders.values())
         own = dict(zip(holders, map(tails.__getitem__, firsts), strict=True))
-        head = f"{head}    {'PID':<{wpid}}  {'PROCESS':<{wname}}  USER"
+        head = f"{head}    {'PID':<{wpid}}  {'PROCESS':<{wname}}  {'USER':<{wuser}}"
+    more: Iterator[Sequence[Iterable[str]]] = iter(())
+    if extra is not None:
+        head = head + ("" if owners is not None else "  ") + extra[0]
+        more = iter(extra[1])
     yield style.bold(head) if style else head
     queue = _Padded(wq, "  ")
     roles = ("client", "server")
@@ -192,6 +202,8 @@ def ls_text_raw(
                     )
                     for t in part
                 ]
+                if extra is not None:
+                    block = list(map("".join, zip(block, *next(more))))  # noqa: B905
                 if block:
                     yield "\n".join(block)
         else:
@@ -226,13 +238,15 @@ def ls_text_raw(
                         )
                         for t in chunk
                     ]
+                    if extra is not None:
+                        lines = map("".join, zip(lines, *next(more)))  # noqa: B905
                 else:
                     # A uniform reply: every column is a strided view of it, and each
                     # line is joined at C speed, with no Python code per socket.
                     view, size = chunk
                     c = Columns(view, size, family)
                     la, ra = (lip4, rip4) if family == 2 else (lip, rip)
-                    cells = [
+                    cells: list[Iterable[str]] = [
                         map(lead.__getitem__, c.states),
                         map(queue.__getitem__, c.recv_q),
                         map(queue.__getitem__, c.send_q),
@@ -244,6 +258,8 @@ def ls_text_raw(
                     ]
                     if owners is not None:
                         cells.append(map(own.get, c.inodes, repeat(nobody)))
+                    if extra is not None:
+                        cells.extend(next(more))
                     lines = map("".join, zip(*cells))  # noqa: B905 (equal lengths: one reply)
                 yield "\n".join(lines)
 

@@ -76,7 +76,23 @@ def _netlink_rows(
     bytecode: bytes,
     seq: int,
     cgroups: dict[int, int] | None = None,
+    health: int = 0,
 ) -> nl.RawRows:
+    if health:
+        # ls -i/-m/-o: each row keeps its tcp_info, skmeminfo and timer (_tcpinfo)
+        from portkit.see._tcpinfo import HealthRows, ext_bits
+
+        sock.send(nl.build_request(family, proto, states, bytecode, seq, ext_bits(health)))
+        with_health = HealthRows(health)
+        while data := sock.recv(_BUF):
+            if cgroups is not None:
+                for row, attrs in nl.walk_with_attrs(data)[0]:
+                    raw = attrs.get(nl.ATTR_CGROUP_ID)
+                    if raw is not None and len(raw) == 8:
+                        cgroups[row[9]] = int.from_bytes(raw, "little")
+            if with_health.add_chunk(data):
+                break
+        return with_health
     sock.send(nl.build_request(family, proto, states, bytecode, seq))
     rows = nl.RawRows()
     recv = sock.recv
@@ -138,6 +154,7 @@ def _collect_netlink(
     want_roles: bool,
     extended: bool,
     out: Dump,
+    health: int = 0,
 ) -> None:
     sock = _open_netlink()
     try:
@@ -165,6 +182,7 @@ def _collect_netlink(
                         bytecode,
                         seq,
                         out.cgroups if extended else None,
+                        health,
                     )
                 except nl.NetlinkError as exc:
                     if exc.errno == _errno.ENOENT:  # this protocol's diag module is absent
@@ -212,6 +230,7 @@ def dump(
     extended: bool = False,
     netns: str | None = None,
     netns_pid: int | None = None,
+    health: int = 0,
 ) -> Dump:
     """Read the sockets of this (or another) network namespace.
 
@@ -221,6 +240,8 @@ def dump(
         bytecode: inet_diag filter program (may be empty).
         want_roles: also find the listening ports (to tell servers from clients).
         extended: also read each socket's cgroup id.
+        health: also read each socket's timer, tcp_info and skmeminfo (``_tcpinfo``'s
+            ``WANT_*`` bits): the rows are then ``HealthRows``.
         netns: the namespace file to enter (``/run/netns/NAME``, ``/proc/PID/ns/net``).
         netns_pid: the pid behind ``netns`` when it is a process's, so the /proc
             fallback can read ``/proc/PID/net`` without entering.
@@ -234,7 +255,9 @@ def dump(
         global _netlink_broken
         if not _netlink_broken:
             try:
-                _collect_netlink(families, protocols, states, bytecode, want_roles, extended, out)
+                _collect_netlink(
+                    families, protocols, states, bytecode, want_roles, extended, out, health
+                )
                 return
             except nl.NetlinkError as exc:
                 if exc.errno != _errno.EINVAL or not bytecode:
@@ -242,7 +265,9 @@ def dump(
                 else:
                     # Bytecode this kernel rejects: dump unfiltered, filter in Python.
                     out.__init__()  # type: ignore[misc]
-                    _collect_netlink(families, protocols, states, b"", want_roles, extended, out)
+                    _collect_netlink(
+                        families, protocols, states, b"", want_roles, extended, out, health
+                    )
                     out.filtered = False
                     return
             except PermissionError as exc:
@@ -345,6 +370,7 @@ def scan(
             extended=query.extended,
             netns=netns_path,
             netns_pid=netns_pid,
+            health=query.health,
         )
     except BaseException:
         if pending is not None:
@@ -361,6 +387,11 @@ def scan(
         shown = sum(len(raw) for _, _, raw in found.batches)
         owners, names, hidden = _owner_maps(inodes, shown, procfs, pending)
         return Scan(None, hidden, found.source, found.batches, found.listen_ports, owners, names)
+    health = None
+    if query.health:
+        from portkit.see._tcpinfo import health_map
+
+        health = health_map(found.batches)  # before any row is filtered out
     rows: list[tuple[Any, ...]] = []
     for family, proto, raw in found.batches:
         batch = decode(raw, family, proto, found.listen_ports.get(proto, ()))
@@ -379,7 +410,7 @@ def scan(
         rows = with_cgroups(
             rows, {ino: paths[cg] for ino, cg in found.cgroups.items() if cg in paths}
         )
-    return Scan(rows, hidden, found.source)
+    return Scan(rows, hidden, found.source, health=health)
 
 
 def _owner_maps(

@@ -156,7 +156,7 @@ class NetlinkError(Exception):
 
 
 def build_request(
-    family: int, protocol: int, states: int, bytecode: bytes = b"", seq: int = 1
+    family: int, protocol: int, states: int, bytecode: bytes = b"", seq: int = 1, ext: int = 0
 ) -> bytes:
     """One ``SOCK_DIAG_BY_FAMILY`` dump request.
 
@@ -166,8 +166,10 @@ def build_request(
         states: bitmask of kernel state numbers (bit 10 = LISTEN, ...).
         bytecode: a program from :func:`compile_filter`, or empty for none.
         seq: the netlink sequence number.
+        ext: ``idiag_ext``, the extensions to add to each reply (tcp_info, skmeminfo:
+            ``_tcpinfo.ext_bits``); 0 for none.
     """
-    body = _REQ.pack(family, protocol, 0, states) + bytes(48)
+    body = _REQ.pack(family, protocol, ext, states) + bytes(48)
     if bytecode:
         body += _NLA.pack(4 + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     return _HDR.pack(16 + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body

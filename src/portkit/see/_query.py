@@ -159,6 +159,8 @@ class Query:
         process: only sockets whose owner's name contains this (implies owners).
         owners: look up owning processes.
         extended: also fetch the cgroup (``ls -e``).
+        info, memory, timers: also fetch tcp_info (``ls -i``), socket memory
+            (``-m``) and timers (``-o``): :attr:`Scan.health <portkit.see.Scan.health>`.
 
     Raises:
         ParseError: a bad state, port or address.
@@ -178,6 +180,7 @@ class Query:
         "process",
         "owners",
         "extended",
+        "health",
     )
 
     def __init__(
@@ -198,6 +201,9 @@ class Query:
         process: str | None = None,
         owners: bool = False,
         extended: bool = False,
+        info: bool = False,
+        memory: bool = False,
+        timers: bool = False,
     ) -> None:
         protos = [p for p, on in (("tcp", tcp), ("udp", udp)) if on] or ["tcp", "udp"]
         self.protocols = tuple(_PROTOCOLS[p] for p in protos)
@@ -231,6 +237,8 @@ class Query:
         self.process = process
         self.owners = owners or self.pids is not None or process is not None
         self.extended = extended
+        #: ``_tcpinfo.WANT_*`` bits: timers 1, tcp_info 2, skmeminfo 4.
+        self.health = (1 if timers else 0) | (2 if info else 0) | (4 if memory else 0)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)

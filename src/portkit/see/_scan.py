@@ -51,6 +51,7 @@ class Scan:
         "owner_names",
         "owners_hidden",
         "source",
+        "_health",
     )
 
     def __init__(
@@ -62,8 +63,10 @@ class Scan:
         listen_ports: dict[int, set[int]] | None = None,
         owners: Owners | None = None,
         owner_names: dict[int, tuple[str | None, str | None]] | None = None,
+        health: dict[Any, Any] | None = None,
     ) -> None:
         self._rows = rows
+        self._health = health
         self.batches = batches
         self.listen_ports = listen_ports or {}
         #: With raw batches and owners asked for: ``{inode: (pid, ...)}`` (the holders
@@ -89,6 +92,17 @@ class Scan:
                     rows = attach_owners(rows, self.owners, self.owner_names or {})
             self._rows = rows
         return self._rows
+
+    @property
+    def health(self) -> dict[Any, Any]:
+        """With ``Query(info=/memory=/timers=)``: ``{key: entry}`` of each socket's
+        timer, tcp_info and skmeminfo (``_tcpinfo``: look a row up with
+        ``row_entry(health, row)``); empty otherwise."""
+        if self._health is None:
+            from portkit.see._tcpinfo import health_map
+
+            self._health = health_map(self.batches or ())
+        return self._health
 
     def __len__(self) -> int:
         if self._rows is None:

@@ -87,6 +87,7 @@ Examples:
   portkit ls --dport 5432 -p        who is connected to PostgreSQL
   portkit ls --src 127.0.0.0/8 -l   listeners bound to loopback
   portkit ls -tan --json | jq '.[] | select(.role == "client")'
+  portkit ls -tin --dport 443       rtt, retransmits and bytes of HTTPS clients
   portkit ls --pid-netns 4242 -tln  listeners inside a container
   portkit ls --all-netns -tlnp      listeners in every network namespace""",
 )
@@ -96,6 +97,14 @@ Examples:
 @click.option("-n", "--numeric", is_flag=True, help="Port numbers, not service names.")
 @click.option("-p", "--processes", is_flag=True, help="Show the owning process (pid, name, user).")
 @click.option("-e", "--extended", is_flag=True, help="Show uid, inode and cgroup.")
+@click.option(
+    "-i",
+    "--info",
+    is_flag=True,
+    help="TCP internals (tcp_info): rtt, rto, cwnd, retransmits, bytes, rates (ss -i).",
+)
+@click.option("-m", "--memory", is_flag=True, help="Socket memory (ss -m's skmem).")
+@click.option("-o", "--options", "timers", is_flag=True, help="Timers (ss -o).")
 @click.option("-r", "--resolve", is_flag=True, help="Resolve addresses to host names (DNS).")
 @click.option(
     "--state",
@@ -134,6 +143,8 @@ def ls_cmd(**kw: Any) -> int:
         raise UsageError("--json and --csv do not go together")
     if kw["all_netns"] and (kw["netns"] or kw["pid_netns"]):
         raise UsageError("--all-netns looks into every namespace: drop --netns/--pid-netns")
+    if kw["all_netns"] and (kw["info"] or kw["memory"] or kw["timers"]):
+        raise UsageError("-i, -m and -o look into one namespace: drop --all-netns")
     return write_ls(**kw)
 
 
