@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -177,3 +178,54 @@ def test_every_command_without_epoll_works_or_says_linux(platform: str, args: li
         assert len(lines) == 1, done.stderr
     else:
         assert done.returncode in (0, 1, 2, 124), (platform, args, done.returncode, done.stderr)
+
+
+def _fake(platform: str, *args: str) -> subprocess.Popen[str]:
+    code = _FAKE.format(platform=platform, args=list(args))
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_serve_forward_connect_without_epoll(platform: str) -> None:
+    """The asyncio data path (what other systems get) relays end to end: serve echo,
+    forward to it, connect through it; both stop cleanly on SIGTERM."""
+    import re
+    import signal
+    import socket
+
+    from portkit.free import free_port
+
+    echo_port = free_port(host="127.0.0.1")
+    server = _fake(platform, "serve", "echo", "--tcp", str(echo_port))
+    forward = _fake(platform, "forward", f"0:{echo_port}")
+    try:
+        assert forward.stderr is not None
+        line = forward.stderr.readline()
+        found = re.search(r"listening 127\.0\.0\.1:(\d+)/tcp", line)
+        assert found, line
+        listen = int(found.group(1))
+        got = b""
+        deadline = 50
+        while deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", listen), timeout=5) as c:
+                    c.sendall(b"ping\n")
+                    c.shutdown(socket.SHUT_WR)
+                    got = b""
+                    while chunk := c.recv(100):
+                        got += chunk
+                if got == b"ping\n":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+            deadline -= 1
+        assert got == b"ping\n"
+    finally:
+        for proc in (forward, server):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (forward, server):
+            _, err = proc.communicate(timeout=30)
+            assert "Traceback" not in err, err
