@@ -66,6 +66,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "scan_cmd",
         "Scan hosts' TCP/UDP ports with nmap's states, as fast as nmap -sT.",
     ),
+    "why": (
+        "portkit.cli.commands.why",
+        "why_cmd",
+        "Why can't a client reach HOST:PORT? Every layer in order, the first that breaks.",
+    ),
     # connect and forward
     "serve": (
         "portkit.cli.commands.forward",
