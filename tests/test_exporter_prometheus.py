@@ -287,7 +287,13 @@ def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -
     ports = {r["metric"]["port"] for r in prom.query('{__name__=~"portkit_.*", port!=""}')}
     assert ports == {str(SERVED), str(BACKLOG), str(ABSENT)}
     names = {r["metric"]["__name__"] for r in prom.query('{__name__=~"portkit_.*"}')}
-    assert not {n for n in names if n.endswith("_total")}
+    # counters (what only grows) end in _total; everything else is a gauge or summary
+    assert {n for n in names if n.endswith("_total")} == {
+        "portkit_port_sent_bytes_total",
+        "portkit_port_received_bytes_total",
+        "portkit_port_retransmitted_segments_total",
+        "portkit_port_sent_segments_total",
+    }
     labels = {k for r in prom.query('{__name__=~"portkit_.*"}') for k in r["metric"]}
     assert labels <= {
         "__name__",
@@ -300,6 +306,7 @@ def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -
         "version",
         "service",
         "role",
+        "quantile",
     }
     # service and role are the registry's answers for a reported port: one series each.
     info = prom.query("portkit_port_info")

@@ -33,6 +33,7 @@ def _message(
     sport: int = 8080,
     dport: int = 40000,
     inode: int = 7,
+    cookie: int = 0,
     info: bytes | None = None,
     skmem: bytes | None = None,
     cong: bytes | None = None,
@@ -40,7 +41,7 @@ def _message(
     t, retrans, expires = timer
     body = struct.pack("=BBBB", 2, state, t, retrans)
     body += struct.pack(">HH", sport, dport) + bytes([127, 0, 0, 1]) + bytes(12)
-    body += bytes([127, 0, 0, 2]) + bytes(12) + struct.pack("=I", 0) + bytes(8)
+    body += bytes([127, 0, 0, 2]) + bytes(12) + struct.pack("=IQ", 0, cookie)
     body += struct.pack("=IIIII", expires, 0, 0, 0, inode)
     body += _attr(8, b"\x00")  # INET_DIAG_SHUTDOWN, as the kernel sends it first
     if skmem is not None:
@@ -132,6 +133,7 @@ message_args = st.fixed_dictionaries(
         "sport": st.integers(1, 65535),
         "dport": st.integers(0, 65535),
         "inode": st.integers(0, 2**32 - 1),
+        "cookie": st.integers(0, 2**64 - 1),
     }
 )
 
@@ -180,16 +182,17 @@ def test_uniform_replies_decode_like_message_by_message(
         else:
             assert entry[ti.E_INFO] is None
         assert entry[ti.E_SKMEM] == (tuple(mem) if want & ti.WANT_MEMORY else None)
+        assert entry[ti.E_COOKIE] == args["cookie"]
 
 
 def test_mixed_replies_are_walked() -> None:
     """TIME-WAIT messages carry no attributes: a reply mixing them is walked, and their
     entries have the timer only."""
     full = _message(info=_info([0] * len(ti.TCP_INFO_FIELDS)), cong=b"cubic\x00")
-    tw = _message(state=6, timer=(3, 0, 59000), inode=0)
+    tw = _message(state=6, timer=(3, 0, 59000), inode=0, cookie=77)
     _part, entries, _ = ti.chunk_entries(full + tw, 3)
     assert isinstance(entries, list)
-    assert entries[1] == ((3, 0, 59000), None, None, None)
+    assert entries[1] == ((3, 0, 59000), None, None, None, 77)
     assert entries[0][ti.E_CONG] == "cubic"
 
 
@@ -240,7 +243,7 @@ def test_health_columns_render_ss_units() -> None:
     values[ti.PACING_RATE] = (1 << 64) - 1
     values[ti.BUSY_TIME] = 2_500_000
     info = ti.parse_tcp_info(_info(values))
-    entry = ((2, 0, 7140000), None, info, "cubic")
+    entry = ((2, 0, 7140000), None, info, "cubic", 1)
     heads, cols = rh.health_text_columns([entry, None], ti.WANT_INFO | ti.WANT_TIMERS)
     row = dict(zip(heads, (c[0] for c in cols), strict=True))
     assert row["TIMER"] == "keepalive,119min,0"

@@ -111,18 +111,34 @@ class SocketCollector:
         return [*fams, up_fam, took]
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
         for fam in self.gather():
-            gauge = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
-            for values, value in fam.samples:
-                gauge.add_metric(list(values), value)
-            yield gauge
+            yield _to_prometheus(fam)
 
     def describe(self) -> list[Any]:
         # Registering must not take a snapshot (prometheus_client calls collect()
         # when a collector has no describe()).
         return []
+
+
+def _to_prometheus(fam: Family) -> Any:
+    """A :class:`~portkit.exporter.metrics.Family` as the prometheus_client family of its
+    kind (gauge, counter, or summary with quantiles)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+    if fam.kind == "summary":
+        metric = Metric(fam.name, fam.help, "summary")
+        for values, (count, total, quantiles) in fam.samples:
+            labels = dict(zip(fam.labels, values, strict=True))
+            for q, v in quantiles.items():
+                metric.add_sample(fam.name, {**labels, "quantile": str(q)}, v)
+            metric.add_sample(f"{fam.name}_count", labels, count)
+            metric.add_sample(f"{fam.name}_sum", labels, total)
+        return metric
+    cls = CounterMetricFamily if fam.kind == "counter" else GaugeMetricFamily
+    out = cls(fam.name, fam.help, labels=list(fam.labels))
+    for values, value in fam.samples:
+        out.add_metric(list(values), value)
+    return out
 
 
 def make_registry(collector: SocketCollector, *, process_metrics: bool = True) -> Any:

@@ -62,25 +62,35 @@ def state_label(state: TcpState) -> str:
 
 
 class Family:
-    """One gauge family: ``name``, ``help``, label names and ``(label values, value)``
-    samples. The collector turns it into a prometheus_client ``GaugeMetricFamily``."""
+    """One metric family: ``name``, ``help``, label names and ``(label values, value)``
+    samples. The collector turns it into a prometheus_client family of its ``kind``:
+    ``gauge``; ``counter`` (``name`` without ``_total``, which the exposition adds);
+    or ``summary``, whose samples are ``(label values, (count, sum, {quantile:
+    value}))`` (see :meth:`add_summary`)."""
 
-    __slots__ = ("name", "help", "labels", "samples")
+    __slots__ = ("name", "help", "labels", "samples", "kind")
 
     def __init__(
         self,
         name: str,
         help: str,
         labels: tuple[str, ...] = (),
-        samples: list[tuple[tuple[str, ...], float]] | None = None,
+        samples: list[tuple[tuple[str, ...], Any]] | None = None,
+        kind: str = "gauge",
     ) -> None:
         self.name = name
         self.help = help
         self.labels = labels
-        self.samples: list[tuple[tuple[str, ...], float]] = samples or []
+        self.samples: list[tuple[tuple[str, ...], Any]] = samples or []
+        self.kind = kind
 
     def add(self, values: tuple[str, ...], value: float) -> None:
         self.samples.append((values, float(value)))
+
+    def add_summary(
+        self, values: tuple[str, ...], count: int, total: float, quantiles: dict[float, float]
+    ) -> None:
+        self.samples.append((values, (count, total, quantiles)))
 
     def __repr__(self) -> str:
         return f"Family({self.name!r}, {len(self.samples)} samples)"
@@ -208,6 +218,8 @@ def families(
     )
     used.add((), stats.ephemeral_in_use)
     out = [totals, listeners, info, queue, limit, conns, size, used]
+    if snap.traffic is not None:
+        out += _traffic_families(snap, sorted(tcp_ports))
 
     if destinations:
         per_dest = Family(
@@ -220,7 +232,116 @@ def families(
         for ep in destinations:
             per_dest.add((ep.address,), use.get((ep.host, ep.port), 0))
         out.append(per_dest)
+        out += _forecast_families(snap, destinations)
     return out
+
+
+#: Quantiles of the per-port RTT summary.
+RTT_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def _traffic_families(snap: Snapshot, ports: list[int]) -> list[Family]:
+    """Per listening port: bytes and segments sent, bytes received, retransmits
+    (counters that only grow: ``see._traffic.Ledger``) and the RTT of the connections
+    open now (a summary)."""
+    from portkit.see._traffic import ZERO, quantile
+
+    assert snap.traffic is not None
+    labels = ("protocol", "port")
+    sent = Family(
+        f"{PREFIX}_port_sent_bytes",
+        "Bytes the peers acknowledged on connections to this listening port (tcp_info "
+        "bytes_acked; connections that closed included).",
+        labels,
+        kind="counter",
+    )
+    received = Family(
+        f"{PREFIX}_port_received_bytes",
+        "Bytes received on connections to this listening port (tcp_info bytes_received).",
+        labels,
+        kind="counter",
+    )
+    retrans = Family(
+        f"{PREFIX}_port_retransmitted_segments",
+        "Segments retransmitted on connections to this listening port (tcp_info total_retrans).",
+        labels,
+        kind="counter",
+    )
+    segs = Family(
+        f"{PREFIX}_port_sent_segments",
+        "Segments sent on connections to this listening port (tcp_info segs_out).",
+        labels,
+        kind="counter",
+    )
+    rtt = Family(
+        f"{PREFIX}_port_rtt_seconds",
+        "Smoothed round-trip time of the established connections to this listening port "
+        "now (tcp_info rtt), across connections.",
+        labels,
+        kind="summary",
+    )
+    for port in ports:
+        got = snap.traffic.get(port)
+        totals = got.totals if got is not None else ZERO
+        values = ("tcp", str(port))
+        for fam, value in zip((sent, received, retrans, segs), totals, strict=True):
+            fam.add(values, value)
+        rtts = got.rtts if got is not None else []
+        rtt.add_summary(values, len(rtts), sum(rtts), {q: quantile(rtts, q) for q in RTT_QUANTILES})
+    return [sent, received, retrans, segs, rtt]
+
+
+def _forecast_families(snap: Snapshot, destinations: tuple[Endpoint, ...]) -> list[Family]:
+    """Per ``--dest`` destination: its connection rate (from TIME-WAIT) and the seconds
+    until its ephemeral ports run out at that rate (+Inf: never)."""
+    from portkit.see._forecast import forecasts
+
+    wanted = {(ep.host, ep.port) for ep in destinations}
+    held = _destination_held(snap.rows, wanted, snap.stats.ephemeral)
+    soonest: dict[tuple[str, int], Any] = {}
+    ages = snap.time_wait or {}
+    for f in forecasts(held, ages, snap.stats.ephemeral, limit=None, only=wanted):
+        key = (_unmap(f.ip), f.port)
+        best = soonest.get(key)
+        if best is None or _sooner(f, best):
+            soonest[key] = f
+    seconds = Family(
+        f"{PREFIX}_ephemeral_exhaustion_seconds",
+        "Seconds until the ephemeral ports towards the destination run out at the rate "
+        "connections are made to it (from its TIME-WAIT sockets' ages); +Inf: never at "
+        "this rate, 0: already.",
+        ("destination",),
+    )
+    rate = Family(
+        f"{PREFIX}_destination_connections_per_second",
+        "New connections a second towards the destination, from the ages of its "
+        "TIME-WAIT sockets (TIME-WAIT lasts 60 s on Linux).",
+        ("destination",),
+    )
+    waiting = Family(
+        f"{PREFIX}_destination_time_wait",
+        "Sockets in TIME-WAIT towards the destination (from the busiest source address).",
+        ("destination",),
+    )
+    inf = float("inf")
+    for ep in destinations:
+        got = soonest.get((ep.host, ep.port))
+        label = (ep.address,)
+        if got is None:
+            seconds.add(label, inf)
+            rate.add(label, 0)
+            waiting.add(label, 0)
+            continue
+        seconds.add(label, inf if got.seconds is None else got.seconds)
+        rate.add(label, got.rate)
+        waiting.add(label, got.time_wait)
+    return [seconds, rate, waiting]
+
+
+def _sooner(a: Any, b: Any) -> bool:
+    if a.seconds is None:
+        return False
+    return b.seconds is None or a.seconds < b.seconds
 
 
 def _port_states(rows: list[tuple[Any, ...]], ports: set[int]) -> dict[int, dict[TcpState, int]]:
@@ -238,22 +359,37 @@ def _port_states(rows: list[tuple[Any, ...]], ports: set[int]) -> dict[int, dict
     return out
 
 
+def _destination_held(
+    rows: list[tuple[Any, ...]], wanted: set[tuple[str, int]], eph: PortRange
+) -> dict[tuple[str, str, int], int]:
+    """``{(source ip, destination ip, port): n}``: ephemeral ports each local address
+    holds towards the ``wanted`` destinations (as the rows spell the addresses)."""
+    dports = {port for _, port in wanted}
+    held: dict[tuple[str, str, int], int] = {}
+    lo, hi = eph.start, eph.end
+    tcp = Protocol.TCP
+    for r in rows:
+        if (
+            r[REMOTE_PORT] in dports
+            and r[PROTOCOL] is tcp
+            and lo <= r[LOCAL_PORT] <= hi
+            and (_unmap(r[REMOTE_IP]), r[REMOTE_PORT]) in wanted
+        ):
+            k = (r[LOCAL_IP], r[REMOTE_IP], r[REMOTE_PORT])
+            held[k] = held.get(k, 0) + 1
+    return held
+
+
 def _destination_use(
     rows: list[tuple[Any, ...]], destinations: tuple[Endpoint, ...], eph: PortRange
 ) -> dict[tuple[str, int], int]:
     """``{(ip, port): n}``: the most ephemeral ports any one local address holds
     towards each destination (the kernel's limit is per source/destination pair)."""
     wanted = {(ep.host, ep.port) for ep in destinations}
-    dports = {port for _, port in wanted}
     per_source: dict[tuple[str, int, str], int] = {}
-    lo, hi = eph.start, eph.end
-    tcp = Protocol.TCP
-    for r in rows:
-        if r[REMOTE_PORT] in dports and r[PROTOCOL] is tcp and lo <= r[LOCAL_PORT] <= hi:
-            key = (_unmap(r[REMOTE_IP]), r[REMOTE_PORT])
-            if key in wanted:
-                k = (*key, _unmap(r[LOCAL_IP]))
-                per_source[k] = per_source.get(k, 0) + 1
+    for (src, ip, port), n in _destination_held(rows, wanted, eph).items():
+        k = (_unmap(ip), port, _unmap(src))
+        per_source[k] = per_source.get(k, 0) + n
     out: dict[tuple[str, int], int] = {}
     for (ip, port, _src), n in per_source.items():
         if n > out.get((ip, port), 0):

@@ -37,9 +37,30 @@ class Snapshot:
         owners_hidden: processes whose sockets could not be attributed (not root).
         source: ``netlink``, ``proc`` or ``psutil``.
         duration: seconds the reading took.
+        time_wait: the client TIME-WAIT sockets' seconds left per (source ip,
+            destination ip, port) (``see._forecast.time_wait_ages``), or None.
+        scan: the :class:`~portkit.see.Scan` read (its ``health`` holds each socket's
+            timer and, with ``info``, tcp_info), or None for fixed data.
+        traffic: ``{listening port: see._traffic.PortTraffic}`` from a provider that
+            keeps a ledger (``provider(traffic=True)``), else None.
+        events: the destroy events (``see._events``) since the previous reading of
+            the same provider, when it listens to them.
+        events_lost: destroy events the kernel could not deliver to it so far.
     """
 
-    __slots__ = ("taken", "rows", "stats", "owners_hidden", "source", "duration")
+    __slots__ = (
+        "taken",
+        "rows",
+        "stats",
+        "owners_hidden",
+        "source",
+        "duration",
+        "time_wait",
+        "scan",
+        "traffic",
+        "events",
+        "events_lost",
+    )
 
     def __init__(
         self,
@@ -49,6 +70,8 @@ class Snapshot:
         owners_hidden: int = 0,
         source: str = "",
         duration: float = 0.0,
+        time_wait: dict[tuple[str, str, int], list[float]] | None = None,
+        scan: Any = None,
     ) -> None:
         self.taken = taken
         self.rows = rows
@@ -56,10 +79,20 @@ class Snapshot:
         self.owners_hidden = owners_hidden
         self.source = source
         self.duration = duration
+        self.time_wait = time_wait
+        self.scan = scan
+        self.traffic: dict[int, Any] | None = None
+        self.events: list[Any] = []
+        self.events_lost = 0
 
     @classmethod
     def from_rows(
-        cls, rows: list[tuple[Any, ...]], ephemeral: PortRange, *, taken: float = 0.0
+        cls,
+        rows: list[tuple[Any, ...]],
+        ephemeral: PortRange,
+        *,
+        taken: float = 0.0,
+        time_wait: dict[tuple[str, str, int], list[float]] | None = None,
     ) -> Snapshot:
         """A snapshot of given rows (tests and demos feed fixed data this way).
 
@@ -69,7 +102,8 @@ class Snapshot:
         """
         from portkit.see import compute_stats
 
-        return cls(taken, rows, compute_stats(rows, ephemeral), source="fixed")
+        stats = compute_stats(rows, ephemeral, time_wait=time_wait)
+        return cls(taken, rows, stats, source="fixed", time_wait=time_wait)
 
 
 def take_snapshot(
@@ -78,12 +112,17 @@ def take_snapshot(
     netns: str | None = None,
     pid_netns: int | None = None,
     procfs: str = "/proc",
+    info: bool = False,
 ) -> Snapshot:
     """Read every TCP and UDP socket once and compute its stats.
+
+    Every socket's timer is read too (the TIME-WAIT ages give each destination's
+    connection rate, ``SocketStats.forecasts``).
 
     Args:
         owners: attach owning processes (``top`` wants them; the exporter does not,
             so that a scrape never walks ``/proc/*/fd``).
+        info: read every TCP socket's tcp_info too (traffic, retransmits, RTT).
         netns: an ``ip netns`` name to look into.
         pid_netns: the pid of a process whose network namespace to look into.
         procfs: where proc is mounted.
@@ -93,6 +132,7 @@ def take_snapshot(
         PermissionDenied: the namespace could not be entered.
     """
     from portkit.see import Query, compute_stats, scan
+    from portkit.see._forecast import time_wait_ages
 
     start = time.perf_counter()
     taken = time.time()
@@ -103,9 +143,14 @@ def take_snapshot(
     gc.disable()
     try:
         found = scan(
-            Query(all=True, owners=owners), netns=netns, pid_netns=pid_netns, procfs=procfs
+            Query(all=True, owners=owners, timers=True, info=info),
+            netns=netns,
+            pid_netns=pid_netns,
+            procfs=procfs,
         )
-        stats = compute_stats(found.rows, _ephemeral(netns, pid_netns, procfs))
+        eph = _ephemeral(netns, pid_netns, procfs)
+        ages = time_wait_ages(found.batches, found.listen_ports, eph) if found.batches else None
+        stats = compute_stats(found.rows, eph, time_wait=ages)
     finally:
         if paused:
             gc.enable()
@@ -116,6 +161,8 @@ def take_snapshot(
         owners_hidden=found.owners_hidden,
         source=found.source,
         duration=time.perf_counter() - start,
+        time_wait=ages,
+        scan=found,
     )
 
 
@@ -141,10 +188,107 @@ def _ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRan
         return ephemeral_range(procfs)
 
 
-def provider(**kwargs: Any) -> Callable[[], Snapshot]:
-    """A zero-argument snapshot function bound to ``kwargs`` of :func:`take_snapshot`."""
+def provider(*, traffic: bool = False, **kwargs: Any) -> Callable[[], Snapshot]:
+    """A zero-argument snapshot function bound to ``kwargs`` of :func:`take_snapshot`.
 
-    def take() -> Snapshot:
-        return take_snapshot(**kwargs)
+    With ``traffic``, every reading also carries each listening port's traffic
+    (``Snapshot.traffic``): tcp_info is read, and a :class:`~portkit.see._traffic.Ledger`
+    keeps totals that only grow across readings, with the last counters of the
+    connections that closed in between from the kernel's destroy events (heard on
+    the sock_diag multicast groups in a background thread; without them, from the
+    last reading that saw each connection).
+    """
+    if not traffic:
 
-    return take
+        def take() -> Snapshot:
+            return take_snapshot(**kwargs)
+
+        return take
+    return _TrafficProvider(kwargs)
+
+
+class _TrafficProvider:
+    """``provider(traffic=True)``: readings with a ledger and destroy events."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        from portkit.see._netlink import ntohs
+        from portkit.see._traffic import Ledger
+
+        self.kwargs = {**kwargs, "info": True}
+        self.ledger = Ledger(ntohs)  # keyed by raw (network-order) ports, as the dump
+        self.listener: _EventThread | None = None
+        self.started = False
+
+    def __call__(self) -> Snapshot:
+        from portkit.see._traffic import counters_of, port_traffic, server_side
+
+        if not self.started:
+            self.started = True
+            self.listener = _EventThread.start(
+                self.kwargs.get("netns"), self.kwargs.get("pid_netns"), self.kwargs.get("procfs")
+            )
+        events = self.listener.drain() if self.listener is not None else []
+        snap = take_snapshot(**self.kwargs)
+        found = snap.scan
+        current, rtts = server_side(found.batches or (), found.listen_ports)
+        from portkit.see._netlink import htons
+
+        listening = found.listen_ports.get(6, set())
+        closed = [
+            (e[7], htons(e[4]), c)
+            for e in events
+            if e[1] == 6 and (c := counters_of(e[8])) is not None
+        ]
+        totals = self.ledger.update(current, closed, listening)
+        snap.traffic = port_traffic(totals, rtts)
+        snap.events = events
+        snap.events_lost = self.listener.lost if self.listener is not None else 0
+        return snap
+
+
+class _EventThread:
+    """Destroy events heard in a daemon thread, handed over at each reading."""
+
+    def __init__(self, sock: Any) -> None:
+        import threading
+
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.events: list[Any] = []
+        self.thread = threading.Thread(target=self.run, name="portkit-events", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def start(
+        cls, netns: str | None, pid_netns: int | None, procfs: str | None
+    ) -> _EventThread | None:
+        from portkit.errors import PortkitError
+        from portkit.see import netns_path
+        from portkit.see._events import EventSocket
+
+        try:
+            path = netns_path(netns, pid_netns, procfs or "/proc")
+            return cls(EventSocket(netns_path=path))
+        except (PortkitError, OSError):
+            return None  # the ledger falls back to the last readings
+
+    def run(self) -> None:
+        while True:
+            try:
+                got = self.sock.read(timeout=1.0)
+            except (OSError, ValueError):
+                return
+            if got:
+                with self.lock:
+                    self.events.extend(got)
+                    if len(self.events) > 1_000_000:  # nobody reads: keep memory bounded
+                        del self.events[:500_000]
+
+    def drain(self) -> list[Any]:
+        with self.lock:
+            out, self.events = self.events, []
+        return out
+
+    @property
+    def lost(self) -> int:
+        return int(self.sock.lost)

@@ -170,7 +170,7 @@ def _info_cell(fmt: Callable[..., str], fields: int) -> Callable[[Any], str]:
     return lambda key: "-" if key[0] is None else fmt(*key)
 
 
-_NO_ENTRY: Entry = ((0, 0, 0), None, None, None)
+_NO_ENTRY: Entry = ((0, 0, 0), None, None, None, 0)
 
 
 def health_text_columns(

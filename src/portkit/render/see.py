@@ -83,6 +83,19 @@ def stats_json(stats: SocketStats, names: Names | None = None) -> dict[str, Any]
             }
             for d in stats.destinations
         ],
+        "forecasts": [
+            {
+                "source_ip": f.source_ip,
+                "ip": f.ip,
+                "port": f.port,
+                "in_use": f.in_use,
+                "time_wait": f.time_wait,
+                "capacity": f.capacity,
+                "rate": round(f.rate, 3),
+                "seconds": None if f.seconds is None else round(f.seconds, 1),
+            }
+            for f in stats.forecasts
+        ],
         "warnings": list(stats.warnings),
     }
 
@@ -137,6 +150,24 @@ def stats_text(stats: SocketStats, style: Style, names: Names | None = None) -> 
         ]
         line += "\n" + table(
             rows2, ["SOURCE", "DESTINATION", "PORTS", "FILL"], style=style, right=(2, 3)
+        )
+    busy = [f for f in stats.forecasts if f.rate > 0][:10]
+    if busy:
+        rows3 = [
+            (
+                f.source_ip,
+                _addr(f.ip, f.port),
+                f"{f.rate:.1f}",
+                f.time_wait,
+                "never" if f.seconds is None else f"{f.seconds:.0f} s",
+            )
+            for f in busy
+        ]
+        line += "\nruns out at the connection rate (from TIME-WAIT):\n" + table(
+            rows3,
+            ["SOURCE", "DESTINATION", "CONN/S", "TIME-WAIT", "EXHAUSTED IN"],
+            style=style,
+            right=(2, 3, 4),
         )
     blocks.append(line)
     if stats.warnings:

@@ -208,7 +208,9 @@ def socket_stats(
 ) -> SocketStats:
     """Counts by protocol and state, listeners with their connections and accept
     queues, TIME-WAIT, and ephemeral port use overall and per destination, with
-    warnings above 70%.
+    warnings above 70%, and when each destination runs out of ephemeral ports at the
+    rate connections are made to it (``SocketStats.forecasts``), with a warning under
+    10 minutes.
 
     Args:
         tcp, udp: protocols (neither: both).
@@ -220,11 +222,15 @@ def socket_stats(
         A :class:`~portkit.see._stats.SocketStats`.
     """
     from portkit.see._backend import backend, ephemeral
+    from portkit.see._forecast import time_wait_ages
     from portkit.see._query import Query
     from portkit.see._stats import compute_stats
 
-    query = Query(tcp=tcp, udp=udp, all=True, families=families)
+    # timers: the TIME-WAIT sockets' ages give each destination's connection rate
+    query = Query(tcp=tcp, udp=udp, all=True, families=families, timers=True)
     found = scan(query, netns=netns, pid_netns=pid_netns, procfs=procfs)
+    eph = ephemeral(netns, pid_netns, procfs)
+    ages = time_wait_ages(found.batches, found.listen_ports, eph) if found.batches else None
     rows = found.rows
     hidden = 0
     if owners:
@@ -232,4 +238,4 @@ def socket_stats(
         named, hidden = backend().with_owners(listeners, query, procfs)
         by_inode = {r[INODE]: r for r in named}
         rows = [by_inode.get(r[INODE], r) if r[REMOTE_IP] is None else r for r in rows]
-    return compute_stats(rows, ephemeral(netns, pid_netns, procfs), hidden)
+    return compute_stats(rows, eph, hidden, ages)

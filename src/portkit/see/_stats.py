@@ -28,8 +28,10 @@ from portkit.model import BindScope, PortRange, Protocol, TcpState, _Record, bin
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from typing import Any
+
+    from portkit.see._forecast import Forecast
 
 __all__ = ["WARN_AT", "DestinationUse", "ListenerStats", "SocketStats", "compute_stats"]
 
@@ -125,9 +127,12 @@ class SocketStats(_Record):
         ephemeral_in_use: distinct local ports of that range held by client sockets.
         destinations: the busiest destinations (ephemeral ports used per
             source ip -> destination ip:port), busiest first.
-        warnings: plain-words warnings (fill levels above 70%).
+        warnings: plain-words warnings (fill levels above 70%, destinations running
+            out within 10 minutes).
         owners_hidden: processes whose sockets could not be inspected (owners asked
             for, not root).
+        forecasts: per destination, when its ephemeral ports run out at the rate
+            connections are made to it (``_forecast.Forecast``), soonest first.
     """
 
     __slots__ = (
@@ -140,6 +145,7 @@ class SocketStats(_Record):
         "destinations",
         "warnings",
         "owners_hidden",
+        "forecasts",
     )
     counts: dict[tuple[Protocol, TcpState], int]
     total: int
@@ -150,6 +156,7 @@ class SocketStats(_Record):
     destinations: tuple[DestinationUse, ...]
     warnings: tuple[str, ...]
     owners_hidden: int
+    forecasts: tuple[Forecast, ...]
 
     def __init__(
         self,
@@ -162,6 +169,7 @@ class SocketStats(_Record):
         destinations: tuple[DestinationUse, ...],
         warnings: tuple[str, ...],
         owners_hidden: int = 0,
+        forecasts: tuple[Forecast, ...] = (),
     ) -> None:
         self._init(
             counts=counts,
@@ -173,6 +181,7 @@ class SocketStats(_Record):
             destinations=destinations,
             warnings=warnings,
             owners_hidden=owners_hidden,
+            forecasts=forecasts,
         )
 
     def __hash__(self) -> int:
@@ -188,9 +197,14 @@ def _address(ip: str, port: int) -> str:
 
 
 def compute_stats(
-    rows: Iterable[tuple[Any, ...]], ephemeral: PortRange, owners_hidden: int = 0
+    rows: Iterable[tuple[Any, ...]],
+    ephemeral: PortRange,
+    owners_hidden: int = 0,
+    time_wait: Mapping[tuple[str, str, int], list[float]] | None = None,
 ) -> SocketStats:
-    """Stats from decoded rows (``SocketRecord.row`` layout).
+    """Stats from decoded rows (``SocketRecord.row`` layout); with ``time_wait`` (the
+    client TIME-WAIT sockets' seconds left per destination,
+    ``_forecast.time_wait_ages``) also when each destination runs out of ports.
 
     >>> from portkit.model import SocketRecord as R
     >>> rows = [R(Protocol.TCP, 4, TcpState.LISTEN, "0.0.0.0", 80, send_q=128, role="server").row,
@@ -275,6 +289,12 @@ def compute_stats(
                 "will soon fail with EADDRNOTAVAIL (reuse connections, add source IPs or "
                 "widen net.ipv4.ip_local_port_range)"
             )
+    fc: tuple[Forecast, ...] = ()
+    if time_wait is not None:
+        from portkit.see._forecast import forecasts, warning
+
+        fc = forecasts(dests, time_wait, ephemeral)
+        warnings.extend(w for f in fc if (w := warning(f)) is not None)
     for ls in lstats:
         if ls.accept_max and ls.queue_fill > WARN_AT:
             warnings.append(
@@ -291,4 +311,5 @@ def compute_stats(
         destinations,
         tuple(warnings),
         owners_hidden,
+        fc,
     )

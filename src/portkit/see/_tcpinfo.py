@@ -7,13 +7,15 @@ name) and ``INET_DIAG_SKMEMINFO`` (``u32[SK_MEMINFO_VARS]``, ``linux/sock_diag.h
 the timer (``idiag_timer``, ``idiag_retrans``, ``idiag_expires``) is in every message.
 Nothing is asked for unless a listing shows it: ``ls -tan`` requests no extension.
 
-A socket's health is one **entry**: ``(timers, skmem, info, cong)``:
+A socket's health is one **entry**: ``(timers, skmem, info, cong, cookie)``:
 
 - ``timers``: ``(timer, retrans, expires_ms)``; ``timer`` indexes :data:`TIMER_NAMES`;
 - ``skmem``: the :data:`SKMEM_FIELDS` (ss's ``skmem:(r..,rb..,...)``) or None;
 - ``info``: ``struct tcp_info`` as a tuple in :data:`TCP_INFO_FIELDS` order (None
   where an older kernel's shorter struct ends), or None (UDP, TIME-WAIT, SYN-RECV);
-- ``cong``: ``"cubic"``, ``"bbr"``, ... or None.
+- ``cong``: ``"cubic"``, ``"bbr"``, ... or None;
+- ``cookie``: the kernel's id of the socket (unique while the system runs; destroy
+  events carry it too).
 
 ``struct tcp_info`` only ever grew at its end, so a kernel's struct is a prefix of
 :data:`TCP_INFO_LAYOUT` (104 bytes in 2.6, 280 in 6.18) and a longer one from a newer
@@ -249,10 +251,10 @@ SKMEM_MIN = 7
 TIMER_NAMES = ("off", "on", "keepalive", "timewait", "persist", "unknown")
 
 #: Entry positions.
-E_TIMERS, E_SKMEM, E_INFO, E_CONG = range(4)
+E_TIMERS, E_SKMEM, E_INFO, E_CONG, E_COOKIE = range(5)
 
 Entry = tuple[
-    tuple[int, int, int], "tuple[Any, ...] | None", "tuple[Any, ...] | None", "str | None"
+    tuple[int, int, int], "tuple[Any, ...] | None", "tuple[Any, ...] | None", "str | None", int
 ]
 
 
@@ -380,8 +382,9 @@ _HDR = Struct("=IHHII")
 _NLA = Struct("=HH")
 _MSG_SIZE = 72  # struct inet_diag_msg
 _BASE = 16 + _MSG_SIZE
-# timer, retrans at message offsets 18, 19; expires at 68
+# timer, retrans at message offsets 18, 19; the cookie at 60, expires at 68
 _TIMERS = Struct("=18xBB48xI")
+_COOKIE = Struct("=60xQ")
 
 
 def entry_of_message(data: bytes | memoryview, offset: int, length: int, want: int) -> Entry:
@@ -402,7 +405,7 @@ def entry_of_message(data: bytes | memoryview, offset: int, length: int, want: i
                 info = _or_none(parse_tcp_info, attrs[ATTR_INFO])
             if ATTR_CONG in attrs:
                 cong = parse_cong(attrs[ATTR_CONG])
-    return ((timer, retrans, expires), skmem, info, cong)
+    return ((timer, retrans, expires), skmem, info, cong, _COOKIE.unpack_from(data, offset)[0])
 
 
 def _or_none(parse: Any, data: bytes) -> Any:
@@ -473,13 +476,15 @@ class _Layout:
         else:
             off, n = cong
             structs.append(Struct(f"={off}x{n}s{size - off - n}x"))
+        structs.append(Struct(f"=60xQ{size - 68}x"))
         self.structs = structs
 
     def entries(self, view: memoryview) -> Iterator[Entry]:
         from itertools import repeat
 
-        t, s, i, c = self.structs
+        t, s, i, c, k = self.structs
         assert t is not None
+        assert k is not None
         timers = t.iter_unpack(view)
         skmem: Iterable[Any] = repeat(None)
         info: Iterable[Any] = repeat(None)
@@ -494,7 +499,35 @@ class _Layout:
                 info = map(_pad_info, info)
         if c is not None:
             cong = map(_CONG_TEXT.__getitem__, c.iter_unpack(view))
-        return zip(timers, skmem, info, cong)  # noqa: B905 (repeat is endless on purpose)
+        cookies = map(itemgetter(0), k.iter_unpack(view))
+        return zip(timers, skmem, info, cong, cookies)  # noqa: B905 (repeat is endless on purpose)
+
+    def pick(self, view: memoryview, fields: tuple[tuple[int, str], ...]) -> Iterator[Any] | None:
+        """Tuples of the raw source port, the cookie and ``fields`` (``(offset in the
+        tcp_info, struct code)``, in order) of every message; None when this layout has
+        no tcp_info long enough."""
+        if self.info is None:
+            return None
+        off, n = self.info
+        if fields[-1][0] + _INFO_SIZES[fields[-1][1]] > n:
+            return None
+        key = (self.size, off, fields)
+        s = _PICKS.get(key)
+        if s is None:
+            fmt, pos = "=20xH38xQ", 68
+            for rel, code in fields:
+                fmt += f"{off + rel - pos}x{code}"
+                pos = off + rel + _INFO_SIZES[code]
+            s = _PICKS[key] = Struct(f"{fmt}{self.size - pos}x")
+        return s.iter_unpack(view)
+
+
+_PICKS: dict[Any, Struct] = {}
+#: Byte offset of each tcp_info field.
+INFO_OFFSETS = {
+    name: end - _INFO_SIZES[code]
+    for (name, code), end in zip(TCP_INFO_LAYOUT, _INFO_ENDS, strict=True)
+}
 
 
 def _pad_skmem(values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -617,6 +650,53 @@ class HealthRows(nl.RawRows):
 
         return chain.from_iterable(self.entry_parts())
 
+    def pick_info(self, names: tuple[str, ...]) -> Iterator[Iterable[tuple[Any, ...]]]:
+        """``(raw source port, cookie, *tcp_info fields)`` of every socket that has a
+        tcp_info with those fields (``names`` in :data:`TCP_INFO_LAYOUT` order), one
+        iterable per part: column-wise from uniform parts, else from the entries."""
+        codes = dict(TCP_INFO_LAYOUT)
+        fields = tuple((INFO_OFFSETS[n], codes[n]) for n in names)
+        indexes = [TCP_INFO_FIELDS.index(n) for n in names]
+        for part, entries in zip(self._parts, self._entries, strict=True):
+            if not isinstance(entries, list):
+                layout, view = entries
+                got = layout.pick(view, fields)
+                if got is not None:
+                    yield got
+                    continue
+                entries = list(layout.entries(view))
+            rows = (
+                part if isinstance(part, list) else nl._uniform_struct(part[1]).iter_unpack(part[0])
+            )
+            yield [
+                (t[2], e[4], *(e[2][i] for i in indexes))
+                for t, e in zip(rows, entries, strict=True)
+                if e[2] is not None and e[2][indexes[-1]] is not None
+            ]
+
+    def time_wait(self) -> Iterator[tuple[Any, ...]]:
+        """``(src16, dst16, raw source port, raw destination port, expires ms)`` of every
+        TIME-WAIT socket."""
+        for part, entries in zip(self._parts, self._entries, strict=True):
+            if isinstance(part, list):
+                for t, e in zip(part, entries, strict=True):
+                    if t[1] == _TIME_WAIT:
+                        yield (t[4], t[5], t[2], t[3], e[0][2])
+                continue
+            view, size = part
+            if _TIME_WAIT not in view[17::size]:  # the state column: none here
+                continue
+            pick = _TW_PICK.get(size)
+            if pick is None:
+                pick = _TW_PICK[size] = Struct(f"=17xB2xHH16s16s12xI{size - 72}x")
+            for t in pick.iter_unpack(view):
+                if t[0] == _TIME_WAIT:
+                    yield (t[3], t[4], t[1], t[2], t[5])
+
+
+_TIME_WAIT = 6
+_TW_PICK: dict[int, Struct] = {}
+
 
 def entries_of(raw: nl.RawRows) -> Iterator[Iterable[Entry | None]]:
     """Entry parts of any rows: None for each row of rows read without them."""
@@ -670,3 +750,18 @@ def health_map(batches: Iterable[tuple[int, int, nl.RawRows]]) -> dict[Any, Entr
 def row_entry(health: dict[Any, Entry], row: tuple[Any, ...]) -> Entry | None:
     """The entry of a decoded row (``SocketRecord.row``) in a :func:`health_map`."""
     return health.get(row[10] or (row[3], row[4], row[5], row[6]))
+
+
+def scan_entries(scan: Any) -> list[Entry | None]:
+    """Each row's entry of a :class:`~portkit.see.Scan` made with health asked for, in
+    the order of ``scan.rows``: straight from the kernel's parts when the rows were
+    decoded from them in order, else looked up by :func:`row_entry`."""
+    from itertools import chain
+
+    rows = scan.rows
+    batches = scan.batches
+    if batches is not None and len(rows) == sum(len(raw) for _, _, raw in batches):
+        parts = (part for _, _, raw in batches for part in entries_of(raw))
+        return list(chain.from_iterable(parts))
+    health = scan.health
+    return [row_entry(health, r) for r in rows]

@@ -106,7 +106,7 @@ def exporter_cmd(
     )
     from portkit.exporter.snapshot import Snapshot, provider
 
-    take = provider(netns=netns, pid_netns=pid_netns)
+    take = provider(traffic=True, netns=netns, pid_netns=pid_netns)
     # One reading now: a bad namespace or missing privilege fails here, as one line
     # and its exit code, not later as portkit_up 0.
     first = [take()]
