@@ -50,6 +50,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "stats_cmd",
         "Socket counts, accept queues, TIME-WAIT and ephemeral port use.",
     ),
+    "kill": (
+        "portkit.cli.commands.kill",
+        "kill_cmd",
+        "Close the sockets a filter matches (like ss -K): peers get a reset.",
+    ),
     # reach
     "check": (
         "portkit.cli.commands.reach",
