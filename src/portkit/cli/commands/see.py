@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from portkit.cli._output import err, out, stdout_style, stdout_width
-from portkit.cli.commands._options import MAX_PID, Count, json_option
+from portkit.cli.commands._options import MAX_PID, Count, Seconds, json_option
 from portkit.cli.see import families_for, names_for, write_ls
 from portkit.errors import ParseError, PermissionDenied, UsageError
 from portkit.model import Protocol, parse_port, parse_ports
@@ -89,6 +89,7 @@ Examples:
   portkit ls -tan --json | jq '.[] | select(.role == "client")'
   portkit ls -tin --dport 443       rtt, retransmits and bytes of HTTPS clients
   portkit ls --pid-netns 4242 -tln  listeners inside a container
+  portkit ls --watch --dport 5432   connections to PostgreSQL opening and closing
   portkit ls --all-netns -tlnp      listeners in every network namespace""",
 )
 @_proto_flags
@@ -128,6 +129,25 @@ Examples:
     is_flag=True,
     help="Every network namespace that has a process or a name (containers too).",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Stream sockets opening and closing (like ss -E) until Ctrl-C; --json: JSON lines.",
+)
+@click.option("--count", type=Count(1, 10**9), default=None, help="--watch: stop after N events.")
+@click.option(
+    "--duration",
+    type=Seconds(0, 10**7, low_open=True),
+    default=None,
+    help="--watch: stop after S s.",
+)
+@click.option(
+    "--interval",
+    type=Seconds(0, 3600),
+    default=1.0,
+    show_default=True,
+    help="--watch: seconds between the readings that find openings (0: closings only).",
+)
 @json_option
 @_netns_options
 def ls_cmd(**kw: Any) -> int:
@@ -145,7 +165,49 @@ def ls_cmd(**kw: Any) -> int:
         raise UsageError("--all-netns looks into every namespace: drop --netns/--pid-netns")
     if kw["all_netns"] and (kw["info"] or kw["memory"] or kw["timers"]):
         raise UsageError("-i, -m and -o look into one namespace: drop --all-netns")
+    watching = {k: kw.pop(k) for k in ("watch", "count", "duration", "interval")}
+    if watching["watch"]:
+        return _watch(kw, watching)
+    if watching["count"] is not None or watching["duration"] is not None:
+        raise UsageError("--count and --duration go with --watch")
     return write_ls(**kw)
+
+
+def _watch(kw: dict[str, Any], watching: dict[str, Any]) -> int:
+    from portkit.cli.events import write_watch
+    from portkit.see import Query
+
+    for flag in ("as_csv", "all_netns", "info", "memory", "timers", "sort", "resolve"):
+        if kw[flag]:
+            name = {"as_csv": "--csv", "all_netns": "--all-netns", "timers": "-o"}.get(
+                flag, f"--{flag.replace('_', '-')}"
+            )
+            raise UsageError(f"--watch streams events: {name} does not go with it")
+    query = Query(
+        tcp=kw["tcp"],
+        udp=kw["udp"],
+        listening=kw["listening"],
+        all=kw["all_states"],
+        states=list(kw["states"]) or None,
+        families=families_for(kw["ipv4"], kw["ipv6"]),
+        sports=kw["sport"],
+        dports=kw["dport"],
+        ports=kw["port"],
+        src=list(kw["src"]) or None,
+        dst=list(kw["dst"]) or None,
+        pids=list(kw["pids"]) or None,
+        process=kw["process"],
+        owners=kw["processes"],
+    )
+    return write_watch(
+        query,
+        as_json=kw["as_json"],
+        netns=kw["netns"],
+        pid_netns=kw["pid_netns"],
+        interval=watching["interval"],
+        duration=watching["duration"],
+        count=watching["count"],
+    )
 
 
 def _parse_port_arg(text: str) -> tuple[int, Protocol | None]:
