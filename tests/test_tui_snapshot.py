@@ -37,7 +37,7 @@ def test_top_filtered_and_sorted(snap_compare: Any) -> None:
 
 def test_top_process_details(snap_compare: Any) -> None:
     app = make_app(Scenes(1))
-    assert snap_compare(app, terminal_size=SIZE, press=["tab", "enter"])
+    assert snap_compare(app, terminal_size=SIZE, press=["tab", "tab", "enter"])
 
 
 def test_top_paused_small_terminal(snap_compare: Any) -> None:

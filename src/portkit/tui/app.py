@@ -31,6 +31,7 @@ from portkit.errors import ParseError, PortkitError
 from portkit.render import safe
 from portkit.render.sockets import service_ports
 from portkit.tui import view
+from portkit.tui.rates import Rates, RateTracker, snapshot_rates
 from portkit.tui.table import SocketTable
 
 if TYPE_CHECKING:
@@ -124,7 +125,9 @@ class TopApp(App[None]):
     #side { width: 2fr; }
     #states { height: 1fr; border: round $primary; padding: 0 1; }
     #ephemeral { height: auto; max-height: 8; border: round $primary; padding: 0 1; }
-    #connections { height: 1fr; border: round $primary; }
+    #lower { height: 1fr; }
+    #connections { width: 4fr; border: round $primary; }
+    #processes { width: 1fr; min-width: 44; border: round $primary; }
     #filter { dock: bottom; display: none; }
     #filter.shown { display: block; }
     SocketTable:focus { border: round $accent; }
@@ -166,7 +169,10 @@ class TopApp(App[None]):
         self.filter = view.RowFilter()
         self.snapshot: Snapshot | None = None
         self.refreshes = 0
+        self.rates = RateTracker()
+        self.last_rates: Rates | None = None
         self._shown: dict[str, tuple[Any, ...]] = {}
+        self._shown_rates: dict[str, Any] = {}
         self._cells: dict[str, view.Row] = {}
         self._names: dict[str, dict[int, str]] = {}
         self._busy = False
@@ -188,9 +194,13 @@ class TopApp(App[None]):
                 eph = Static("", id="ephemeral", markup=False)
                 eph.border_title = "Ephemeral ports"
                 yield eph
-        conns = SocketTable(view.CONN_COLUMNS, sort="state", id="connections")
-        conns.border_title = "Connections"
-        yield conns
+        with Horizontal(id="lower"):
+            conns = SocketTable(view.CONN_COLUMNS, sort="state", id="connections")
+            conns.border_title = "Connections"
+            yield conns
+            procs = SocketTable(view.PROC_COLUMNS, sort="sent", id="processes")
+            procs.border_title = "Traffic by process"
+            yield procs
         yield Input(placeholder=view.FILTER_HELP, id="filter")
         yield Footer()
 
@@ -272,7 +282,9 @@ class TopApp(App[None]):
         self.refreshes += 1
         self.history.add(snap.stats)
         self._names = self.names_for(service_ports(snap.rows))
+        self.last_rates = self._rates(snap)
         self._show_listeners(snap)
+        self._show_processes()
         self._show_connections()
         self._show_side(snap)
         self._show_head()
@@ -281,7 +293,13 @@ class TopApp(App[None]):
         if self.snapshot is None:
             return
         shown = len(self._shown)
-        text = view.summary(self.snapshot, interval=self.interval, paused=self.paused, shown=shown)
+        text = view.summary(
+            self.snapshot,
+            interval=self.interval,
+            paused=self.paused,
+            shown=shown,
+            rates=self.last_rates,
+        )
         clock = (
             time.strftime(" · %H:%M:%S", time.localtime(self.snapshot.taken))
             if self.snapshot.taken
@@ -294,9 +312,21 @@ class TopApp(App[None]):
         self.query_one("#states", Static).update("\n".join(lines) or "no sockets")
         self.query_one("#ephemeral", Static).update("\n".join(view.ephemeral_lines(snap.stats)))
 
+    def _rates(self, snap: Snapshot) -> Rates | None:
+        """The traffic since the last refresh, when the snapshot carries tcp_info (a
+        provider with ``traffic=True``; fixed snapshots do not)."""
+        return snapshot_rates(self.rates, snap)
+
+    def _show_processes(self) -> None:
+        table = self.query_one("#processes", SocketTable)
+        rows = view.process_rows(self.last_rates.processes) if self.last_rates else {}
+        table.set_rows(rows)
+        table.border_title = f"Traffic by process ({len(rows)})"
+
     def _show_listeners(self, snap: Snapshot) -> None:
         table = self.query_one("#listeners", SocketTable)
-        rows = view.listener_rows(snap.stats, self._names, self.scope)
+        traffic = self.last_rates.ports if self.last_rates else None
+        rows = view.listener_rows(snap.stats, self._names, self.scope, traffic)
         table.set_rows(rows)
         table.border_title = f"Listening ({len(rows)})"
 
@@ -308,14 +338,18 @@ class TopApp(App[None]):
         table = self.query_one("#connections", SocketTable)
         wanted = view.connection_rows(self.snapshot.rows, self.filter, self._names)
         seen, cells, names = self._shown, self._cells, self._names
+        rates = self.last_rates.sockets if self.last_rates else {}
+        seen_rates = self._shown_rates
         fresh: dict[str, view.Row] = {}
         for key, row in wanted.items():
             hit = cells.get(key)
-            if hit is None or seen.get(key) != row:
-                hit = view.connection_cells(row, names)
+            rate = rates.get(key)
+            if hit is None or seen.get(key) != row or seen_rates.get(key) != rate:
+                hit = view.connection_cells(row, names, rate)
             fresh[key] = hit
         self._cells = fresh
         self._shown = wanted
+        self._shown_rates = rates
         table.set_rows(fresh)
         title = f"Connections ({len(wanted)})"
         if self.filter.active:

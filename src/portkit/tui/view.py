@@ -60,12 +60,14 @@ __all__ = [
     "CONN_COLUMNS",
     "FILTER_HELP",
     "LISTEN_COLUMNS",
+    "PROC_COLUMNS",
     "History",
     "RowFilter",
     "address",
     "connection_rows",
     "ephemeral_lines",
     "listener_rows",
+    "process_rows",
     "row_key",
     "spark",
 ]
@@ -83,6 +85,10 @@ CONN_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("pid", "PID", True),
     ("process", "PROCESS", False),
     ("user", "USER", False),
+    ("sent", "SEND/s", True),
+    ("received", "RECV/s", True),
+    ("retrans", "RETR/s", True),
+    ("rtt", "RTT ms", True),
 )
 #: (column key, title, right-aligned) of the listening ports table.
 LISTEN_COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -93,7 +99,22 @@ LISTEN_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("owner", "OWNER", False),
     ("conns", "CONNS", True),
     ("queue", "QUEUE", True),
+    ("sent", "SEND/s", True),
+    ("received", "RECV/s", True),
+    ("retrans", "RETR/s", True),
 )
+#: (column key, title, right-aligned) of the processes table (traffic per process).
+PROC_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("pid", "PID", True),
+    ("process", "PROCESS", False),
+    ("conns", "CONNS", True),
+    ("sent", "SEND/s", True),
+    ("received", "RECV/s", True),
+    ("retrans", "RETR/s", True),
+)
+
+#: A socket's rates: sent and received bytes/s, retransmits/s, RTT (s) or None.
+Rate = tuple[float, float, float, "float | None"]
 
 FILTER_HELP = (
     "a state (estab, time-wait, connected...), a port or range (8080, 8000-8100), text "
@@ -307,8 +328,11 @@ def address(ip: str, port: int | None) -> str:
     return f"{host}:{'*' if port is None else port}"
 
 
-def connection_cells(row: tuple[Any, ...], names: dict[str, dict[int, str]]) -> Row:
-    """The texts and sort keys of one connection, in :data:`CONN_COLUMNS` order."""
+def connection_cells(
+    row: tuple[Any, ...], names: dict[str, dict[int, str]], rate: Rate | None = None
+) -> Row:
+    """The texts and sort keys of one connection, in :data:`CONN_COLUMNS` order
+    (``rate``: its traffic since the last refresh, ``tui.rates``)."""
     server = row[ROLE] == "server"
     port = row[LOCAL_PORT] if server else row[REMOTE_PORT]
     service = names.get(row[PROTOCOL].value, {}).get(port) if port else None
@@ -325,6 +349,7 @@ def connection_cells(row: tuple[Any, ...], names: dict[str, dict[int, str]]) -> 
         "-" if pid is None else str(pid),
         safe(process or "-"),
         safe(user or "-"),
+        *_rate_texts(rate),
     )
     keys = (
         row[PROTOCOL].value,
@@ -338,8 +363,50 @@ def connection_cells(row: tuple[Any, ...], names: dict[str, dict[int, str]]) -> 
         -1 if pid is None else pid,
         process or "",
         user or "",
+        *_rate_keys(rate),
     )
     return texts, keys
+
+
+def _rate_texts(rate: Rate | None) -> tuple[str, str, str, str]:
+    from portkit.tui.rates import human_rate
+
+    if rate is None:
+        return ("-", "-", "-", "-")
+    sent, received, retrans, rtt = rate
+    return (
+        human_rate(sent),
+        human_rate(received),
+        f"{retrans:.1f}" if retrans else "-",
+        "-" if rtt is None else f"{rtt * 1000:.3g}",
+    )
+
+
+def _rate_keys(rate: Rate | None) -> tuple[float, float, float, float]:
+    if rate is None:
+        return (-1.0, -1.0, -1.0, -1.0)
+    return (rate[0], rate[1], rate[2], -1.0 if rate[3] is None else rate[3])
+
+
+def process_rows(processes: dict[int, list[Any]]) -> dict[str, Row]:
+    """``{"pid": row}`` of the processes table (:data:`PROC_COLUMNS`) from
+    ``Rates.processes``."""
+    from portkit.tui.rates import human_rate
+
+    out: dict[str, Row] = {}
+    for pid, (name, conns, sent, received, retrans) in processes.items():
+        out[str(pid)] = (
+            (
+                str(pid),
+                safe(name),
+                str(conns),
+                human_rate(sent),
+                human_rate(received),
+                f"{retrans:.1f}" if retrans else "-",
+            ),
+            (pid, name, conns, sent, received, retrans),
+        )
+    return out
 
 
 def connection_rows(
@@ -369,9 +436,11 @@ def listener_rows(
     stats: SocketStats,
     names: dict[str, dict[int, str]],
     scope: Callable[[Iterable[str]], str],
+    rates: dict[int, list[float]] | None = None,
 ) -> dict[str, Row]:
     """``{"proto port": row}``: one row per listening (protocol, port), in
-    :data:`LISTEN_COLUMNS` order, sorted by port."""
+    :data:`LISTEN_COLUMNS` order, sorted by port; ``rates``: per TCP port, the bytes
+    a second sent and received and the retransmits a second of its connections."""
     groups: dict[tuple[str, int], list[Any]] = {}
     for ls in stats.listeners:
         groups.setdefault((ls.protocol.value, ls.port), []).append(ls)
@@ -386,6 +455,8 @@ def listener_rows(
         conns = max(wild) if wild else sum(ls.connections for ls in items)
         service = names.get(proto, {}).get(port)
         bind = scope(ls.ip for ls in items)
+        traffic = (rates or {}).get(port) if tcp else None
+        rate = None if traffic is None else (traffic[0], traffic[1], traffic[2], None)
         out[f"{proto} {port}"] = (
             (
                 str(port),
@@ -395,6 +466,7 @@ def listener_rows(
                 owners or "-",
                 str(conns) if tcp else "-",
                 f"{queue}/{qmax}" if tcp else "-",
+                *_rate_texts(rate)[:3],
             ),
             (
                 port,
@@ -404,6 +476,7 @@ def listener_rows(
                 owners,
                 conns if tcp else -1,
                 (queue / qmax if qmax else 0.0, queue),
+                *_rate_keys(rate)[:3],
             ),
         )
     return out
@@ -426,10 +499,15 @@ def ephemeral_lines(stats: SocketStats, top: int = 4, width: int = 20) -> list[s
     return lines
 
 
-def summary(snap: Snapshot, *, interval: float, paused: bool, shown: int) -> str:
-    """The title line: sockets, rows shown, refresh rate, state."""
+def summary(snap: Snapshot, *, interval: float, paused: bool, shown: int, rates: Any = None) -> str:
+    """The title line: sockets, rows shown, refresh rate, closed connections, state."""
     stats = snap.stats
     parts = [f"{stats.total} sockets", f"{shown} shown", f"every {interval:g}s"]
+    if rates is not None and (rates.closed or rates.unaccounted):
+        closed = f"{rates.closed} closed since last (counted to their last byte)"
+        if rates.unaccounted:
+            closed += f", {rates.unaccounted} vanished (counted to the refresh before)"
+        parts.append(closed)
     if snap.owners_hidden:
         n = snap.owners_hidden
         parts.append(f"owners of {n} {'process' if n == 1 else 'processes'} hidden")

@@ -183,7 +183,8 @@ def top_cmd(interval: float, netns: str | None, pid_netns: int | None) -> int:
     from portkit.exporter.snapshot import provider
     from portkit.tui import run_top
 
-    take = provider(owners=True, netns=netns, pid_netns=pid_netns)
+    # traffic: tcp_info and the destroy events give the rates per socket, port, process
+    take = provider(owners=True, traffic=True, netns=netns, pid_netns=pid_netns)
     take()  # a bad namespace fails here, as one line, before the screen is taken over
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("portkit top needs a terminal; for scripts use `portkit ls` or `stats`")
