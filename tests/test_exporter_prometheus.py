@@ -3,7 +3,11 @@
 The workload lives in a network namespace of its own (``pk7-<pid>``), so that every
 figure is exact (no other process's sockets in it) and its ephemeral range can be made
 small enough (20 ports) for the "ephemeral ports running out" alert to fire with 15
-connections. The exporter runs in the test's namespace with ``--netns`` and listens on
+connections. Beside those, a server streams to a client through an nftables rule that
+drops one of its packets in ten (retransmits), and a client opens and closes two
+connections a second to another port (TIME-WAIT, the exhaustion forecast), so that
+every panel of the Grafana dashboard and every alerting rule has something to show:
+each of their queries is sent to this Prometheus and must return data. The exporter runs in the test's namespace with ``--netns`` and listens on
 127.0.0.1; Prometheus (Debian's ``prometheus``) scrapes it on 127.0.0.1 with a
 temporary config and storage, loads the alerting rules published in docs/watch.md, and
 every assertion goes through Prometheus' HTTP API. New targets are scraped only after
@@ -35,15 +39,17 @@ pytestmark = [pytest.mark.peer, pytest.mark.netns]
 ROOT = Path(__file__).resolve().parent.parent
 NS = f"pk7-{os.getpid()}"
 SERVED, BACKLOG, ABSENT = 8080, 9000, 7000  # ports inside the namespace
+TRAFFIC, CHURN = 8443, 8081
 N_SERVED, N_QUEUED, BACKLOG_SIZE = 15, 4, 4
 EPHEMERAL = (40000, 40019)  # 20 ports: 15 of them towards SERVED is 75 %
 DEADLINE = 40.0
 
 # Runs inside the namespace: a listener with N accepted connections, a listener
-# that never accepts (a full accept queue), then waits until its stdin closes.
+# that never accepts (a full accept queue), a server streaming to one client, and a
+# client connecting and closing twice a second; then waits until its stdin closes.
 WORKLOAD = r"""
-import socket, sys
-served, backlog, n_served, n_queued, backlog_size = map(int, sys.argv[1:6])
+import socket, sys, threading, time
+served, backlog, n_served, n_queued, backlog_size, traffic, churn = map(int, sys.argv[1:8])
 keep = []
 a = socket.socket(); a.bind(("127.0.0.1", served)); a.listen(64); keep.append(a)
 b = socket.socket(); b.bind(("127.0.0.1", backlog)); b.listen(backlog_size); keep.append(b)
@@ -52,9 +58,38 @@ for _ in range(n_served):
     keep.append(a.accept()[0])
 for _ in range(n_queued):
     keep.append(socket.create_connection(("127.0.0.1", backlog)))
+t = socket.socket(); t.bind(("127.0.0.1", traffic)); t.listen(8); keep.append(t)
+reader = socket.create_connection(("127.0.0.1", traffic)); keep.append(reader)
+writer = t.accept()[0]; keep.append(writer)
+def stream():  # about 2 MB/s: enough segments for a retransmit ratio
+    chunk = b"x" * 16384
+    while True:
+        writer.sendall(chunk); time.sleep(0.008)
+def drain():
+    while reader.recv(1 << 16):
+        pass
+ch = socket.socket(); ch.bind(("127.0.0.1", churn)); ch.listen(64); keep.append(ch)
+def serve_churn():
+    while True:
+        conn = ch.accept()[0]; conn.recv(1); conn.close()
+def make_churn():  # the client closes first: its side keeps the TIME-WAIT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", churn)).close()
+        except OSError:
+            pass
+        time.sleep(0.5)
+for work in (stream, drain, serve_churn, make_churn):
+    threading.Thread(target=work, daemon=True).start()
 print("ready", flush=True)
 sys.stdin.read()
 """
+# One packet in ten from the streaming server is lost on its way to its client (on
+# input: a packet dropped on output is never sent, and TCP sends it again as new).
+LOSS = (
+    "table inet pk7 {{\n chain in {{\n  type filter hook input priority 0;\n"
+    "  tcp sport {port} numgen random mod 10 == 0 drop\n }}\n}}\n"
+)
 
 
 def _free_port() -> int:
@@ -83,6 +118,14 @@ def _namespace() -> Iterator[str]:
                 "-w",
                 f"net.ipv4.ip_local_port_range={EPHEMERAL[0]} {EPHEMERAL[1]}",
             ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", NS, "nft", "-f", "-"],
+            input=LOSS.format(port=TRAFFIC),
+            text=True,
             check=True,
             capture_output=True,
             timeout=30,
@@ -209,7 +252,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 sys.executable,
                 "-c",
                 WORKLOAD,
-                *map(str, (SERVED, BACKLOG, N_SERVED, N_QUEUED, BACKLOG_SIZE)),
+                *map(str, (SERVED, BACKLOG, N_SERVED, N_QUEUED, BACKLOG_SIZE, TRAFFIC, CHURN)),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -228,9 +271,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "--listen",
                 "127.0.0.1:0",
                 "--ports",
-                f"{SERVED},{BACKLOG},{ABSENT}",
+                f"{SERVED},{BACKLOG},{ABSENT},{TRAFFIC},{CHURN}",
                 "--dest",
-                f"127.0.0.1:{SERVED}",
+                f"127.0.0.1:{SERVED},127.0.0.1:{CHURN}",
             ],
             stderr=subprocess.PIPE,
             text=True,
@@ -268,8 +311,8 @@ def test_prometheus_scrapes_the_exporter(lab: dict[str, Any]) -> None:
         # The queued connections are established (the handshake is done) but unaccepted.
         (f'portkit_port_connections{{port="{BACKLOG}",state="established"}}', N_QUEUED),
         (f'portkit_listeners{{port="{ABSENT}"}}', 0),
-        ('portkit_sockets{protocol="tcp",state="listen"}', 2),
-        ('portkit_sockets{protocol="tcp",state="established"}', 2 * N_SERVED + 2 * N_QUEUED),
+        ('portkit_sockets{protocol="tcp",state="listen"}', 4),
+        ('portkit_sockets{protocol="tcp",state="established"}', 2 * N_SERVED + 2 * N_QUEUED + 2),
         ("portkit_ephemeral_port_range_size", EPHEMERAL[1] - EPHEMERAL[0] + 1),
         (
             f'portkit_destination_ephemeral_ports_in_use{{destination="127.0.0.1:{SERVED}"}}',
@@ -285,7 +328,7 @@ def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -
     prom: Prom = lab["prom"]
     assert prom.wait_value("portkit_up", 1) == 1
     ports = {r["metric"]["port"] for r in prom.query('{__name__=~"portkit_.*", port!=""}')}
-    assert ports == {str(SERVED), str(BACKLOG), str(ABSENT)}
+    assert ports == {str(p) for p in (SERVED, BACKLOG, ABSENT, TRAFFIC, CHURN)}
     names = {r["metric"]["__name__"] for r in prom.query('{__name__=~"portkit_.*"}')}
     # counters (what only grows) end in _total; everything else is a gauge or summary
     assert {n for n in names if n.endswith("_total")} == {
@@ -310,29 +353,103 @@ def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -
     }
     # service and role are the registry's answers for a reported port: one series each.
     info = prom.query("portkit_port_info")
-    assert {r["metric"]["port"] for r in info} == {str(SERVED), str(BACKLOG), str(ABSENT)}
+    assert {r["metric"]["port"] for r in info} == {
+        str(p) for p in (SERVED, BACKLOG, ABSENT, TRAFFIC, CHURN)
+    }
 
 
 def test_alert_rules_from_the_docs_fire(lab: dict[str, Any]) -> None:
-    """Both published alerts evaluate and go pending (their `for:` keeps them from
-    firing within a test): the full accept queue, the 75 % used range."""
+    """Every published alert evaluates and goes pending (their `for:` keeps them from
+    firing within a test): the full accept queue, the 75 % used range, the destination
+    whose ports run out within 10 minutes, the port losing one reply in ten."""
     prom: Prom = lab["prom"]
     groups = prom.api("rules")["groups"]
     rules = {r["name"]: r for g in groups for r in g["rules"]}
-    assert set(rules) == {"PortkitAcceptQueueFull", "PortkitEphemeralPortsRunningOut"}
+    assert set(rules) == {
+        "PortkitAcceptQueueFull",
+        "PortkitEphemeralPortsRunningOut",
+        "PortkitEphemeralPortsExhaustedSoon",
+        "PortkitRetransmitRatioHigh",
+    }
+    want = {
+        ("PortkitAcceptQueueFull", str(BACKLOG)),
+        # towards the one destination, and (15+ of 20 ports) on the whole host
+        ("PortkitEphemeralPortsRunningOut", f"127.0.0.1:{SERVED}"),
+        ("PortkitEphemeralPortsRunningOut", ""),
+        ("PortkitEphemeralPortsExhaustedSoon", f"127.0.0.1:{CHURN}"),
+        ("PortkitRetransmitRatioHigh", str(TRAFFIC)),
+    }
     end = time.monotonic() + DEADLINE
     pending: set[tuple[str, str]] = set()
     while time.monotonic() < end:
         alerts = [a["metric"] for a in prom.query("ALERTS")]
         pending = {(m["alertname"], m.get("port") or m.get("destination", "")) for m in alerts}
-        if len(pending) >= 3:
+        if pending >= want:
             break
         time.sleep(0.25)
-    assert pending == {
-        ("PortkitAcceptQueueFull", str(BACKLOG)),
-        # towards the one destination, and (15+ of 20 ports) on the whole host
-        ("PortkitEphemeralPortsRunningOut", f"127.0.0.1:{SERVED}"),
-        ("PortkitEphemeralPortsRunningOut", ""),
-    }
+    # the churn destination may fill its 20 ports too (TIME-WAIT on loopback is reused)
+    assert pending - {("PortkitEphemeralPortsRunningOut", f"127.0.0.1:{CHURN}")} == want
     for rule in rules.values():
         assert rule["health"] == "ok", rule
+
+
+def test_the_packaged_rules_are_the_documented_ones() -> None:
+    from portkit.exporter import packaged
+
+    assert packaged("portkit-rules.yml") == _rules_from_docs()
+
+
+# --- the Grafana dashboard: every panel's and every rule's query returns data ---------
+
+#: What Grafana would put in for the dashboard's variables: every instance, a baseline
+#: that expects only SERVED (so the other listeners are "unexpected"), and a rate
+#: window a few scrapes long (Prometheus scrapes every second here).
+VARIABLES = {
+    "$instance": ".*",
+    "$expected_ports": str(SERVED),
+    "$__rate_interval": "15s",
+}
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    from portkit.exporter import packaged
+
+    board = json.loads(packaged("grafana-dashboard.json"))
+    out = []
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            out.append((f"panel {panel['title']!r} {target['refId']}", target["expr"]))
+    return out
+
+
+def _rule_queries() -> list[tuple[str, str]]:
+    import yaml
+
+    doc = yaml.safe_load(_rules_from_docs())
+    return [(f"rule {r['alert']}", r["expr"]) for g in doc["groups"] for r in g["rules"]]
+
+
+def _fill(expr: str) -> str:
+    for name, value in VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, expr
+    return expr
+
+
+def test_every_panel_and_rule_query_returns_data(lab: dict[str, Any]) -> None:
+    """Each query of the shipped dashboard and of the rules, sent to the real
+    Prometheus: no error, and at least one series with a number (not NaN)."""
+    import math
+
+    prom: Prom = lab["prom"]
+    queries = _dashboard_queries() + _rule_queries()
+    assert len(_dashboard_queries()) >= 14
+    pending = dict(queries)
+    end = time.monotonic() + DEADLINE
+    while pending and time.monotonic() < end:
+        for what, expr in list(pending.items()):
+            result = prom.query(_fill(expr))  # a query error fails Prom.api's status check
+            if any(not math.isnan(float(r["value"][1])) for r in result):
+                del pending[what]
+        time.sleep(0.5)
+    assert not pending, f"no data for: {sorted(pending)}"

@@ -46,6 +46,7 @@ __all__ = [
     "is_loopback",
     "make_registry",
     "make_server",
+    "packaged",
     "parse_destinations",
     "parse_listen",
     "serve_until_stopped",
@@ -118,6 +119,14 @@ class SocketCollector:
         # Registering must not take a snapshot (prometheus_client calls collect()
         # when a collector has no describe()).
         return []
+
+
+def packaged(name: str) -> str:
+    """A file shipped with the exporter: ``grafana-dashboard.json`` (built by
+    scripts/build-dashboard) or ``portkit-rules.yml`` (the alerting rules)."""
+    from importlib.resources import files
+
+    return files("portkit.exporter").joinpath("_data", name).read_text(encoding="utf-8")
 
 
 def _to_prometheus(fam: Family) -> Any:

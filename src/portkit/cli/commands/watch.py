@@ -50,6 +50,8 @@ Examples:
   portkit exporter --ports 22,80,443,8000-8100
   portkit exporter --dest 10.0.0.5:5432,10.0.0.6:6379
   portkit exporter --once | grep accept_queue   print one scrape and exit
+  portkit exporter --grafana-dashboard > portkit.json   the dashboard, to import
+  portkit exporter --alert-rules > portkit-rules.yml    the alerting rules
 \b
 Prometheus scrape config:
   scrape_configs:
@@ -79,6 +81,15 @@ Prometheus scrape config:
 @netns_option
 @pid_netns_option
 @click.option("--once", is_flag=True, help="Print one scrape (text format) and exit.")
+@click.option(
+    "--grafana-dashboard",
+    "dashboard",
+    is_flag=True,
+    help="Print portkit's Grafana dashboard (JSON, to import) and exit.",
+)
+@click.option(
+    "--alert-rules", is_flag=True, help="Print portkit's Prometheus alerting rules (YAML) and exit."
+)
 def exporter_cmd(
     listen: tuple[str, int],
     ports: tuple[PortRange, ...] | None,
@@ -86,6 +97,8 @@ def exporter_cmd(
     netns: str | None,
     pid_netns: int | None,
     once: bool,
+    dashboard: bool,
+    alert_rules: bool,
 ) -> int:
     """Serve this host's sockets as Prometheus metrics (/metrics), read at scrape time.
 
@@ -94,6 +107,11 @@ def exporter_cmd(
     use, overall and per --dest destination; the scrape's own duration. Remote
     addresses never become labels. See docs/watch.md for every metric.
     """
+    if dashboard or alert_rules:
+        from portkit.exporter import packaged
+
+        out(packaged("grafana-dashboard.json" if dashboard else "portkit-rules.yml").rstrip())
+        return 0
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
