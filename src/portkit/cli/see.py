@@ -217,11 +217,9 @@ def _write_ls(
         style = stdout_style()
         extra = None
         if want:
-            from portkit.render.health import health_tails
-            from portkit.see._tcpinfo import entries_of
+            from portkit.render.health import health_tails, raw_columns
 
-            parts = [p for _, _, raw in found.batches if raw for p in entries_of(raw)]
-            extra = health_tails(parts, want)
+            extra = health_tails(raw_columns(found.batches), want)
         blocks = ls_text_raw(
             found.batches,
             found.listen_ports,

@@ -86,6 +86,16 @@ INFO_COLUMNS: tuple[tuple[str, tuple[int, ...], Callable[..., str]], ...] = (
 )
 
 
+#: The tcp_info fields the table shows (the state, to blank listeners, first), in the
+#: struct's order: only these are unpacked for it.
+SHOWN: tuple[str, ...] = tuple(
+    name
+    for name in ti.TCP_INFO_FIELDS
+    if name == "state" or any(ti.TCP_INFO_FIELDS.index(name) in f for _, f, _ in INFO_COLUMNS)
+)
+_AT = {ti.TCP_INFO_FIELDS.index(name): i for i, name in enumerate(SHOWN)}
+
+
 def health_headers(want: int) -> list[str]:
     """The column titles ``ls`` adds for ``want`` (``_tcpinfo.WANT_*`` bits)."""
     heads: list[str] = []
@@ -116,48 +126,51 @@ class _Renderer:
         self.want = want
         self.heads = health_headers(want)
         fmts: list[Callable[[Any], str]] = []
+        #: Columns that show their field as it is (``str`` of an int): their cells are
+        #: formatted in C by one ``%`` per line, with no lookup per cell.
+        self.plain: list[bool] = []
         if want & ti.WANT_TIMERS:
             fmts.append(lambda t: ti.timer_text(t[0], t[2], t[1]) or "-")
+            self.plain.append(False)
         if want & ti.WANT_INFO:
             fmts.append(lambda c: c or "-")
-            self.picks = [itemgetter(*fields) for _, fields, _ in INFO_COLUMNS]
+            self.picks = [itemgetter(*(_AT[f] for f in fields)) for _, fields, _ in INFO_COLUMNS]
             fmts += [_info_cell(fmt, len(fields)) for _, fields, fmt in INFO_COLUMNS]
+            self.plain += [False, *(fmt is str for _, _, fmt in INFO_COLUMNS)]
         if want & ti.WANT_MEMORY:
             fmts.append(_skmem_text)
+            self.plain.append(False)
         self.fmts = fmts
 
-    def keys(self, entries: Iterable[Entry | None]) -> list[list[Any]]:
-        """One list of keys per column, for one part's entries."""
-        got: list[Any] = list(entries)
-        if None in got:
-            got = [e or _NO_ENTRY for e in got]
+    def keys(self, part: tuple[list[Any], ...]) -> list[list[Any]]:
+        """One list of keys per column, for one part's ``(timers, congs, skmems,
+        infos)`` (``HealthRows.columns`` of :data:`SHOWN`, or :func:`_columns_of`)."""
+        timers, congs, mems, infos = part
         cols: list[list[Any]] = []
         if self.want & ti.WANT_TIMERS:
-            cols.append(list(map(itemgetter(0), got)))
+            cols.append(timers)
         if self.want & ti.WANT_INFO:
-            cols.append(list(map(itemgetter(3), got)))
-            infos = list(map(itemgetter(2), got))
+            cols.append(congs)
             if None in infos:
-                infos = [i or _NONE_INFO for i in infos]
+                infos = [i or _NONE_SHOWN for i in infos]
             # A listener's tcp_info holds nothing worth a column (ss shows its cwnd).
             # The kernel dumps listeners first, so most parts have none: one C pass.
-            if _LISTEN in set(map(itemgetter(ti.STATE), infos)):
-                infos = [_NONE_INFO if i[0] == _LISTEN else i for i in infos]
+            if _LISTEN in set(map(itemgetter(0), infos)):
+                infos = [_NONE_SHOWN if i[0] == _LISTEN else i for i in infos]
             cols += [list(map(pick, infos)) for pick in self.picks]
         if self.want & ti.WANT_MEMORY:
-            mems = list(map(itemgetter(1), got))
-            if None in mems:
-                mems = [m or _NONE_SKMEM for m in mems]
-            cols.append(mems)
+            cols.append([m or _NONE_SKMEM for m in mems] if None in mems else mems)
         return cols
 
-    def texts(self, parts: list[list[list[Any]]]) -> list[dict[Any, str]]:
-        """Per column, ``{key: text}`` for every distinct key of ``parts``."""
+    def texts(self, parts: list[list[list[Any]]], skip_plain: bool = False) -> list[dict[Any, str]]:
+        """Per column, ``{key: text}`` for every distinct key of ``parts`` (with
+        ``skip_plain``, nothing for the :attr:`plain` columns)."""
         out: list[dict[Any, str]] = []
         for i, fmt in enumerate(self.fmts):
             distinct: set[Any] = set()
-            for cols in parts:
-                distinct.update(cols[i])
+            if not (skip_plain and self.plain[i]):
+                for cols in parts:
+                    distinct.update(cols[i])
             out.append({k: fmt(k) for k in distinct})
         return out
 
@@ -171,6 +184,19 @@ def _info_cell(fmt: Callable[..., str], fields: int) -> Callable[[Any], str]:
 
 
 _NO_ENTRY: Entry = ((0, 0, 0), None, None, None, 0)
+_NONE_SHOWN: tuple[Any, ...] = (None,) * len(SHOWN)
+_NO_SHOWN: Any = itemgetter(*(ti.TCP_INFO_FIELDS.index(n) for n in SHOWN))
+
+
+def _columns_of(entries: Iterable[Entry | None]) -> tuple[list[Any], ...]:
+    """``HealthRows.columns``'s lists, from entries (decoded rows, rows read without)."""
+    got = [e or _NO_ENTRY for e in entries]
+    return (
+        [e[0] for e in got],
+        [e[3] for e in got],
+        [e[1] for e in got],
+        [None if e[2] is None else _NO_SHOWN(e[2]) for e in got],
+    )
 
 
 def health_text_columns(
@@ -179,36 +205,59 @@ def health_text_columns(
     """Headers and cell columns for decoded rows (``render.sockets.ls_text``'s extra
     columns), one entry (or None) per row."""
     render = _Renderer(want)
-    cols = render.keys(entries)
+    cols = render.keys(_columns_of(entries))
     texts = render.texts([cols])
     return render.heads, [list(map(t.__getitem__, c)) for t, c in zip(texts, cols, strict=True)]
 
 
 def health_tails(
-    entry_parts: Iterable[Iterable[Entry | None]], want: int
+    column_parts: Iterable[tuple[list[Any], ...]], want: int
 ) -> tuple[str, list[list[Iterable[str]]]]:
-    """For the raw listing: the header's tail and, per part, the cells each line
-    ends with (one iterable per column, each cell with its two leading spaces and
-    padded), to be joined into the lines with the rest of their cells.
+    """For the raw listing: the header's tail and, per part, the text each of its
+    lines ends with (``"  " + cells``, padded), in one iterable.
+
+    Each line's tail is one ``%`` format of a tuple zipped from the columns (all in
+    C): plain number columns give their ints as they are, the others their text
+    through a dict made once per distinct value.
     """
+    from functools import partial
+    from operator import is_not
+
     render = _Renderer(want)
     heads = render.heads
-    parts = [render.keys(entries) for entries in entry_parts]
-    texts = render.texts(parts)
+    parts = [render.keys(part) for part in column_parts]
+    texts = render.texts(parts, skip_plain=True)
     last = len(heads) - 1
-    padded: list[dict[Any, str]] = []
+    specs: list[str] = []
     cells: list[str] = []
     for i, (head, text) in enumerate(zip(heads, texts, strict=True)):
-        width = max([len(head), *map(len, text.values())])
-        if i == last:
-            padded.append({k: "  " + t for k, t in text.items()})
-            cells.append("  " + head)
+        if render.plain[i]:
+            top = max(
+                (
+                    max(
+                        filter(partial(is_not, None), cols[i]) if None in cols[i] else cols[i],
+                        default=0,
+                    )
+                    for cols in parts
+                ),
+                default=0,
+            )
+            width = max(len(head), len(str(top)))
         else:
-            padded.append({k: "  " + t.ljust(width) for k, t in text.items()})
-            cells.append("  " + head.ljust(width))
-    tails: list[list[Iterable[str]]] = [
-        [map(p.__getitem__, col) for p, col in zip(padded, cols, strict=True)] for cols in parts
-    ]
+            width = max([len(head), *map(len, text.values())])
+        spec = "%s" if i == last else f"%-{width}s"
+        specs.append(f"  {spec}")
+        cells.append("  " + (head if i == last else head.ljust(width)))
+    fmt = "".join(specs)
+    tails: list[list[Iterable[str]]] = []
+    for cols in parts:
+        columns: list[Iterable[Any]] = []
+        for i, col in enumerate(cols):
+            if render.plain[i]:
+                columns.append(["-" if v is None else v for v in col] if None in col else col)
+            else:
+                columns.append(map(texts[i].__getitem__, col))
+        tails.append([map(fmt.__mod__, zip(*columns))])  # noqa: B905 (one part: one length)
     return "".join(cells), tails
 
 
@@ -380,3 +429,17 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+def raw_columns(batches: Iterable[tuple[int, int, Any]]) -> list[tuple[list[Any], ...]]:
+    """:func:`health_tails`'s input from a dump's batches, a part per reply chunk in
+    the order the raw listing writes them (rows read without health: dashes)."""
+    out: list[tuple[list[Any], ...]] = []
+    for _family, _proto, raw in batches:
+        if not raw:
+            continue
+        if isinstance(raw, ti.HealthRows):
+            out.extend(raw.columns(SHOWN))
+        else:
+            out.extend(_columns_of([None] * len(list(part))) for part in raw.parts())
+    return out

@@ -502,19 +502,21 @@ class _Layout:
         cookies = map(itemgetter(0), k.iter_unpack(view))
         return zip(timers, skmem, info, cong, cookies)  # noqa: B905 (repeat is endless on purpose)
 
-    def pick(self, view: memoryview, fields: tuple[tuple[int, str], ...]) -> Iterator[Any] | None:
-        """Tuples of the raw source port, the cookie and ``fields`` (``(offset in the
-        tcp_info, struct code)``, in order) of every message; None when this layout has
-        no tcp_info long enough."""
+    def pick(
+        self, view: memoryview, fields: tuple[tuple[int, str], ...], head: bool = True
+    ) -> Iterator[Any] | None:
+        """Tuples of the raw source port, the cookie (``head``) and ``fields`` (``(offset
+        in the tcp_info, struct code)``, in order) of every message; None when this
+        layout has no tcp_info long enough."""
         if self.info is None:
             return None
         off, n = self.info
         if fields[-1][0] + _INFO_SIZES[fields[-1][1]] > n:
             return None
-        key = (self.size, off, fields)
+        key = (self.size, off, fields, head)
         s = _PICKS.get(key)
         if s is None:
-            fmt, pos = "=20xH38xQ", 68
+            fmt, pos = ("=20xH38xQ", 68) if head else ("=", 0)
             for rel, code in fields:
                 fmt += f"{off + rel - pos}x{code}"
                 pos = off + rel + _INFO_SIZES[code]
@@ -673,6 +675,46 @@ class HealthRows(nl.RawRows):
                 for t, e in zip(rows, entries, strict=True)
                 if e[2] is not None and e[2][indexes[-1]] is not None
             ]
+
+    def columns(self, names: tuple[str, ...]) -> Iterator[tuple[list[Any], ...]]:
+        """Per part, aligned with its rows: ``(timers, congs, skmems, infos)``, where
+        ``infos`` holds each socket's tcp_info fields ``names`` (in
+        :data:`TCP_INFO_LAYOUT` order) as a tuple, or None where it has none (and
+        ``skmems`` None where there is no skmeminfo). Uniform parts are unpacked column
+        by column, for just those fields: the table of ``ls -i`` shows 19 of them,
+        a third of the objects of whole tuples."""
+        codes = dict(TCP_INFO_LAYOUT)
+        fields = tuple((INFO_OFFSETS[n], codes[n]) for n in names)
+        indexes = [TCP_INFO_FIELDS.index(n) for n in names]
+        pick = itemgetter(*indexes)
+        for entries in self._entries:
+            if not isinstance(entries, list):
+                layout, view = entries
+                got = layout.pick(view, fields, head=False)
+                if got is not None:
+                    t, m, _, c, _ = layout.structs
+                    assert t is not None
+                    timers = list(t.iter_unpack(view))
+                    n = len(timers)
+                    congs = (
+                        list(map(_CONG_TEXT.__getitem__, c.iter_unpack(view)))
+                        if c is not None
+                        else [None] * n
+                    )
+                    mems: list[Any] = [None] * n
+                    if m is not None:
+                        mems = list(m.iter_unpack(view))
+                        if len(SKMEM_FIELDS) > m.size // 4:
+                            mems = list(map(_pad_skmem, mems))
+                    yield timers, congs, mems, list(got)
+                    continue
+                entries = list(layout.entries(view))
+            yield (
+                [e[0] for e in entries],
+                [e[3] for e in entries],
+                [e[1] for e in entries],
+                [None if e[2] is None else pick(e[2]) for e in entries],
+            )
 
     def time_wait(self) -> Iterator[tuple[Any, ...]]:
         """``(src16, dst16, raw source port, raw destination port, expires ms)`` of every
