@@ -219,7 +219,7 @@ def _write_ls(
         if want:
             from portkit.render.health import health_tails, raw_columns
 
-            extra = health_tails(raw_columns(found.batches), want)
+            extra = health_tails(raw_columns(found.batches, want), want)
         blocks = ls_text_raw(
             found.batches,
             found.listen_ports,

@@ -210,38 +210,43 @@ def health_text_columns(
     return render.heads, [list(map(t.__getitem__, c)) for t, c in zip(texts, cols, strict=True)]
 
 
-def health_tails(
-    column_parts: Iterable[tuple[list[Any], ...]], want: int
-) -> tuple[str, list[list[Iterable[str]]]]:
+def health_tails(column_parts: Iterable[Any], want: int) -> tuple[str, list[list[Iterable[str]]]]:
     """For the raw listing: the header's tail and, per part, the text each of its
     lines ends with (``"  " + cells``, padded), in one iterable.
 
-    Each line's tail is one ``%`` format of a tuple zipped from the columns (all in
-    C): plain number columns give their ints as they are, the others their text
-    through a dict made once per distinct value.
+    Each line's tail is one ``%`` format of a tuple zipped from the columns: plain
+    number columns give their ints as they are, the others their text through a
+    dict made once per distinct value. A uniform reply's columns are strided views
+    of the kernel's bytes (:func:`raw_columns`): no object per socket is kept, only
+    made as a line is written.
     """
     from functools import partial
     from operator import is_not
 
     render = _Renderer(want)
     heads = render.heads
-    parts = [render.keys(part) for part in column_parts]
-    texts = render.texts(parts, skip_plain=True)
+    parts: list[tuple[bool, list[Any]]] = [
+        (True, part[1]) if part[0] == "fast" else (False, render.keys(part[1]))
+        for part in column_parts
+    ]
+    texts: list[dict[Any, str]] = []
+    for i, cell in enumerate(render.fmts):
+        distinct: set[Any] = set()
+        if not render.plain[i]:
+            for _fast, cols in parts:
+                distinct.update(_keys(cols[i]))
+        texts.append({k: cell(k) for k in distinct})
     last = len(heads) - 1
     specs: list[str] = []
     cells: list[str] = []
     for i, (head, text) in enumerate(zip(heads, texts, strict=True)):
         if render.plain[i]:
-            top = max(
-                (
-                    max(
-                        filter(partial(is_not, None), cols[i]) if None in cols[i] else cols[i],
-                        default=0,
-                    )
-                    for cols in parts
-                ),
-                default=0,
-            )
+            top = 0
+            for fast, cols in parts:
+                col = cols[i]
+                if not fast and None in col:
+                    col = filter(partial(is_not, None), col)
+                top = max(top, max(col, default=0))
             width = max(len(head), len(str(top)))
         else:
             width = max([len(head), *map(len, text.values())])
@@ -250,15 +255,61 @@ def health_tails(
         cells.append("  " + (head if i == last else head.ljust(width)))
     fmt = "".join(specs)
     tails: list[list[Iterable[str]]] = []
-    for cols in parts:
+    for fast, cols in parts:
         columns: list[Iterable[Any]] = []
         for i, col in enumerate(cols):
             if render.plain[i]:
-                columns.append(["-" if v is None else v for v in col] if None in col else col)
+                columns.append(
+                    ["-" if v is None else v for v in col] if not fast and None in col else col
+                )
             else:
-                columns.append(map(texts[i].__getitem__, col))
+                columns.append(map(texts[i].__getitem__, _keys(col)))
         tails.append([map(fmt.__mod__, zip(*columns))])  # noqa: B905 (one part: one length)
     return "".join(cells), tails
+
+
+def _keys(col: Any) -> Iterable[Any]:
+    """A column's keys: a sequence, or ``("zip", a, b, ...)`` for keys of several
+    fields zipped from strided views."""
+    if isinstance(col, tuple) and col and col[0] == "zip":
+        return zip(*col[1:])  # noqa: B905 (views of one reply)
+    return col  # type: ignore[no-any-return]
+
+
+def _fast_part(layout: Any, view: memoryview, want: int) -> list[Any] | None:
+    """The columns of a uniform reply as strided views of its bytes, or None where
+    that does not work (no tcp_info, a listener in it, fields that cannot stride)."""
+    from portkit.see._tcpinfo import _CONG_TEXT, _pad_skmem
+
+    if want & ti.WANT_INFO:
+        state = layout.column(view, "state")
+        if state is None or _LISTEN in state:
+            return None
+    size = layout.size
+    cols: list[Any] = []
+    _, m, _, c, _ = layout.structs
+    if want & ti.WANT_TIMERS:
+        expires = view.cast("I")[68 // 4 :: size // 4] if size % 4 == 0 else None
+        if expires is None:
+            return None
+        cols.append(("zip", view[18::size], view[19::size], expires))
+    if want & ti.WANT_INFO:
+        if c is None:
+            return None
+        cols.append(list(map(_CONG_TEXT.__getitem__, c.iter_unpack(view))))
+        for _, fields, _ in INFO_COLUMNS:
+            views = [layout.column(view, ti.TCP_INFO_FIELDS[f]) for f in fields]
+            if any(v is None for v in views):
+                return None
+            cols.append(views[0] if len(views) == 1 else ("zip", *views))
+    if want & ti.WANT_MEMORY:
+        if m is None:
+            return None
+        mems = list(m.iter_unpack(view))
+        if len(ti.SKMEM_FIELDS) > m.size // 4:
+            mems = list(map(_pad_skmem, mems))
+        cols.append(mems)
+    return cols
 
 
 # --- JSON and CSV ---------------------------------------------------------------------
@@ -431,15 +482,22 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def raw_columns(batches: Iterable[tuple[int, int, Any]]) -> list[tuple[list[Any], ...]]:
+def raw_columns(batches: Iterable[tuple[int, int, Any]], want: int) -> list[Any]:
     """:func:`health_tails`'s input from a dump's batches, a part per reply chunk in
-    the order the raw listing writes them (rows read without health: dashes)."""
-    out: list[tuple[list[Any], ...]] = []
+    the order the raw listing writes them: ``("fast", strided columns)`` for a uniform
+    reply, else ``("keys", HealthRows.columns part)`` (rows read without health:
+    dashes)."""
+    out: list[Any] = []
     for _family, _proto, raw in batches:
         if not raw:
             continue
-        if isinstance(raw, ti.HealthRows):
-            out.extend(raw.columns(SHOWN))
-        else:
-            out.extend(_columns_of([None] * len(list(part))) for part in raw.parts())
+        if not isinstance(raw, ti.HealthRows):
+            out.extend(("keys", _columns_of([None] * len(list(part)))) for part in raw.parts())
+            continue
+        for source in raw.sources():
+            fast = None if isinstance(source, list) else _fast_part(source[0], source[1], want)
+            if fast is not None:
+                out.append(("fast", fast))
+            else:
+                out.append(("keys", ti.part_columns(source, SHOWN)))
     return out

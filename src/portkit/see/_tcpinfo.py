@@ -523,7 +523,24 @@ class _Layout:
             s = _PICKS[key] = Struct(f"{fmt}{self.size - pos}x")
         return s.iter_unpack(view)
 
+    def column(self, view: memoryview, name: str) -> memoryview | None:
+        """One tcp_info field of every message as a strided view of the reply (no
+        objects made), or None when the field is past this kernel's struct or the
+        view cannot stride at its width."""
+        if self.info is None:
+            return None
+        off, n = self.info
+        code = _CODES[name]
+        width = _INFO_SIZES[code]
+        at = off + INFO_OFFSETS[name]
+        if at + width > off + n or at % width or self.size % width:
+            return None
+        cast: Any = view.cast
+        col: memoryview = cast(code)[at // width :: self.size // width]
+        return col
 
+
+_CODES = dict(TCP_INFO_LAYOUT)
 _PICKS: dict[Any, Struct] = {}
 #: Byte offset of each tcp_info field.
 INFO_OFFSETS = {
@@ -677,44 +694,14 @@ class HealthRows(nl.RawRows):
             ]
 
     def columns(self, names: tuple[str, ...]) -> Iterator[tuple[list[Any], ...]]:
-        """Per part, aligned with its rows: ``(timers, congs, skmems, infos)``, where
-        ``infos`` holds each socket's tcp_info fields ``names`` (in
-        :data:`TCP_INFO_LAYOUT` order) as a tuple, or None where it has none (and
-        ``skmems`` None where there is no skmeminfo). Uniform parts are unpacked column
-        by column, for just those fields: the table of ``ls -i`` shows 19 of them,
-        a third of the objects of whole tuples."""
-        codes = dict(TCP_INFO_LAYOUT)
-        fields = tuple((INFO_OFFSETS[n], codes[n]) for n in names)
-        indexes = [TCP_INFO_FIELDS.index(n) for n in names]
-        pick = itemgetter(*indexes)
+        """Per part, :func:`part_columns` of ``names``."""
         for entries in self._entries:
-            if not isinstance(entries, list):
-                layout, view = entries
-                got = layout.pick(view, fields, head=False)
-                if got is not None:
-                    t, m, _, c, _ = layout.structs
-                    assert t is not None
-                    timers = list(t.iter_unpack(view))
-                    n = len(timers)
-                    congs = (
-                        list(map(_CONG_TEXT.__getitem__, c.iter_unpack(view)))
-                        if c is not None
-                        else [None] * n
-                    )
-                    mems: list[Any] = [None] * n
-                    if m is not None:
-                        mems = list(m.iter_unpack(view))
-                        if len(SKMEM_FIELDS) > m.size // 4:
-                            mems = list(map(_pad_skmem, mems))
-                    yield timers, congs, mems, list(got)
-                    continue
-                entries = list(layout.entries(view))
-            yield (
-                [e[0] for e in entries],
-                [e[3] for e in entries],
-                [e[1] for e in entries],
-                [None if e[2] is None else pick(e[2]) for e in entries],
-            )
+            yield part_columns(entries, names)
+
+    def sources(self) -> Iterator[Any]:
+        """Per part, what its entries come from: ``(layout, view)`` of a uniform reply,
+        else the list of entries (:func:`part_columns` takes either)."""
+        yield from self._entries
 
     def time_wait(self) -> Iterator[tuple[Any, ...]]:
         """``(src16, dst16, raw source port, raw destination port, expires ms)`` of every
@@ -738,6 +725,47 @@ class HealthRows(nl.RawRows):
 
 _TIME_WAIT = 6
 _TW_PICK: dict[int, Struct] = {}
+
+
+def part_columns(entries: Any, names: tuple[str, ...]) -> tuple[list[Any], ...]:
+    """One part's ``(timers, congs, skmems, infos)``, aligned with its rows: ``infos``
+    holds each socket's tcp_info fields ``names`` (in :data:`TCP_INFO_LAYOUT` order) as
+    a tuple, or None where it has none (``skmems`` None where there is no skmeminfo).
+    A uniform reply is unpacked column by column, for just those fields (the table of
+    ``ls -i`` shows 19 of them: a third of the objects of whole tuples).
+
+    Args:
+        entries: a part's list of entries, or ``(layout, view)`` of a uniform reply
+            (:meth:`HealthRows.sources`).
+    """
+    fields = tuple((INFO_OFFSETS[n], _CODES[n]) for n in names)
+    pick = itemgetter(*(TCP_INFO_FIELDS.index(n) for n in names))
+    if not isinstance(entries, list):
+        layout, view = entries
+        got = layout.pick(view, fields, head=False)
+        if got is not None:
+            t, m, _, c, _ = layout.structs
+            assert t is not None
+            timers = list(t.iter_unpack(view))
+            n = len(timers)
+            congs = (
+                list(map(_CONG_TEXT.__getitem__, c.iter_unpack(view)))
+                if c is not None
+                else [None] * n
+            )
+            mems: list[Any] = [None] * n
+            if m is not None:
+                mems = list(m.iter_unpack(view))
+                if len(SKMEM_FIELDS) > m.size // 4:
+                    mems = list(map(_pad_skmem, mems))
+            return timers, congs, mems, list(got)
+        entries = list(layout.entries(view))
+    return (
+        [e[0] for e in entries],
+        [e[3] for e in entries],
+        [e[1] for e in entries],
+        [None if e[2] is None else pick(e[2]) for e in entries],
+    )
 
 
 def entries_of(raw: nl.RawRows) -> Iterator[Iterable[Entry | None]]:
