@@ -97,11 +97,11 @@ def test_known_traffic_on_the_right_socket_port_and_process(ns: str) -> None:
         assert helper.stdout is not None and helper.stdout.readline().strip() == "connected"
         take = provider(owners=True, traffic=True, netns=ns)
         tracker = RateTracker()
-        snapshot_rates(tracker, take())
+        snapshot_rates(tracker, take(), row_key)
         _send(helper, "send", N)
         time.sleep(0.3)
         snap = take()
-        rates = snapshot_rates(tracker, snap)
+        rates = snapshot_rates(tracker, snap, row_key)
         assert rates is not None and rates.seconds > 0
         dt = rates.seconds
 
@@ -126,7 +126,7 @@ def test_known_traffic_on_the_right_socket_port_and_process(ns: str) -> None:
         # it closes after moving N more bytes: the destroy events carry the last ones
         _send(helper, "close", N)
         time.sleep(0.3)
-        rates = snapshot_rates(tracker, take())
+        rates = snapshot_rates(tracker, take(), row_key)
         assert rates is not None
         dt = rates.seconds
         assert rates.closed == 2 and rates.unaccounted == 0

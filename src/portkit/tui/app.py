@@ -315,7 +315,7 @@ class TopApp(App[None]):
     def _rates(self, snap: Snapshot) -> Rates | None:
         """The traffic since the last refresh, when the snapshot carries tcp_info (a
         provider with ``traffic=True``; fixed snapshots do not)."""
-        return snapshot_rates(self.rates, snap)
+        return snapshot_rates(self.rates, snap, view.row_key)
 
     def _show_processes(self) -> None:
         table = self.query_one("#processes", SocketTable)

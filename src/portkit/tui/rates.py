@@ -197,20 +197,19 @@ def human_rate(per_second: float) -> str:
     return f"{per_second:.0f}B"
 
 
-def snapshot_rates(tracker: RateTracker, snap: Snapshot) -> Rates | None:
+def snapshot_rates(tracker: RateTracker, snap: Snapshot, key: Any) -> Rates | None:
     """Feed ``tracker`` one snapshot of a ``provider(traffic=True)`` (its tcp_info and
     the destroy events since the last one); None for snapshots without tcp_info
-    (fixed data)."""
+    (fixed data). ``key`` makes a row's key (``tui.view.row_key``)."""
     found = snap.scan
     if found is None or not getattr(found, "batches", None):
         return None
     from portkit.see._tcpinfo import scan_entries
     from portkit.see._traffic import counters_of
-    from portkit.tui.view import row_key
 
     stats = snap.stats
     listening = {ls.port for ls in stats.listeners if ls.protocol.value == "tcp"}
-    samples = socket_counters(snap.rows, scan_entries(found), listening, row_key)
+    samples = socket_counters(snap.rows, scan_entries(found), listening, key)
     closed = []
     for e in snap.events:
         counts = counters_of(e[8]) if e[1] == 6 and e[6] is not None else None
