@@ -2,8 +2,8 @@
 
 One RTM_GETADDR dump; :func:`parse_dump` is a pure function of the reply's bytes.
 ``why`` uses it to find which namespace on this machine holds a target address
-(a container, a lab namespace), so that it can look at that host's firewall and
-listeners.
+(a container, a lab namespace); the NAT rows of the listing to tell a published port
+(to a local address) from a service address.
 """
 
 from __future__ import annotations
@@ -90,6 +90,6 @@ def addresses(netns: str | None = None) -> list[tuple[str, str, int]]:
     (a path to setns into; None: the caller's)."""
     if netns is None:
         return _dump()
-    from portkit.see import run_in_netns
+    from portkit.see._netns import run_in_netns
 
     return run_in_netns(netns, _dump)

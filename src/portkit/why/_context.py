@@ -97,7 +97,7 @@ def place_of_address(address: str, exclude: str | None = None) -> Place | None:
 
     from portkit.probe import parse_origin
     from portkit.see import namespaces
-    from portkit.why._addrs import addresses
+    from portkit.see._addrs import addresses
 
     want = ipaddress.ip_address(address)
     for ns in namespaces():
