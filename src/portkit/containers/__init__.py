@@ -1,0 +1,130 @@
+"""Containers are owners too: which container a process (so a socket) belongs to,
+and which container a publisher process holds a port for.
+
+* :class:`Resolver`: one run's answers, cached: a pid's container from its cgroup
+  (``_cgroup``, pure), named through the runtime's local API (``_api``: Docker Engine
+  or Podman over a unix socket, one request per run) when one answers, by the kubelet's
+  log links for Kubernetes pods, by its short id otherwise (and ``notes`` says so).
+* :func:`container_of`, :func:`published_by`: the same through a per-process resolver
+  that is renewed every :data:`MAX_AGE` seconds (for long-lived callers).
+* :func:`containers`, :func:`container_pid`, :func:`stop_container`: every running
+  container; one by name; stopping one through its runtime.
+* Pure parsers, for callers that have the text already: :func:`parse_cgroup`,
+  :func:`ref_of_path`, :func:`parse_proxy_argv`, :func:`publisher_kind`,
+  :func:`parse_containers`.
+
+Linux only (cgroups, ``/proc``): elsewhere every answer is None or empty.
+"""
+
+from __future__ import annotations
+
+import time
+
+from portkit.containers._api import Answer, Listing
+from portkit.containers._cgroup import ContainerRef, parse_cgroup, ref_of_path
+from portkit.containers._proxy import (
+    PUBLISHERS,
+    ProxyMapping,
+    is_publisher,
+    parse_proxy_argv,
+    publisher_kind,
+)
+from portkit.containers._records import Container, Publication, Published, parse_containers
+from portkit.containers._resolver import Resolver
+
+__all__ = [
+    "MAX_AGE",
+    "PUBLISHERS",
+    "Answer",
+    "Container",
+    "ContainerRef",
+    "Listing",
+    "ProxyMapping",
+    "Publication",
+    "Published",
+    "Resolver",
+    "container_of",
+    "container_pid",
+    "containers",
+    "is_publisher",
+    "parse_cgroup",
+    "parse_containers",
+    "parse_proxy_argv",
+    "published_by",
+    "publisher_kind",
+    "publisher_of",
+    "ref_of_path",
+    "stop_container",
+]
+
+#: Seconds the per-process resolver behind :func:`container_of` and
+#: :func:`published_by` is kept before the runtimes are asked again.
+MAX_AGE = 2.0
+
+_shared: Resolver | None = None
+
+
+def _resolver() -> Resolver:
+    global _shared
+    if _shared is None or time.monotonic() - _shared.created > MAX_AGE:
+        _shared = Resolver()
+    return _shared
+
+
+def containers(with_pids: bool = False) -> list[Container]:
+    """Every running container the local runtimes (Docker, Podman) report, asked now;
+    ``with_pids``: with each one's main process."""
+    return Resolver().containers(with_pids)
+
+
+def container_of(pid: int) -> Container | None:
+    """The container process ``pid`` runs in, or None for a host process."""
+    return _resolver().of_pid(pid)
+
+
+def published_by(
+    pid: int, name: str | None, port: int, protocol: str = "tcp", ip: str | None = None
+) -> Publication | None:
+    """What the socket ``[ip]:port/protocol`` of publisher process ``pid`` (``name``,
+    its comm; None: read it) publishes; None when ``pid`` is no publisher
+    (:meth:`Resolver.publication`)."""
+    return _resolver().publication(pid, name, port, protocol, ip)
+
+
+def publisher_of(pid: int, name: str | None, port: int, protocol: str = "tcp") -> Container | None:
+    """The container a publisher process holds ``port`` for, or None."""
+    return _resolver().publisher_of(pid, name, port, protocol)
+
+
+def container_pid(name: str) -> int:
+    """The main process of a running container, by name, id or unique id prefix.
+
+    Raises:
+        ParseError: no such running container (with the runtimes' notes, if any).
+    """
+    from portkit.errors import ParseError
+
+    resolver = Resolver()
+    found = resolver.by_name(name)
+    pid = resolver.pid_of(found) if found is not None else None
+    if pid is None:
+        why = f" ({'; '.join(resolver.notes)})" if resolver.notes else ""
+        raise ParseError(
+            f"no running container {name!r}{why}",
+            text=name,
+            accepted="a container name or id from docker ps / podman ps",
+        )
+    return pid
+
+
+def stop_container(container: Container, grace: int = 10) -> None:
+    """Stop ``container`` through its runtime's API (SIGTERM, SIGKILL after ``grace``
+    seconds).
+
+    Raises:
+        PermissionDenied: the API socket needs root or the runtime's group.
+        PortkitError: no API knows it, or the runtime refused.
+    """
+    from portkit.containers._api import stop
+
+    stop(container, grace)
