@@ -301,15 +301,15 @@ def _netfilter_layers(
 ) -> tuple[Check, Check, Place, tuple[str, int]]:
     """The firewall and NAT layers on the host ``there``; where the packet ends."""
     try:
-        from portkit import netfilter
-    except ImportError:
+        from portkit.netfilter import why_layers  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # the netfilter package without its evaluator yet (issue 13)
         return (
             Check("firewall", None, "the firewall layer is not available in this build"),
             Check("nat", None, "the NAT layer is not available in this build"),
             there,
             dest,
         )
-    return netfilter.why_layers(src, there, saddr, dest, proto)  # type: ignore[no-any-return]
+    return why_layers(src, there, saddr, dest, proto)  # type: ignore[no-any-return,unused-ignore]
 
 
 def _probe(src: Place, address: str, ep: Endpoint, timeout: float) -> tuple[str, str] | None:
