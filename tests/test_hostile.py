@@ -148,6 +148,47 @@ def test_process_names_are_escaped_in_tables_and_exact_in_json(cli: Runner) -> N
         assert rows[0]["process"] == name
 
 
+def test_a_servers_words_are_escaped_in_tables_and_exact_in_json(
+    cli: Runner, tmp_path: Any
+) -> None:
+    """A TLS server picks its certificate's subject: an escape in it reaches the table
+    escaped, and the JSON as it is."""
+    import ssl
+    import threading
+
+    from tests._lab import self_signed_cert
+
+    evil = "evil\x1b[2J"  # openssl's -subj takes the byte as it is
+    crt, key = self_signed_cert(str(tmp_path), cn=evil, org="x", san="DNS:x.test", days=5)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        table = cli("check", f"127.0.0.1:{port}", "--tls")
+        assert "\x1b" not in table.stdout and "evil\\x1b[2J" in table.stdout, table.stdout
+        doc = json.loads(cli("check", f"127.0.0.1:{port}", "--tls", "--json").stdout)
+        assert evil in doc[0]["tls"]["subject"]
+    finally:
+        stop.set()
+        thread.join(5)
+        srv.close()
+
+
 # --- the command line as a whole: random arguments never crash it ------------------------
 
 #: Commands that only parse or look (no long-running server, no terminal UI, and no
@@ -317,6 +358,16 @@ def test_exporter_scrapes_through_500_slow_clients(
         (["connect", "127.0.0.1:0"], "port 0"),
         (["wait", "127.0.0.1:0"], "port 0"),
         (["check", "127.0.0.1:0"], "port 0"),
+        (["check", "127.0.0.1:1/sctp"], "not SCTP"),
+        (["check", "127.0.0.1:1", "--http", "/\r\nHost: x"], "cannot go into a request"),
+        (["check", "127.0.0.1:1", "--http", "/a b"], "cannot go into a request"),
+        (["wait", "127.0.0.1:1", "--http", "/\nX: y"], "cannot go into a request"),
+        (["check", "127.0.0.1:1", "--tls", "--sni", "a\x1bb"], "cannot go into a request"),
+        (["wait", "127.0.0.1:1", "--", ""], "command after -- is empty"),
+        (["wait", "127.0.0.1:1", "--json", "--", "true"], "choose one"),
+        (["scan", "127.0.0.1", "-p", "1", "--json", "--grepable"], "choose one"),
+        (["scan", "127.0.0.1", "-p", "1", "--json", "-oG", "-"], "choose one"),
+        (["scan", "127.0.0.1", "-p", "1", "--grepable", "-oG", "f"], "choose one"),
     ],
     ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None,
 )

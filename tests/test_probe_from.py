@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from portkit.errors import ParseError, UsageError
+from portkit.errors import ParseError
 from portkit.probe._origin import parse_origin, run_from
 from tests import _lab
 
@@ -85,6 +85,13 @@ def test_bad_origins(text: str) -> None:
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
 
 
-def test_container_origin_is_not_known_yet() -> None:
-    with pytest.raises(UsageError, match="pid:PID"):
-        parse_origin("container:web")
+def test_container_origins_are_names_until_located() -> None:
+    origin = parse_origin("container:web_1")
+    assert (origin.kind, origin.ns_path) == ("container", "")
+    for bad in ("container:-x", "container:a/b", "container:" + "x" * 200):
+        with pytest.raises(ParseError, match="bad container name"):
+            parse_origin(bad)
+    # No runtime of ours knows this name: one line, exit 2 (never a traceback).
+    done = portkit("check", "127.0.0.1:1", "--from", "container:pk-no-such-container")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+    assert "pk-no-such-container" in done.stderr

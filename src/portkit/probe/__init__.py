@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from portkit.probe._check import check as check
     from portkit.probe._origin import Origin as Origin
+    from portkit.probe._origin import locate as locate
     from portkit.probe._origin import parse_origin as parse_origin
     from portkit.probe._origin import run_from as run_from
     from portkit.probe._ports import PortPlan as PortPlan
@@ -62,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "WaitResult": "portkit.probe._records",
     "WaitTimeout": "portkit.probe._wait",
     "check": "portkit.probe._check",
+    "locate": "portkit.probe._origin",
     "parse_origin": "portkit.probe._origin",
     "parse_port_spec": "portkit.probe._ports",
     "parse_target": "portkit.probe._targets",

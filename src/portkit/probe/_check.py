@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     #: Per target: the protocol to speak after the connect and its options, or None.
     Plan: TypeAlias = tuple[Spec, Options] | None
 
-__all__ = ["check", "handshake_plan", "refuse_port_zero", "resolve"]
+__all__ = ["check", "check_request_text", "handshake_plan", "refuse_port_zero", "resolve"]
 
 #: Which result to report for a name with several addresses when none is open.
 _RANK = {
@@ -66,12 +66,47 @@ def refuse_port_zero(endpoints: Iterable[Endpoint]) -> None:
             )
 
 
+#: The transports check probes; the others parse as notation but are refused here.
+_PROBED = frozenset({Protocol.TCP, Protocol.UDP})
+
+
 def _endpoints(targets: Iterable[str | Endpoint]) -> list[Endpoint]:
     from portkit.registry import parse_endpoint
 
     eps = [t if isinstance(t, Endpoint) else parse_endpoint(t) for t in targets]
+    for ep in eps:
+        if ep.protocol not in _PROBED:
+            raise ParseError(
+                f"{ep}: check probes TCP and UDP, not {ep.protocol.value.upper()}",
+                text=str(ep),
+                part=ep.protocol.value,
+                accepted="HOST:PORT/tcp or HOST:PORT/udp",
+            )
     refuse_port_zero(eps)
     return eps
+
+
+def check_request_text(flag: str, value: str | None) -> None:
+    """Text that goes into a request line, a header or the TLS handshake (``--http``
+    PATH, ``--sni``) carries no control character, space or non-ASCII byte: a CR/LF
+    would end the line and start a header (or a second request) of the caller's
+    choosing (pure).
+
+    Raises:
+        ParseError: naming the flag and the first such character.
+    """
+    if value is None:
+        return
+    for ch in value:
+        if not "!" <= ch <= "~":
+            raise ParseError(
+                f"{flag} {value!r}: {ch!r} cannot go into a request",
+                text=value,
+                part=ch,
+                accepted="printable ASCII without spaces (percent-encode the rest)",
+            )
+    if len(value) > 8192:
+        raise ParseError(f"{flag}: longer than 8192 characters", text=value[:64])
 
 
 #: Protocols whose handshake is HTTP: the ones --http PATH, --status and --expect-body
@@ -196,6 +231,8 @@ def check(
     if isinstance(targets, str | Endpoint):
         targets = [targets]
     endpoints = _endpoints(targets)
+    check_request_text("--http", http)
+    check_request_text("--sni", server_name)
     if proto is not None and banner:
         raise UsageError("--banner and --proto both talk to the service: choose one")
     plans = [

@@ -1,6 +1,10 @@
-"""``--from``: run a probe from inside another network namespace (netns:NAME, pid:PID).
+"""``--from``: run a probe from inside another network namespace (netns:NAME, pid:PID,
+container:NAME).
 
-:func:`parse_origin` is pure (text -> :class:`Origin`). :func:`run_from` is the I/O: it
+:func:`parse_origin` is pure (text -> :class:`Origin`); a container's origin is only a
+name until :func:`locate` asks its runtime for the container's main process (the
+containers capability, :func:`portkit.containers.container_pid`). :func:`run_from` is
+the I/O: it
 forks a worker that joins the namespace with ``setns(2)`` and runs the probe there, so
 a container with nothing installed is checked from its own point of view, and the
 caller's process never leaves its namespace. Names resolve the way the other side
@@ -11,6 +15,8 @@ process's own root, ``/proc/PID/root/etc``). Results come back pickled over a pi
 
     >>> parse_origin("netns:lab").ns_path, parse_origin("pid:1").etc_dir
     ('/run/netns/lab', '/proc/1/root/etc')
+    >>> parse_origin("container:web").kind, parse_origin("container:web").ns_path
+    ('container', '')
 """
 
 from __future__ import annotations
@@ -20,18 +26,20 @@ import pickle
 import re
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from portkit.errors import ParseError, PermissionDenied, PortkitError, UsageError
+from portkit.errors import ParseError, PermissionDenied, PortkitError
 from portkit.model import _Record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Origin", "parse_origin", "run_from"]
+__all__ = ["Origin", "locate", "parse_origin", "run_from"]
 
 T = TypeVar("T")
 
 ACCEPTED = "netns:NAME (ip netns), pid:PID or container:NAME"
 _NETNS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: Docker's and Podman's container names (and ids, or unique id prefixes).
+_CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 # <sched.h> and <sys/mount.h>
 _CLONE_NEWNS = 0x00020000
@@ -45,8 +53,9 @@ _RESOLVER_FILES = ("hosts", "resolv.conf")
 
 
 class Origin(_Record):
-    """Where a probe runs from: ``kind`` (netns, pid), the network namespace file and
-    the directory holding that side's ``hosts`` and ``resolv.conf`` ("" for none)."""
+    """Where a probe runs from: ``kind`` (netns, pid, container), the network namespace
+    file and the directory holding that side's ``hosts`` and ``resolv.conf`` (both ""
+    for a container not yet located, see :func:`locate`)."""
 
     __slots__ = ("text", "kind", "ns_path", "etc_dir")
     text: str
@@ -72,10 +81,25 @@ def _pid(text: str, value: str) -> Origin:
 
 
 def _container(text: str, value: str) -> Origin:
-    raise UsageError(
-        f"--from {text}: containers are not known to this portkit yet; "
-        "use --from pid:PID with the container's main process"
-    )
+    if not _CONTAINER_NAME.fullmatch(value):
+        raise ParseError(f"bad container name {value!r}", text=text, accepted=ACCEPTED)
+    return Origin(text, "container", "", "")
+
+
+def locate(origin: Origin) -> Origin:
+    """``origin`` with its namespace file known: a container's becomes its main
+    process's (asked of its runtime now); the others are returned as they are.
+
+    Raises:
+        ParseError: no such running container.
+        PermissionDenied: the runtime's API needs root or its group.
+    """
+    if origin.kind != "container" or origin.ns_path:
+        return origin
+    from portkit.containers import container_pid
+
+    pid = container_pid(origin.text.partition(":")[2])
+    return Origin(origin.text, "container", f"/proc/{pid}/ns/net", f"/proc/{pid}/root/etc")
 
 
 #: Kind -> parser of its value.
@@ -87,7 +111,8 @@ _KINDS: dict[str, Callable[[str, str], Origin]] = {
 
 
 def parse_origin(text: str) -> Origin:
-    """``netns:NAME`` or ``pid:PID`` (``container:NAME`` once containers are known).
+    """``netns:NAME``, ``pid:PID`` or ``container:NAME`` (a name or id, see
+    :func:`locate`).
 
     Raises:
         ParseError: naming the bad part and the accepted forms.
@@ -173,10 +198,11 @@ def run_from(origin: Origin | None, fn: Callable[..., T], /, *args: Any, **kwarg
     """
     if origin is None:
         return fn(*args, **kwargs)
+    origin = locate(origin)
     try:
         ns_fd = os.open(origin.ns_path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        what = "network namespace" if origin.kind == "netns" else "process"
+        what = {"netns": "network namespace", "pid": "process"}.get(origin.kind, "container")
         raise ParseError(
             f"--from {origin.text}: no such {what}", text=origin.text, accepted=ACCEPTED
         ) from None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ProbeTimeout, UsageError
 from portkit.model import Endpoint, Protocol
-from portkit.probe._check import refuse_port_zero
+from portkit.probe._check import check_request_text, refuse_port_zero
 from portkit.probe._records import CheckResult, PortState, Reason, WaitResult
 
 if TYPE_CHECKING:
@@ -171,6 +171,8 @@ def wait_for_sync(
         ParseError, UsageError: bad targets or options.
     """
     endpoints = _endpoints(targets)
+    check_request_text("--http", http)
+    check_request_text("--sni", server_name)
     run = _checker(
         endpoints,
         closed,
@@ -231,6 +233,8 @@ async def wait_for(
     import asyncio
 
     endpoints = _endpoints(targets)
+    check_request_text("--http", http)
+    check_request_text("--sni", server_name)
     run = _checker(
         endpoints,
         closed,

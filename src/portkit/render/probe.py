@@ -12,7 +12,7 @@ JSON keys (documented in docs/reach.md):
 from __future__ import annotations
 
 from portkit.probe._records import PortState
-from portkit.render import Style, table
+from portkit.render import Style, safe, table
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _tls_cell(t: TlsInfo | None) -> str | None:
         left = f", {t.days_left} days left" if t.days_left is not None else ""
         parts.append(f"expires {t.not_after[:10]}{left}")
     parts.append("verified" if t.verified else f"not verified ({t.verify_error or 'unknown'})")
-    return "; ".join(parts)
+    return safe("; ".join(parts))  # the subject is the server's text
 
 
 #: Readiness verdict -> the style it is shown in.
@@ -82,7 +82,7 @@ def _says(v: Verdict | None) -> str | None:
     parts = [p for p in (v.reason, v.detail) if p]
     if v.rtt_ms is not None:
         parts.append(f"{v.rtt_ms:.1f} ms")
-    return "; ".join(parts) or None
+    return safe("; ".join(parts)) or None  # the reason and detail quote the server
 
 
 def check_table(results: Sequence[CheckResult], style: Style, width: int | None = None) -> str:
@@ -94,8 +94,8 @@ def check_table(results: Sequence[CheckResult], style: Style, width: int | None 
         ("SAYS", lambda r: _says(r.handshake)),
         ("HTTP", lambda r: r.http_status if r.handshake is None else None),
         ("TLS", lambda r: _tls_cell(r.tls)),
-        ("BANNER", lambda r: r.banner),
-        ("NOTE", lambda r: r.error or None),
+        ("BANNER", lambda r: None if r.banner is None else safe(r.banner)),
+        ("NOTE", lambda r: safe(r.error) if r.error else None),
     ]
     shown = [(h, get) for h, get in extra if any(get(r) not in (None, "") for r in results)]
     headers += [h for h, _ in shown]
@@ -155,7 +155,7 @@ def scan_table(
     rows: list[list[object]] = []
     for r in _shown(report, states):
         name = report.hostnames.get(r.host)
-        host = f"{r.host} ({name})" if name else r.host
+        host = f"{r.host} ({safe(name)})" if name else r.host  # a PTR record's text
         row: list[object] = [
             host,
             f"{r.port}/{r.protocol}",
@@ -165,7 +165,7 @@ def scan_table(
             _ms(r.rtt_ms),
         ]
         if banner:
-            row.append(r.banner)
+            row.append(None if r.banner is None else safe(r.banner))
         rows.append(row)
     headers = ["HOST", "PORT", "STATE", "SERVICE", "REASON", "RTT_MS"]
     if banner:
@@ -308,9 +308,9 @@ def wait_json(result: WaitResult) -> dict[str, Any]:
 
 
 def wait_lines(result: WaitResult) -> list[str]:
-    """One line per target: ready or what it said last."""
+    """One line per target: ready or what it said last (the server's words escaped)."""
     want = "closed" if result.closed else "open"
-    out = []
+    out: list[str] = []
     for r in result.results:
         met = r.state is not PortState.OPEN if result.closed else r.ok
         hs = r.handshake
@@ -324,4 +324,4 @@ def wait_lines(result: WaitResult) -> list[str]:
         else:
             why = f"{r.state.value}, {r.reason.value}" + (f", {r.error}" if r.error else "")
             out.append(f"{r.target} is not {want} ({why})")
-    return out
+    return [safe(line) for line in out]

@@ -73,6 +73,9 @@ def _of_origin(origin: Origin) -> Place:
     value = origin.text.partition(":")[2]
     if origin.kind == "netns":
         return Place(origin.text, netns=value, origin=origin)
+    from portkit.probe import locate
+
+    origin = locate(origin)  # a container: its runtime names its main process
     pid = int(origin.ns_path.split("/")[2])
     return Place(origin.text, pid_netns=pid, origin=origin)
 

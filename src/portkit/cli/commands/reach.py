@@ -19,14 +19,14 @@ _TIMEOUT = Seconds(0.001, 3600)
 _from_option = click.option(
     "--from",
     "origin",
-    metavar="netns:NAME|pid:PID",
+    metavar="container:NAME|netns:NAME|pid:PID",
     help="Probe from inside that network namespace (setns in a worker; names resolve "
     "with its /etc/hosts and resolv.conf).",
 )
 
 
 def _origin(text: str | None) -> Any:
-    from portkit.probe._origin import parse_origin
+    from portkit.probe import parse_origin
 
     return parse_origin(text) if text is not None else None
 
@@ -286,6 +286,10 @@ def wait_cmd(
     from portkit.render.probe import wait_json, wait_lines
 
     argv: list[str] = ctx.meta.get("portkit.argv", [])
+    if argv and not argv[0]:
+        raise UsageError("the command after -- is empty")
+    if as_json and argv:
+        raise UsageError("--json prints the result on stdout, which belongs to CMD: choose one")
     endpoints = [parse_endpoint(t) for t in targets]
     if closed and (tls or http_path):
         raise UsageError("--closed waits for ports to stop accepting: --tls/--http make no sense")
@@ -436,7 +440,11 @@ def scan_cmd(
     if not names:
         raise UsageError("no targets: give TARGET... or -iL FILE")
     if grepable:
-        grep_file = grep_file or "-"
+        if grep_file not in (None, "-"):
+            raise UsageError("--grepable prints to stdout and -oG FILE writes a file: choose one")
+        grep_file = "-"
+    if as_json and grep_file == "-":
+        raise UsageError("--json and the grepable format both go to stdout: choose one")
     states = None if show_all else frozenset({PortState.OPEN})
     progress = _Progress()
     started = time.monotonic()
