@@ -7,11 +7,12 @@ connections. Beside those, a server streams to a client through an nftables rule
 drops one of its packets in ten (retransmits), and a client opens and closes two
 connections a second to another port (TIME-WAIT, the exhaustion forecast), so that
 every panel of the Grafana dashboard and every alerting rule has something to show:
-each of their queries is sent to this Prometheus and must return data. The exporter runs in the test's namespace with ``--netns`` and listens on
-127.0.0.1; Prometheus (Debian's ``prometheus``) scrapes it on 127.0.0.1 with a
-temporary config and storage, loads the alerting rules published in docs/watch.md, and
-every assertion goes through Prometheus' HTTP API. New targets are scraped only after
-about 5 s (prometheus#14073), so the test polls, up to a deadline.
+each of their queries is sent to this Prometheus and must return data. The exporter
+runs in the test's namespace with ``--netns`` and listens on 127.0.0.1; Prometheus
+(Debian's ``prometheus``) scrapes it on 127.0.0.1 with a temporary config and storage,
+loads the alerting rules published in docs/watch.md, and every assertion goes through
+Prometheus' HTTP API. New targets are scraped only after about 5 s (prometheus#14073),
+so the test polls, up to a deadline.
 """
 
 from __future__ import annotations
