@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -65,3 +66,33 @@ def run_portkit(
 def cli() -> Runner:
     """``cli("lookup", "22")`` runs portkit as a user would and returns the result."""
     return run_portkit
+
+
+# --- real Docker daemons, once per session, each in its own network namespace -----------
+# (tests/_docker.py). A test that needs one fails with the daemon's log if it cannot start.
+
+
+@pytest.fixture(scope="session")
+def docker_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """dockerd with the userland proxy and its containers (``tests._docker.default_lab``)."""
+    from tests._docker import DockerError, default_lab
+
+    try:
+        lab = default_lab(f"pkdock{os.getpid()}", str(tmp_path_factory.mktemp("compose")))
+    except (DockerError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"the Docker daemon for the tests did not start: {exc}", pytrace=False)
+    yield lab
+    lab.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_lab_noproxy() -> Iterator[Any]:
+    """dockerd with ``--userland-proxy=false`` (``tests._docker.noproxy_lab``)."""
+    from tests._docker import DockerError, noproxy_lab
+
+    try:
+        lab = noproxy_lab(f"pkdockn{os.getpid()}")
+    except (DockerError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"the Docker daemon for the tests did not start: {exc}", pytrace=False)
+    yield lab
+    lab.stop()

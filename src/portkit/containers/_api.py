@@ -201,28 +201,38 @@ def request(
     return status, body
 
 
+#: What each way of failing says (``{where}``: the runtime and its socket).
+NOTES = {
+    "absent": "{where}: no such socket",
+    "refused": "{where}: nothing serves the socket (is the daemon running?)",
+    "denied": "{where}: permission denied{detail} (root or the {runtime} group): "
+    "containers shown by their short ids",
+    "timeout": "{where}: no answer in time: containers shown by their short ids",
+    "garbage": "{where}: unusable answer{detail}: containers shown by their short ids",
+    "remote": "{where}: not a local unix socket, not asked",
+}
+
+
 def _note(runtime: str, path: str, status: str, detail: str = "") -> Answer:
-    where = f"{runtime} API at {path}"
-    text = {
-        "absent": f"{where}: no such socket",
-        "refused": f"{where}: nothing serves the socket (is the daemon running?)",
-        "denied": f"{where}: permission denied (root or the {runtime} group): "
-        "containers shown by their short ids",
-        "timeout": f"{where}: no answer in time: containers shown by their short ids",
-        "garbage": f"{where}: unusable answer ({detail}): containers shown by their short ids",
-        "remote": f"{runtime} API at {path}: not a local unix socket, not asked",
-    }[status]
-    return Answer(runtime, path, status, " ".join(text.split())[:240])
+    text = NOTES[status].format(
+        where=f"{runtime} API at {path}",
+        runtime=runtime,
+        detail=f" ({' '.join(detail.split())[:120]})" if detail else "",
+    )
+    return Answer(runtime, path, status, text)
 
 
 def _ask(runtime: str, path: str, url: str, deadline: float) -> tuple[Any, Answer]:
     """``(decoded JSON or None, how the socket answered)``; never raises."""
-    status = "ok"
     detail = ""
     try:
-        return decode_answer(*request(path, "GET", url, deadline)), Answer(
-            runtime, path, "ok", None
-        )
+        code, body = request(path, "GET", url, deadline)
+        if code in (401, 403):  # an authorization plugin, a proxy in front of the socket
+            try:
+                decode_answer(code, body)
+            except ParseError as exc:
+                return None, _note(runtime, path, "denied", str(exc))
+        return decode_answer(code, body), Answer(runtime, path, "ok", None)
     except FileNotFoundError:
         status = "absent"
     except PermissionError:
@@ -235,7 +245,7 @@ def _ask(runtime: str, path: str, url: str, deadline: float) -> tuple[Any, Answe
         status, detail = "garbage", str(exc)
     except OSError as exc:
         status, detail = "garbage", exc.strerror or type(exc).__name__
-    return None, _note(runtime, path, status, detail[:120])
+    return None, _note(runtime, path, status, detail)
 
 
 def fetch(

@@ -127,7 +127,6 @@ def read_nat(netns: str | None = None) -> NatReading:
     opaque: dict[int, int] = {}
     if ruleset is None:
         notes.append("nft is not installed: nftables rules not read")
-        opaque = {4: 1, 6: 1}  # without nft, iptables-nft-save says what it can
     else:
         nat = nat_of(ruleset)
         found.extend(nat.mappings)
@@ -137,18 +136,20 @@ def read_nat(netns: str | None = None) -> NatReading:
         (4, ("iptables-nft-save", "iptables-save")),
         (6, ("ip6tables-nft-save", "ip6tables-save")),
     ):
-        if opaque.get(family):
+        # iptables-nft's DNAT targets are only in its own dump (and without nft, all is)
+        if ruleset is None or opaque.get(family):
             origin = "iptables-nft" if family == 4 else "ip6tables-nft"
             got, note = _iptables(netns, family, names, ("-t", "nat"), origin)
             found.extend(got)
-            sources.append(origin)
-            if note:
+            if note is None:
+                sources.append(origin)
+            elif ruleset is not None:
                 n = opaque[family]
                 notes.append(f"{n} DNAT rules are iptables-nft's and {note}: targets unknown")
     for family, tool in ((4, "iptables-legacy-save"), (6, "ip6tables-legacy-save")):
         tables = legacy_tables(netns, family)
         if tables is not None and "nat" not in tables:
-            continue
+            continue  # the usual case: no legacy nat table, no tool run
         origin = tool.removesuffix("-save")
         got, note = _iptables(netns, family, (tool,), (), origin)
         if note is None and got:
