@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-from http.client import HTTPException, HTTPResponse
 
 from portkit.errors import ParseError
 from portkit.model import _Record
@@ -265,6 +264,10 @@ def parse_response(raw: bytes) -> tuple[int, bytes]:
     Raises:
         ParseError: not an HTTP answer, or one cut short.
     """
+    # here, not at the top: http.client brings the email package (about 15 ms), which
+    # a listing that meets no container never needs
+    from http.client import HTTPException, HTTPResponse
+
     resp = HTTPResponse(_Bytes(raw))  # type: ignore[arg-type]
     try:
         resp.begin()
