@@ -405,6 +405,17 @@ def test_resolver_names_owners_and_publishers(
         f"GET /containers/{WEB['Id']}/json",
     ]
     assert r.notes == []
+    everything = {(c.name, c.runtime, c.pid, c.from_api) for c in r.containers()}
+    assert ("web", "docker", INSPECT["State"]["Pid"], True) in everything  # pid_of asked
+    assert ("hidden", "docker", None, True) in everything
+    assert ("9" * 12, "podman", 14, False) in everything  # its conmon's cgroup only
+    assert ("coredns", "containerd", 15, False) not in everything  # no kubelet logs here
+    assert ("7" * 12, "containerd", 15, False) in everything
+    assert len(everything) == len(json.loads(LISTED)) + 2
+    assert r.notes == [
+        "2 containers known by their cgroup only (no runtime API answered for it): "
+        "shown by short id"
+    ]
 
 
 def test_resolver_without_an_api(tmp_path: Path, procfs: Path) -> None:
@@ -428,6 +439,11 @@ def test_resolver_without_an_api(tmp_path: Path, procfs: Path) -> None:
     )
     assert coredns.label() == "kube-system/coredns-5d78c9869d-x2x7q"
     assert coredns.pod_uid == "2c1b8d0e-5a7f-4e51-9f0a-1f6a2b3c4d5e"
+    assert sorted((c.pid, c.name) for c in r.containers(with_pids=True)) == [
+        (10, WEB["Id"][:12]),
+        (14, "9" * 12),
+        (15, "coredns"),
+    ]
     assert r.notes == [
         f"docker API at {tmp_path}/nothing.sock: no such socket",
         "3 containers known by their cgroup only (no runtime API answered for it): "

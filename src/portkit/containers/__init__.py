@@ -71,10 +71,11 @@ def _resolver() -> Resolver:
     return _shared
 
 
-def containers(with_pids: bool = False) -> list[Container]:
-    """Every running container the local runtimes (Docker, Podman) report, asked now;
-    ``with_pids``: with each one's main process."""
-    return Resolver().containers(with_pids)
+def containers(with_pids: bool = False, cgroup_only: bool = True) -> list[Container]:
+    """Every running container the local runtimes (Docker, Podman) report, asked now,
+    then those only the processes' cgroups show (:meth:`Resolver.containers`);
+    ``with_pids``: with each reported one's main process."""
+    return Resolver().containers(with_pids, cgroup_only)
 
 
 def container_of(pid: int) -> Container | None:

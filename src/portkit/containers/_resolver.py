@@ -31,6 +31,8 @@ __all__ = ["KUBELET_LOGS", "Resolver"]
 KUBELET_LOGS = "/var/log/containers"
 #: Entries of that directory read at most.
 MAX_LOG_LINKS = 20000
+#: Processes whose cgroup is read at most when looking for every container.
+MAX_PROCS = 200_000
 
 
 def _read(path: str, limit: int = 64 * 1024) -> bytes | None:
@@ -104,18 +106,40 @@ class Resolver:
             )
         return notes
 
-    def containers(self, with_pids: bool = False) -> list[Container]:
-        """Every running container the runtimes report; ``with_pids``: with its main
-        process (one more request per container, within the run's budget)."""
+    def containers(self, with_pids: bool = False, cgroup_only: bool = True) -> list[Container]:
+        """Every running container the runtimes report, then (``cgroup_only``) those
+        only a process's cgroup shows (no runtime API answered for them: found by reading
+        every process's cgroup once, each with its lowest pid).
+
+        ``with_pids``: the reported ones with their main process too (one more request
+        per container, within the run's budget).
+        """
         known = list(self._known().values())
-        if not with_pids:
-            return known
-        if not self._pids_asked:
+        if with_pids and not self._pids_asked:
             self._pids_asked = True
             pids, notes = inspect_pids([c for c in known if c.id not in self._pids], self._budget)
             self._pids.update(pids)
             self._api_notes.extend(notes)
-        return [c.replace(pid=self._pids[c.id]) if c.id in self._pids else c for c in known]
+        out = [c.replace(pid=self._pids[c.id]) if c.id in self._pids else c for c in known]
+        if cgroup_only:
+            ids = {c.id for c in known}
+            for ref, pid in self._scan().items():
+                if ref.id not in ids:
+                    out.append(self._container(ref).replace(pid=pid))
+        return out
+
+    def _scan(self) -> dict[ContainerRef, int]:
+        """Every container a process's cgroup names, with its lowest pid."""
+        found: dict[ContainerRef, int] = {}
+        try:
+            entries = sorted(int(e) for e in os.listdir(self.procfs) if e.isdigit())
+        except OSError:
+            return found
+        for pid in entries[:MAX_PROCS]:
+            ref = self.ref_of_pid(pid)
+            if ref is not None and ref not in found:
+                found[ref] = pid
+        return found
 
     def all(self) -> list[Container]:
         """Every running container, with pids: ``containers(with_pids=True)``."""
