@@ -220,6 +220,11 @@ def _command_name(args: list[str]) -> str:
 
 def run(args: list[str]) -> int:
     """Run the click application on ``args``; map every error to one line and a code."""
+    bad = next((a for a in args if "\0" in a), None)
+    if bad is not None:
+        # A real command line cannot carry one (argv is C strings); a caller can.
+        err(_error_line(args, f"argument {bad!r} contains a NUL character"))
+        return 2
     try:
         result: Any = cli.main(args, prog_name="portkit", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import sys
 
-from portkit._sockrow import LOCAL_IP, REMOTE_IP
+from portkit._sockrow import LOCAL_IP, LOCAL_PORT, PID, PROCESS, PROTOCOL, REMOTE_IP, USER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from typing import Any
 
 __all__ = ["families_for", "fast_ls", "hosts_for", "names_for", "plain_listing", "write_ls"]
@@ -197,19 +197,35 @@ def _write_ls(
             as_csv=as_csv,
             asked=bool(sport or dport or port or src or dst or pids or process),
         )
+    nat = _NatRead.start(query, netns, pid_netns)
     found = scan(query, netns=netns, pid_netns=pid_netns)
     raw_owners = (found.owners, found.owner_names or {}) if found.owners is not None else None
+    boxes = None
+    if raw_owners is not None:
+        # A publisher other than docker-proxy (dockerd, rootlessport) holds ports for
+        # containers: which one, its ports say (rare: only then are rows decoded).
+        ports = _row_ports(found.rows) if _other_publishers(found.owner_names) else None
+        boxes = owner_boxes(found.owner_names, ports)
+    nat_rows = nat.ports(found.listen_ports, query) if nat is not None else ()
     want = query.health
-    if as_json and not sort and found.batches is not None and not extended and not want:
+    from portkit.see._containers import per_port
+
+    # The raw renderers know a socket's owner by pid only: a publisher with ports for
+    # several containers (dockerd without the userland proxy) needs the decoded rows.
+    raw = found.batches is not None and not per_port(boxes)
+    raw_json = raw and not extended and not want and not nat_rows
+    if as_json and not sort and raw_json and found.batches is not None:
         from portkit.registry import service_name
         from portkit.render.sockets import ls_json_raw
 
-        _write_blocks(ls_json_raw(found.batches, found.listen_ports, service_name, raw_owners), "")
+        _write_blocks(
+            ls_json_raw(found.batches, found.listen_ports, service_name, raw_owners, boxes), ""
+        )
         _note_hidden(query.owners, found.owners_hidden)
         asked = sport or dport or port or src or dst
         return 1 if asked and not len(found) else 0
     plain = not (as_json or as_csv or sort or resolve or extended or query.owner_filtered)
-    if plain and found.batches is not None:
+    if plain and raw and found.batches is not None:
         # The plain listing renders straight from the kernel's rows (see ls_text_raw).
         from portkit.registry import service_name
         from portkit.render.sockets import ls_text_raw
@@ -227,16 +243,20 @@ def _write_ls(
             owners=raw_owners,
             style=style if style.color else None,
             extra=extra,
+            containers=boxes,
         )
         _write_blocks(blocks, "\n")
+        _write_nat_text(nat_rows)
         _note_hidden(query.owners, found.owners_hidden)
         asked = sport or dport or port or src or dst
-        return 1 if asked and not len(found) else 0
+        return 1 if asked and not len(found) and not nat_rows else 0
     rows = found.rows
     if sort:
         from portkit.render.sockets import sort_rows
 
         rows = sort_rows(rows, sort)
+    if boxes is None and query.owners:
+        boxes = owner_boxes(_row_owners(rows), _row_ports(rows))
     entries: list[Any] = []
     if want:
         from portkit.see._tcpinfo import row_entry
@@ -251,7 +271,8 @@ def _write_ls(
             from portkit.render.health import health_json_parts
 
             json_extra = health_json_parts(entries, want)
-        out(ls_json(rows, names_for(rows), extended=extended, extra=json_extra))
+        doc = ls_json(rows, names_for(rows), extended=extended, extra=json_extra, containers=boxes)
+        out(_with_nat_json(doc, nat_rows))
     elif as_csv:
         from portkit.render.sockets import ls_csv
 
@@ -260,7 +281,7 @@ def _write_ls(
             from portkit.render.health import health_csv_columns
 
             csv_extra = health_csv_columns(entries, want)
-        out(ls_csv(rows, names_for(rows), extra=csv_extra))
+        out(ls_csv(rows, names_for(rows), extra=csv_extra, containers=boxes))
     else:
         from portkit.render.sockets import ls_text
 
@@ -274,11 +295,132 @@ def _write_ls(
                 hosts=hosts_for(rows) if resolve else None,
                 style=style if style.color else None,
                 extra=_text_extra(entries, want),
+                containers=boxes,
             )
         )
+        _write_nat_text(nat_rows)
     _note_hidden(query.owners, found.owners_hidden)
     asked = sport or dport or port or src or dst or pids or process
-    return 1 if asked and not rows else 0
+    return 1 if asked and not rows and not nat_rows else 0
+
+
+class _NatRead:
+    """The namespace's NAT rules, read in a thread while its sockets are dumped; then
+    the published ports that no socket holds (``ls -p`` with listeners: a port
+    published by NAT only is a row too)."""
+
+    def __init__(self, path: str | None) -> None:
+        import threading
+
+        self.path = path
+        self.mappings: list[Any] | None = None
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def start(cls, query: Any, netns: str | None, pid_netns: int | None) -> _NatRead | None:
+        if not query.owners or not sys.platform.startswith("linux"):
+            return None
+        from portkit.model import TcpState
+
+        if not query.states & {TcpState.LISTEN, TcpState.CLOSE}:
+            return None
+        from portkit.see import netns_path
+
+        return cls(netns_path(netns, pid_netns) if netns or pid_netns else None)
+
+    def _read(self) -> None:
+        from portkit.errors import PermissionDenied, PortkitError
+        from portkit.netfilter import nat_mappings
+
+        try:
+            self.mappings = nat_mappings(self.path)
+        except PermissionDenied:
+            self.error = "reading them needs CAP_NET_ADMIN: ports published by NAT alone not shown"
+        except (PortkitError, OSError) as exc:
+            self.error = str(exc)
+
+    def ports(self, listen_ports: Mapping[int, Any], query: Any) -> tuple[Any, ...]:
+        from portkit.see import nat_ports
+        from portkit.see._netlink import ntohs
+
+        self.thread.join()
+        if self.error is not None:
+            from portkit.cli._output import err
+
+            err(f"portkit ls: note: NAT rules not read ({self.error})")
+            return ()
+        if not self.mappings:
+            return ()
+        held = [
+            (_PROTO_NAMES.get(proto, "?"), ntohs(raw))
+            for proto, raws in listen_ports.items()
+            for raw in raws
+        ]
+        found = nat_ports(held, self.path, mappings=self.mappings)
+        return tuple(
+            n for n in found if query.admits_listener(n.protocol, n.address, n.port, n.port_end)
+        )
+
+
+_PROTO_NAMES = {6: "tcp", 17: "udp"}
+
+
+def _write_nat_text(rows: tuple[Any, ...]) -> None:
+    if not rows:
+        return
+    from portkit.cli._output import out
+    from portkit.render import safe
+
+    lines = ["", "published by NAT rules only (no socket here):"]
+    lines += ["  " + safe(r.text()) for r in rows]
+    out("\n".join(lines))
+
+
+def _with_nat_json(doc: str, rows: tuple[Any, ...]) -> str:
+    if not rows:
+        return doc
+    import json
+
+    items = json.loads(doc)
+    items += [r.json() for r in rows]
+    return json.dumps(items, indent=2)
+
+
+def owner_boxes(
+    procs: Mapping[int, tuple[str | None, Any]] | None,
+    ports: Mapping[int, list[tuple[int, str]]] | None = None,
+) -> dict[int, Any] | None:
+    """``{pid: OwnerContainer}`` for the owners that are containers or publish for one
+    (None when there is none: no CONTAINER column then)."""
+    if not procs:
+        return None
+    from portkit.see import owner_containers
+
+    found = owner_containers(procs, ports=ports)
+    return found or None
+
+
+def _other_publishers(procs: Mapping[int, tuple[str | None, Any]] | None) -> bool:
+    from portkit.containers import is_publisher
+
+    return any(
+        is_publisher(name) and not (name or "").endswith("docker-proxy")
+        for name, _ in (procs or {}).values()
+    )
+
+
+def _row_owners(rows: Sequence[tuple[Any, ...]]) -> dict[int, tuple[str | None, Any]]:
+    return {r[PID]: (r[PROCESS], r[USER]) for r in rows if r[PID]}
+
+
+def _row_ports(rows: Sequence[tuple[Any, ...]]) -> dict[int, list[tuple[int, str]]]:
+    out: dict[int, list[tuple[int, str]]] = {}
+    for r in rows:
+        if r[PID] and r[REMOTE_IP] is None:
+            out.setdefault(r[PID], []).append((r[LOCAL_PORT], r[PROTOCOL].value))
+    return out
 
 
 def _text_extra(entries: list[Any], want: int) -> Any:
@@ -311,11 +453,13 @@ def _write_every_namespace(
 
         found = [(ns, sort_rows(rows, sort)) for ns, rows in found]
     labelled = [(ns.label, rows) for ns, rows in found]
-    names = names_for([r for _, rows in found for r in rows])
+    every = [r for _, rows in found for r in rows]
+    names = names_for(every)
+    boxes = owner_boxes(_row_owners(every), _row_ports(every)) if query.owners else None
     if as_json:
-        out(every_namespace_json(labelled, names, extended=extended))
+        out(every_namespace_json(labelled, names, extended=extended, containers=boxes))
     elif as_csv:
-        out(every_namespace_csv(labelled, names))
+        out(every_namespace_csv(labelled, names, containers=boxes))
     else:
         style = stdout_style()
         blocks = []
@@ -331,6 +475,7 @@ def _write_every_namespace(
                 owners=query.owners,
                 extended=extended,
                 style=style if style.color else None,
+                containers=boxes,
             )
             blocks.append(f"{head}\n{body}")
         out("\n\n".join(blocks) if blocks else "no sockets in any namespace")

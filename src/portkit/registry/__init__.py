@@ -23,7 +23,14 @@ from portkit.model import (
     classify_port,
     shorten,
 )
-from portkit.registry._store import INDEX_PATH, Entry, all_entries, all_rows, rows_for
+from portkit.registry._store import (
+    ALIASES,
+    INDEX_PATH,
+    Entry,
+    all_entries,
+    all_rows,
+    rows_for,
+)
 from portkit.system import ephemeral_range
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
@@ -89,28 +96,6 @@ def __getattr__(name: str) -> object:
 
 #: The longest query answered (a service name or port list longer than this is noise).
 MAX_QUERY = 256
-
-#: Everyday short names people type, mapped to the names the data uses.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "k8s": ("kubernetes", "kube"),
-    "kube": ("kubernetes",),
-    "apiserver": ("kube-apiserver",),
-    "pg": ("postgresql",),
-    "postgres": ("postgresql",),
-    "psql": ("postgresql",),
-    "es": ("elasticsearch",),
-    "elastic": ("elasticsearch",),
-    "mongo": ("mongodb",),
-    "prom": ("prometheus",),
-    "rabbit": ("rabbitmq",),
-    "mssql": ("ms-sql-s", "sql server"),
-    "dns": ("domain",),
-    "https": ("https",),
-    "smtp": ("smtp",),
-    "mariadb": ("mysql",),
-    "memcache": ("memcached",),
-    "zk": ("zookeeper",),
-}
 
 #: How matches on a name rank: higher first.
 _SCORE_EXACT, _SCORE_PREFIX, _SCORE_IN_NAME, _SCORE_WORDS, _SCORE_FUZZY = 100, 80, 60, 40, 20

@@ -428,11 +428,9 @@ def port_of(name: str, protocol: str = "tcp") -> int:
         ParseError: an unknown name (with the closest names) or an ambiguous one (with
         its ports).
     """
-    from portkit.registry import ALIASES
-
     key = _name_key(name)
     table = _ports_by_name(protocol)
-    candidates = [key, *(_name_key(a) for a in ALIASES.get(key, ()))]
+    candidates = [key, *(_name_key(a) for a in _store.ALIASES.get(key, ()))]
     for candidate in candidates:
         found = table.get(candidate)
         if not found:

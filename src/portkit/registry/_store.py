@@ -19,9 +19,31 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from portkit.registry._index import ImageRow, Row
 
-__all__ = ["INDEX_PATH", "Entry", "all_entries", "all_rows", "image_rows", "rows_for"]
+__all__ = ["ALIASES", "INDEX_PATH", "Entry", "all_entries", "all_rows", "image_rows", "rows_for"]
 
 INDEX_PATH = os.path.join(os.path.dirname(__file__), "_data", "ports.idx")
+
+#: Everyday short names people type, mapped to the names the data uses.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "k8s": ("kubernetes", "kube"),
+    "kube": ("kubernetes",),
+    "apiserver": ("kube-apiserver",),
+    "pg": ("postgresql",),
+    "postgres": ("postgresql",),
+    "psql": ("postgresql",),
+    "es": ("elasticsearch",),
+    "elastic": ("elasticsearch",),
+    "mongo": ("mongodb",),
+    "prom": ("prometheus",),
+    "rabbit": ("rabbitmq",),
+    "mssql": ("ms-sql-s", "sql server"),
+    "dns": ("domain",),
+    "https": ("https",),
+    "smtp": ("smtp",),
+    "mariadb": ("mysql",),
+    "memcache": ("memcached",),
+    "zk": ("zookeeper",),
+}
 
 SOURCE_RANK = {source: i for i, source in enumerate(_index.SOURCES)}
 

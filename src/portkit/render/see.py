@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from portkit.model import TcpState
     from portkit.render import Style
     from portkit.render.sockets import Names
+    from portkit.see._containers import ContainerPorts
     from portkit.see._overview import ListeningPort, Overview
     from portkit.see._stats import SocketStats
     from portkit.see._who import PortOwners
@@ -217,9 +218,46 @@ def overview_json(view: Overview, owners_hidden: int) -> dict[str, Any]:
             "size": len(stats.ephemeral),
             "fill": round(stats.ephemeral_fill, 4),
         },
+        "containers": [_container_json(c) for c in view.containers],
         "warnings": list(view.warnings),
         "owners_hidden": owners_hidden,
     }
+
+
+def _container_json(c: ContainerPorts) -> dict[str, Any]:
+    return {
+        "container": c.container.as_json(),
+        "listening": [{"proto": p, "port": n, "address": a} for p, n, a in c.listening],
+        "published": [
+            {
+                "host_ip": p.host_ip,
+                "host_port": p.host_port,
+                "container_port": p.container_port,
+                "proto": p.protocol,
+            }
+            for p in c.published
+        ],
+        "unpublished": [{"proto": p, "port": n} for p, n in c.unpublished],
+        "dangling": [{"host_port": p.host_port, "proto": p.protocol} for p in c.dangling],
+    }
+
+
+def _containers_text(containers: tuple[ContainerPorts, ...], style: Style) -> list[str]:
+    """The overview's containers: a line each, what listens inside, what is published."""
+    lines = [style.bold("Containers")]
+    for c in containers:
+        inside = ", ".join(f"{n}/{p}" for p, n in sorted({(p, n) for p, n, _ in c.listening}))
+        out = ", ".join(
+            f"{_addr(p.host_ip, p.host_port)}->{p.container_port}/{p.protocol}" for p in c.published
+        )
+        line = f"  {safe(c.container.label())}: listens on {inside or 'nothing'}"
+        line += f"; published {out}" if out else "; nothing published"
+        if c.unpublished:
+            line += style.dim(
+                " (not published: " + ", ".join(f"{n}/{p}" for p, n in c.unpublished) + ")"
+            )
+        lines.append(line)
+    return lines
 
 
 def hidden_owners_note(hidden: int, *, as_root: bool) -> str:
@@ -282,6 +320,9 @@ def overview_text(
         f"{n} {p.value} {s.ss_name}"
         for (p, s), n in sorted(stats.counts.items(), key=lambda kv: -kv[1])[:4]
     )
+    if view.containers:
+        parts.append("")
+        parts.extend(_containers_text(view.containers, style))
     parts.append(
         f"\n{stats.total} sockets ({counts or 'none'}); ephemeral ports in use: "
         f"{stats.ephemeral_in_use} of {len(stats.ephemeral)} ({stats.ephemeral_fill:.1%})"
@@ -307,14 +348,21 @@ def _when(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+_NO_CONTAINER: dict[str, Any] = {"container": None, "published_by": None}
+
+
 def who_json(result: PortOwners, names: Names) -> dict[str, Any]:
     """``portkit who --json``: the port, its service, its holders and its sockets."""
     import json
 
+    boxes = {h.pid: h.container for h in result.holders if h.container is not None}
+    behind = result.container
     return {
         "port": result.port,
         "proto": result.protocol.value if result.protocol else None,
         "service": result.service,
+        "container": behind.json()["container"] if behind else None,
+        "published_by": behind.published_by if behind else None,
         "owners": [
             {
                 "pid": h.pid,
@@ -323,10 +371,13 @@ def who_json(result: PortOwners, names: Names) -> dict[str, Any]:
                 "user": h.user,
                 "uid": h.uid,
                 "started": _when(h.started),
+                **(
+                    h.container.json() if h.container else {"container": None, "published_by": None}
+                ),
             }
             for h in result.holders
         ],
-        "sockets": json.loads(ls_json(list(result.rows), names)),
+        "sockets": json.loads(ls_json(list(result.rows), names, containers=boxes)),
         "owners_hidden": result.owners_hidden,
     }
 
@@ -340,7 +391,18 @@ def who_text(result: PortOwners, names: Names, style: Style, width: int | None) 
         f": {result.service}" if result.service else ": no registered service"
     )
     parts = [head]
+    behind = result.container
+    if behind is not None and behind.container is not None:
+        c = behind.container
+        what = "published by container" if behind.published_by else "in container"
+        line = f"{what} {safe(c.label())}"
+        if behind.target:
+            line += f" -> {behind.target}"
+        if c.image:
+            line += f" (image {safe(c.image)})"
+        parts.append(line)
     rows = list(result.rows)
+    boxes = {h.pid: h.container for h in result.holders if h.container is not None}
     if result.holders:
         parts.append(
             table(
@@ -366,5 +428,13 @@ def who_text(result: PortOwners, names: Names, style: Style, width: int | None) 
         parts.append("nothing uses this port")
     if rows:
         parts.append("")
-        parts.append(ls_text(rows, names=names, owners=True, style=style if style.color else None))
+        parts.append(
+            ls_text(
+                rows,
+                names=names,
+                owners=True,
+                style=style if style.color else None,
+                containers=boxes or None,
+            )
+        )
     return "\n".join(parts)

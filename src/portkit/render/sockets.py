@@ -32,17 +32,20 @@ from portkit._sockrow import (
 from portkit.model import TcpState
 from portkit.render import safe
 from portkit.render.sockets_raw import (
+    NO_CONTAINER,
     _Json,
+    container_parts,
     ls_json_raw,
     ls_text_raw,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any
 
     from portkit.render import Style
+    from portkit.see._containers import OwnerContainer
 
 __all__ = [
     "LS_JSON_KEYS",
@@ -69,12 +72,14 @@ LS_JSON_KEYS = (
     "pid",
     "process",
     "user",
+    "container",
+    "published_by",
+    "published_to",
     "uid",
     "inode",
     "service",
     "role",
     "cgroup",
-    "container",
 )
 
 # ss's display names, UDP's CLOSE being "UNCONN" as in ss.
@@ -146,6 +151,7 @@ def ls_text(
     hosts: dict[str, str] | None = None,
     style: Style | None = None,
     extra: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
+    containers: Mapping[Any, OwnerContainer] | None = None,
 ) -> str:
     """The ``portkit ls`` table: ss's columns plus the role (and owner, ``-e`` fields).
 
@@ -199,7 +205,7 @@ def ls_text(
         for r, li, lp, ri, rp in lines
     ]
     tail_head = ""
-    if owners or extended or extra:
+    if owners or extended or extra or containers:
         headers: list[str] = []
         cells: list[list[str]] = []
         if owners:
@@ -209,16 +215,17 @@ def ls_text(
                 ["-" if r[PROCESS] is None else safe(r[PROCESS]) for r in rows],
                 ["-" if r[USER] is None else safe(r[USER]) for r in rows],
             ]
+        if containers:
+            headers.append("CONTAINER")
+            cells.append([_box_text(containers, r) for r in rows])
         if extended:
             from portkit.see._rows import container_id
 
-            headers += ["UID", "INODE", "CONTAINER", "CGROUP"]
-            cells += [
-                [qs[r[UID]] for r in rows],
-                [qs[r[INODE]] for r in rows],
-                [container_id(r[CGROUP]) or "-" for r in rows],
-                ["-" if r[CGROUP] is None else r[CGROUP] for r in rows],
-            ]
+            headers += ["UID", "INODE"] + ([] if containers else ["CONTAINER"]) + ["CGROUP"]
+            cells += [[qs[r[UID]] for r in rows], [qs[r[INODE]] for r in rows]]
+            if not containers:
+                cells.append([container_id(r[CGROUP]) or "-" for r in rows])
+            cells.append(["-" if r[CGROUP] is None else r[CGROUP] for r in rows])
         if extra:
             headers += extra[0]
             cells += [list(col) for col in extra[1]]
@@ -246,6 +253,7 @@ def ls_json(
     *,
     extended: bool = False,
     extra: Sequence[str] | None = None,
+    containers: Mapping[Any, OwnerContainer] | None = None,
 ) -> str:
     """One JSON document: a list with one object per socket (:data:`LS_JSON_KEYS`);
     ``extra``: per row, more ``, "key": value`` text for its object (``-i/-m/-o``).
@@ -265,9 +273,10 @@ def ls_json(
     tmpl = (
         '  {"proto": "%s", "family": %d, "state": "%s", "local": {"ip": "%s", "port": %d}, '
         '"remote": %s, "recv_q": %d, "send_q": %d, "pid": %s, "process": %s, "user": %s, '
-        '"uid": %d, "inode": %d, "service": %s, "role": "%s", "cgroup": %s, "container": %s%s}'
+        "%s"
+        '"uid": %d, "inode": %d, "service": %s, "role": "%s", "cgroup": %s%s}'
     )
-    from portkit.see._rows import container_id
+    owned = container_parts(containers or {})
 
     remotes = _Str()
 
@@ -296,16 +305,48 @@ def ls_json(
                 "null" if r[PID] is None else ns[r[PID]],
                 js[r[PROCESS]],
                 js[r[USER]],
+                owned.get(r[PID])
+                or owned.get((r[PID], r[LOCAL_PORT], r[PROTOCOL].value))
+                or _cgroup_part(r[CGROUP]),
                 r[UID],
                 r[INODE],
                 js[named.get(sport)] if sport else "null",
                 r[ROLE],
                 js[r[CGROUP]],
-                js[container_id(r[CGROUP])],
                 tail,
             )
         )
     return "[\n" + ",\n".join(lines) + "\n]"
+
+
+def _box(containers: Mapping[Any, OwnerContainer] | None, r: tuple[Any, ...]) -> Any:
+    """The row's :class:`~portkit.see.OwnerContainer`: its process's, or for a
+    publisher with ports for several containers, its port's."""
+    if not containers or r[PID] is None:
+        return None
+    return containers.get(r[PID]) or containers.get((r[PID], r[LOCAL_PORT], r[PROTOCOL].value))
+
+
+def _box_text(containers: Mapping[Any, OwnerContainer], r: tuple[Any, ...]) -> str:
+    box = _box(containers, r)
+    return "-" if box is None else safe(box.text())
+
+
+def _cgroup_part(cgroup: str | None) -> str:
+    """Without owners (``-e`` only): the container the socket's cgroup names, by id."""
+    if not cgroup:
+        return NO_CONTAINER
+    import json
+
+    from portkit.containers import Container, ref_of_path
+
+    ref = ref_of_path(cgroup)
+    if ref is None:
+        return NO_CONTAINER
+    found = Container(ref.id, ref.short_id, ref.runtime)
+    return (
+        f'"container": {json.dumps(found.as_json())}, "published_by": null, "published_to": null, '
+    )
 
 
 CSV_HEADERS = (
@@ -327,6 +368,8 @@ CSV_HEADERS = (
     "role",
     "cgroup",
     "container",
+    "published_by",
+    "published_to",
 )
 
 
@@ -334,6 +377,7 @@ def ls_csv(
     rows: Sequence[tuple[Any, ...]],
     names: Names,
     extra: tuple[Sequence[str], Sequence[Sequence[Any]]] | None = None,
+    containers: Mapping[Any, OwnerContainer] | None = None,
 ) -> str:
     """CSV with :data:`CSV_HEADERS` (empty cells for missing values); ``extra``: more
     columns (headers, one value list per column)."""
@@ -365,9 +409,11 @@ def ls_csv(
             service(r),
             r[ROLE],
             r[CGROUP],
-            container_id(r[CGROUP]),
+            safe(box.text()) if box is not None else container_id(r[CGROUP]),
+            None if box is None else box.published_by,
+            None if box is None else box.target,
         )
-        for r in rows
+        for r, box in ((r, _box(containers, r)) for r in rows)
     )
     if extra is None:
         return to_csv(records, CSV_HEADERS)
@@ -382,26 +428,32 @@ def ls_csv(
 
 
 def every_namespace_json(
-    blocks: Sequence[tuple[str, Sequence[tuple[Any, ...]]]], names: Names, *, extended: bool
+    blocks: Sequence[tuple[str, Sequence[tuple[Any, ...]]]],
+    names: Names,
+    *,
+    extended: bool,
+    containers: Mapping[Any, OwnerContainer] | None = None,
 ) -> str:
     """One JSON list: every socket of every namespace, each with its ``netns`` label."""
     import json
 
     doc = []
     for label, rows in blocks:
-        for item in json.loads(ls_json(rows, names, extended=extended)):
+        for item in json.loads(ls_json(rows, names, extended=extended, containers=containers)):
             item["netns"] = label
             doc.append(item)
     return json.dumps(doc, indent=2)
 
 
 def every_namespace_csv(
-    blocks: Sequence[tuple[str, Sequence[tuple[Any, ...]]]], names: Names
+    blocks: Sequence[tuple[str, Sequence[tuple[Any, ...]]]],
+    names: Names,
+    containers: Mapping[Any, OwnerContainer] | None = None,
 ) -> str:
     """One CSV table: the namespace's label first, then the columns of ``ls --csv``."""
     lines: list[str] = []
     for label, rows in blocks:
-        table = ls_csv(rows, names).splitlines()
+        table = ls_csv(rows, names, containers=containers).splitlines()
         if not lines and table:
             lines.append("netns," + table[0])
         lines.extend(f"{label},{line}" for line in table[1:])

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.render import Style
+    from portkit.see._containers import OwnerContainer
     from portkit.see._netlink import RawRows
 
 __all__ = [
@@ -87,6 +88,7 @@ def ls_text_raw(
     | None = None,
     style: Style | None = None,
     extra: tuple[str, Sequence[Sequence[Iterable[str]]]] | None = None,
+    containers: Mapping[Any, OwnerContainer] | None = None,
 ) -> Iterator[str]:
     """:func:`ls_text` straight from the kernel's raw rows, for the plain listing, in
     blocks of lines (one per reply chunk, to be written each followed by a newline).
@@ -103,6 +105,8 @@ def ls_text_raw(
         owners: ``({inode: (pid, ...)}, {pid: (name, user)})`` to add PID, PROCESS and
             USER columns (``-p``), or None.
         style: bold headers when colour is on.
+        containers: ``{pid: OwnerContainer}``: a CONTAINER column after USER (``-p``
+            on a host with containers).
         extra: more columns at the end of every line (``ls -i/-m/-o``,
             ``render.health.health_tails``): the header's tail, and per part (in the
             order of the batches' parts) the cells its lines end with, a column each.
@@ -147,18 +151,24 @@ def ls_text_raw(
         wpid = max([3, *(len(str(p)) for p in procs)])
         shown = {pid: (safe(n or "-"), safe(u or "-")) for pid, (n, u) in procs.items()}
         wname = max([7, *(len(n) for n, _ in shown.values())])
+        boxes = {pid: safe(oc.text()) for pid, oc in (containers or {}).items()}
         # the last column is padded only when more columns follow
-        wuser = max([4, *(len(u) for _, u in shown.values())]) if extra else 0
-        nobody = f"  {'-':<{wpid}}  {'-':<{wname}}  {'-':<{wuser}}"
+        wuser = max([4, *(len(u) for _, u in shown.values())]) if extra or boxes else 0
+        wbox = max([9, *map(len, boxes.values())]) if extra and boxes else 0
+        box_none = f"  {'-':<{wbox}}" if boxes else ""
+        nobody = f"  {'-':<{wpid}}  {'-':<{wname}}  {'-':<{wuser}}{box_none}"
         tails = _Tails(nobody)
         for pid, (name, user) in shown.items():
-            tails[pid] = f"  {pid:<{wpid}}  {name:<{wname}}  {user:<{wuser}}"
+            box = f"  {boxes.get(pid, '-'):<{wbox}}" if boxes else ""
+            tails[pid] = f"  {pid:<{wpid}}  {name:<{wname}}  {user:<{wuser}}{box}"
         # {inode: tail} through map/zip (C), not a comprehension: 100,000 sockets
         from operator import itemgetter
 
         firsts = map(itemgetter(0), holders.values())
         own = dict(zip(holders, map(tails.__getitem__, firsts), strict=True))
         head = f"{head}    {'PID':<{wpid}}  {'PROCESS':<{wname}}  {'USER':<{wuser}}"
+        if boxes:
+            head += f"  {'CONTAINER':<{wbox}}"
     more: Iterator[Sequence[Iterable[str]]] = iter(())
     if extra is not None:
         head = head + ("" if owners is not None else "  ") + extra[0]
@@ -408,6 +418,7 @@ def ls_json_raw(
     names: Callable[[int, str], str | None],
     owners: tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[str | None, str | None]]]
     | None = None,
+    containers: Mapping[Any, OwnerContainer] | None = None,
 ) -> Iterator[str]:
     """:func:`ls_json` straight from raw rows: the same document, byte for byte, in
     pieces (one per reply chunk) to be written one after the other.
@@ -418,11 +429,13 @@ def ls_json_raw(
     """
     js = _Json()
     own: dict[int, str] = {}
-    nobody = '"pid": null, "process": null, "user": null, '
+    nobody = '"pid": null, "process": null, "user": null, ' + NO_CONTAINER
     if owners is not None:
         holders, procs = owners
+        boxes = container_parts(containers or {})
         parts = {
             pid: f'"pid": {pid}, "process": {js[name]}, "user": {js[user]}, '
+            + boxes.get(pid, NO_CONTAINER)
             for pid, (name, user) in procs.items()
         }
         own = {ino: parts.get(pids[0], nobody) for ino, pids in holders.items()}
@@ -455,7 +468,7 @@ def ls_json_raw(
 
         def tail(role: str, p: str = p) -> _Suffixed:
             return _Suffixed(
-                f', "role": "{role}", "cgroup": null, "container": null}}',
+                f', "role": "{role}", "cgroup": null}}',
                 _Service(names, p, js),
                 ', "service": ',
             )
@@ -484,6 +497,25 @@ def ls_json_raw(
                 yield sep + ",\n".join(lines)
                 sep = ",\n"
     yield "\n]"
+
+
+NO_CONTAINER = '"container": null, "published_by": null, "published_to": null, '
+
+
+def container_parts(containers: Mapping[Any, OwnerContainer]) -> dict[Any, str]:
+    """``{pid: '"container": {...}, "published_by": ..., "published_to": ..., '}`` for
+    the JSON renderers."""
+    import json
+
+    out = {}
+    for pid, oc in containers.items():
+        doc = oc.json()
+        out[pid] = (
+            f'"container": {json.dumps(doc["container"])}, '
+            f'"published_by": {json.dumps(doc["published_by"])}, '
+            f'"published_to": {json.dumps(doc["published_to"])}, '
+        )
+    return out
 
 
 def _raw_ports(batches: Sequence[tuple[int, int, RawRows]]) -> set[int]:

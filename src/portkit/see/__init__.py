@@ -29,6 +29,13 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portkit.model import PortRange, SocketRecord, TcpState
+    from portkit.see._addrs import addresses as addresses
+    from portkit.see._containers import ContainerPorts as ContainerPorts
+    from portkit.see._containers import NatPort as NatPort
+    from portkit.see._containers import OwnerContainer as OwnerContainer
+    from portkit.see._containers import container_ports as container_ports
+    from portkit.see._containers import nat_ports as nat_ports
+    from portkit.see._containers import owner_containers as owner_containers
     from portkit.see._netns import Namespace as Namespace
     from portkit.see._netns import namespaces as namespaces
     from portkit.see._netns import netns_path as netns_path
@@ -45,19 +52,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKEND",
+    "ContainerPorts",
     "GcPaused",
     "Holder",
     "Namespace",
+    "NatPort",
     "Overview",
+    "OwnerContainer",
     "PortOwners",
     "Query",
     "Scan",
     "SocketList",
     "SocketStats",
+    "addresses",
     "compute_stats",
+    "container_ports",
     "namespaces",
+    "nat_ports",
     "netns_path",
     "overview",
+    "owner_containers",
     "process_info",
     "run_in_netns",
     "scan",
@@ -75,6 +89,13 @@ _LAZY = {
     "SocketStats": "portkit.see._stats",
     "compute_stats": "portkit.see._stats",
     "netns_path": "portkit.see._netns",
+    "OwnerContainer": "portkit.see._containers",
+    "ContainerPorts": "portkit.see._containers",
+    "addresses": "portkit.see._addrs",
+    "owner_containers": "portkit.see._containers",
+    "container_ports": "portkit.see._containers",
+    "NatPort": "portkit.see._containers",
+    "nat_ports": "portkit.see._containers",
     "Namespace": "portkit.see._netns",
     "namespaces": "portkit.see._netns",
     "Overview": "portkit.see._overview",

@@ -117,6 +117,7 @@ def scan_every_namespace(
         except (PortkitError, OSError):
             continue  # gone meanwhile, or cannot be entered
         found.append((ns, rows))
+    _name_containers(found, procfs)
     hidden = 0
     if query.owners:
         attach = copy.copy(query)
@@ -136,3 +137,18 @@ def scan_every_namespace(
             regrouped.append((ns, mine))
         found = regrouped
     return found, hidden
+
+
+def _name_containers(found: list[tuple[Namespace, list[tuple[Any, ...]]]], procfs: str) -> None:
+    """Mark the namespaces that are containers' (one of their processes says so)."""
+    from portkit.containers import Resolver
+
+    resolver = Resolver(procfs)
+    for ns, _rows in found:
+        if ns.own or ns.names:
+            continue
+        for pid in ns.pids[:4]:
+            container = resolver.of_pid(pid)
+            if container is not None:
+                ns.container = container
+                break

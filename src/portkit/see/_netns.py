@@ -14,7 +14,7 @@ from portkit.errors import ParseError, PermissionDenied
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import TypeVar
+    from typing import Any, TypeVar
 
     T = TypeVar("T")
 
@@ -112,7 +112,7 @@ class Namespace:
     (up to :data:`MAX_PIDS_KEPT`, lowest first); ``own`` is True for the caller's.
     """
 
-    __slots__ = ("inode", "path", "names", "pids", "own")
+    __slots__ = ("inode", "path", "names", "pids", "own", "container")
 
     def __init__(
         self, inode: int, path: str, names: tuple[str, ...], pids: tuple[int, ...], own: bool
@@ -122,15 +122,19 @@ class Namespace:
         self.names = names
         self.pids = pids
         self.own = own
+        #: the container whose namespace this is (set by whoever looked it up), or None
+        self.container: Any = None
 
     def __repr__(self) -> str:
         return f"Namespace(inode={self.inode}, path={self.path!r}, names={self.names!r})"
 
     @property
     def label(self) -> str:
-        """``netns:NAME``, ``pid:PID`` or ``host`` (the caller's own)."""
+        """``netns:NAME``, ``container:NAME``, ``pid:PID`` or ``host`` (the caller's)."""
         if self.own:
             return "host"
+        if self.container is not None:
+            return f"container:{self.container.name}"
         if self.names:
             return f"netns:{self.names[0]}"
         return f"pid:{self.pids[0]}" if self.pids else f"inode:{self.inode}"

@@ -281,6 +281,22 @@ class Query:
 
     # --- what user space filters -------------------------------------------------------
 
+    def admits_listener(self, protocol: str, address: str, port: int, port_end: int) -> bool:
+        """Whether a listener with no socket and no owner (a port NAT rules publish,
+        ``address:port-port_end``) passes these filters: its protocol, family, local
+        address and port; never with remote-side or owner filters."""
+        if _PROTOCOLS.get(protocol) not in self.protocols:
+            return False
+        if _FAMILIES[6 if ":" in address else 4] not in self.families:
+            return False
+        if self.dports or self.dst or self.pids is not None or self.process is not None:
+            return False
+        span = range(port, port_end + 1)
+        for ranges in (self.sports, self.ports):
+            if ranges and not any(r.start <= span[-1] and span[0] <= r.end for r in ranges):
+                return False
+        return not (self.src and not _in_net(address, self.src, {}))
+
     def matches(self, row: tuple[Any, ...], cache: dict[str, tuple[int, int]]) -> bool:
         """Whether a decoded row (``SocketRecord.row`` layout) passes the kernel-side
         filters: for backends that cannot push them down."""

@@ -101,33 +101,18 @@ def with_cgroups(rows: list[tuple[Any, ...]], cgroups: dict[int, str]) -> list[t
     return [(*r[:16], cgroups.get(r[INODE])) if r[INODE] in cgroups else r for r in rows]
 
 
-# cgroup path patterns of container runtimes (systemd and cgroupfs drivers): the
-# container id is the 64 hex characters they embed.
-_CONTAINER_MARKS = ("docker-", "docker/", "cri-containerd-", "crio-", "libpod-", "containerd/")
-
-
 def container_id(cgroup: str | None) -> str | None:
-    """The short (12-character) container id in a cgroup path, or None.
+    """The short (12-character) container id in a cgroup path, or None (the container
+    layer's parser: :func:`portkit.containers.ref_of_path`).
 
     >>> container_id("/system.slice/docker-" + "ab12" * 16 + ".scope")
     'ab12ab12ab12'
-    >>> container_id("/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + "0f" * 32 + ".scope")
-    '0f0f0f0f0f0f'
     >>> container_id("/user.slice/user-1000.slice/session-2.scope") is None
     True
     """
     if not cgroup:
         return None
-    last = cgroup.rstrip("/").rsplit("/", 2)
-    for part in reversed(last):
-        for mark in _CONTAINER_MARKS:
-            _, sep, rest = part.partition(mark.rstrip("/"))
-            tail = rest.lstrip("-/")
-            cid = tail[:64]
-            if sep and len(cid) == 64 and all(c in "0123456789abcdef" for c in cid):
-                return cid[:12]
-        if len(part) >= 64 and all(c in "0123456789abcdef" for c in part[-64:]):
-            parent = cgroup.rstrip("/")[: -len(part)]
-            if any(m.rstrip("/") in parent for m in _CONTAINER_MARKS) or "kubepods" in parent:
-                return part[-64:][:12]
-    return None
+    from portkit.containers import ref_of_path
+
+    ref = ref_of_path(cgroup)
+    return ref.short_id if ref is not None else None

@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from portkit.see._containers import OwnerContainer
+
 __all__ = ["Holder", "PortOwners", "who"]
 
 
@@ -22,13 +24,14 @@ class Holder(_Record):
     ``started`` is the process's start time (seconds since the epoch).
     """
 
-    __slots__ = ("pid", "process", "cmdline", "user", "uid", "started")
+    __slots__ = ("pid", "process", "cmdline", "user", "uid", "started", "container")
     pid: int
     process: str | None
     cmdline: tuple[str, ...]
     user: str | None
     uid: int | None
     started: float | None
+    container: OwnerContainer | None
 
     def __init__(
         self,
@@ -38,8 +41,22 @@ class Holder(_Record):
         user: str | None,
         uid: int | None,
         started: float | None,
+        container: OwnerContainer | None = None,
     ) -> None:
-        self._init(pid=pid, process=process, cmdline=cmdline, user=user, uid=uid, started=started)
+        self._init(
+            pid=pid,
+            process=process,
+            cmdline=cmdline,
+            user=user,
+            uid=uid,
+            started=started,
+            container=container,
+        )
+
+    @property
+    def publisher(self) -> bool:
+        """A proxy holding the port for a container: never to be signalled for it."""
+        return self.container is not None and self.container.published_by is not None
 
 
 class PortOwners(_Record):
@@ -75,6 +92,14 @@ class PortOwners(_Record):
             rows=rows,
             owners_hidden=owners_hidden,
         )
+
+    @property
+    def container(self) -> OwnerContainer | None:
+        """The container behind the port (a publisher's, else the first holder's)."""
+        found = [h.container for h in self.holders if h.container is not None]
+        published = [c for c in found if c.published_by]
+        chosen = published or found
+        return chosen[0] if chosen else None
 
     @property
     def protocols(self) -> tuple[str, ...]:
@@ -115,8 +140,9 @@ def who(
     rows = tuple(found.rows)
     pids = sorted({p for r in rows for p in r[PIDS]})
     info = process_info(pids, procfs, full=True)
+    boxes = _containers_of(info, port, rows)
     holders = tuple(
-        Holder(pi.pid, pi.name, pi.cmdline, pi.user, pi.uid, pi.started)
+        Holder(pi.pid, pi.name, pi.cmdline, pi.user, pi.uid, pi.started, boxes.get(pi.pid))
         for pi in (info[p] for p in pids if p in info)
     )
     result = PortOwners(port, proto, None, holders, rows, found.owners_hidden)
@@ -124,3 +150,24 @@ def who(
     return PortOwners(
         port, proto, next((n for n in names if n), None), holders, rows, found.owners_hidden
     )
+
+
+def _containers_of(
+    info: dict[int, Any], port: int, rows: tuple[tuple[Any, ...], ...]
+) -> dict[int, OwnerContainer]:
+    """The holders' containers (their own, or the one a publisher holds the port for)."""
+    from portkit.errors import PortkitError
+    from portkit.see._containers import owner_containers
+
+    ports: dict[int, list[tuple[int, str]]] = {}
+    for r in rows:
+        for pid in r[PIDS]:
+            ports.setdefault(pid, []).append((port, r[PROTOCOL].value))
+    try:
+        found = owner_containers({pid: (pi.name, None) for pid, pi in info.items()}, ports=ports)
+    except (PortkitError, OSError):  # the container layer is a bonus: never a failure here
+        return {}
+    out: dict[int, OwnerContainer] = {}
+    for key, box in found.items():  # one port: a publisher's entries are that port's
+        out.setdefault(key if isinstance(key, int) else key[0], box)
+    return out

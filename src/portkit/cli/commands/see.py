@@ -10,7 +10,7 @@ import click
 
 from portkit.cli._output import err, out, stdout_style, stdout_width
 from portkit.cli.commands._options import MAX_PID, Count, Seconds, json_option
-from portkit.cli.see import families_for, names_for, write_ls
+from portkit.cli.see import families_for, names_for, owner_boxes, write_ls
 from portkit.errors import ParseError, PermissionDenied, UsageError
 from portkit.model import Protocol, parse_port, parse_ports
 from portkit.render import to_json
@@ -38,6 +38,17 @@ class _Ports(click.ParamType):  # type: ignore[type-arg,unused-ignore]
 PORTS = _Ports()
 
 
+def _where_options(f: Any) -> Any:
+    """``--netns``, ``--pid-netns`` and ``--container``: where to look."""
+    f = click.option(
+        "--container",
+        default=None,
+        metavar="NAME|ID",
+        help="Look into the network namespace of this container (Docker, Podman).",
+    )(f)
+    return _netns_options(f)
+
+
 def _netns_options(f: Any) -> Any:
     f = click.option(
         "--pid-netns",
@@ -53,6 +64,19 @@ def _netns_options(f: Any) -> Any:
         help="Look into this network namespace (a name from `ip netns list`).",
     )(f)
     return f
+
+
+def _container_netns(container: str | None, netns: str | None, pid_netns: int | None) -> int | None:
+    """The pid whose namespace ``--container`` means (through the container layer)."""
+    if container is None:
+        return pid_netns
+    if netns is not None or pid_netns is not None:
+        raise UsageError("give one of --container, --netns, --pid-netns")
+    from portkit.containers import container_pid
+    from portkit.system import require_linux
+
+    require_linux("containers")
+    return container_pid(container)
 
 
 def _proto_flags(f: Any) -> Any:
@@ -149,7 +173,7 @@ Examples:
     help="--watch: seconds between the readings that find openings (0: closings only).",
 )
 @json_option
-@_netns_options
+@_where_options
 def ls_cmd(**kw: Any) -> int:
     """List TCP and UDP sockets, with ss's flags and their meanings.
 
@@ -161,8 +185,12 @@ def ls_cmd(**kw: Any) -> int:
     """
     if kw["as_json"] and kw["as_csv"]:
         raise UsageError("--json and --csv do not go together")
-    if kw["all_netns"] and (kw["netns"] or kw["pid_netns"]):
-        raise UsageError("--all-netns looks into every namespace: drop --netns/--pid-netns")
+    container = kw.pop("container")
+    if kw["all_netns"] and (kw["netns"] or kw["pid_netns"] or container):
+        raise UsageError(
+            "--all-netns looks into every namespace: drop --netns/--pid-netns/--container"
+        )
+    kw["pid_netns"] = _container_netns(container, kw["netns"], kw["pid_netns"])
     if kw["all_netns"] and (kw["info"] or kw["memory"] or kw["timers"]):
         raise UsageError("-i, -m and -o look into one namespace: drop --all-netns")
     watching = {k: kw.pop(k) for k in ("watch", "count", "duration", "interval")}
@@ -222,14 +250,20 @@ Examples:
   portkit who 8080                  who holds port 8080, and its connections
   portkit who 53/udp --json
   portkit who 8080 --kill           ask, then send SIGTERM to its owners
-  portkit who 8080 --kill --signal KILL --yes""",
+  portkit who 8080 --kill --signal KILL --yes
+  portkit who 8080 --stop-container a container publishes it: stop that container""",
 )
 @click.argument("port", metavar="PORT[/PROTO]")
 @click.option("--kill", is_flag=True, help="Signal the owning processes (asks first).")
+@click.option(
+    "--stop-container",
+    is_flag=True,
+    help="Stop the container that holds or publishes the port (its runtime's API; asks first).",
+)
 @click.option("--signal", "signame", default="TERM", show_default=True, help="Signal for --kill.")
 @click.option("--yes", is_flag=True, help="Do not ask before --kill.")
 @json_option
-@_netns_options
+@_where_options
 def who_cmd(
     port: str,
     kill: bool,
@@ -238,9 +272,12 @@ def who_cmd(
     as_json: bool,
     netns: str | None,
     pid_netns: int | None,
+    container: str | None = None,
+    stop_container: bool = False,
 ) -> int:
     """Which processes own PORT (pid, command line, user, since when), its service and
-    its connections. Exit 1 when nothing owns it."""
+    its connections, and the container behind it (the one a proxy publishes it for).
+    Exit 1 when nothing owns it."""
     import signal as signals
 
     from portkit.render.see import who_json, who_text
@@ -253,6 +290,7 @@ def who_cmd(
         raise ParseError(
             f"unknown signal {signame!r}", text=signame, accepted="TERM, INT, KILL, HUP"
         )
+    pid_netns = _container_netns(container, netns, pid_netns)
     result = who(number, proto, netns=netns, pid_netns=pid_netns)
     names = names_for(list(result.rows))
     if as_json:
@@ -266,8 +304,68 @@ def who_cmd(
         err(f"portkit who: note: {note}")
     if not result.holders:
         return 1
+    if kill and stop_container:
+        raise UsageError("--kill signals processes, --stop-container stops a container: pick one")
+    if stop_container:
+        return _stop(result, yes)
     if kill:
+        publishing = [h for h in result.holders if h.publisher]
+        if publishing and publishing[0].container and publishing[0].container.container:
+            label = publishing[0].container.container.label()
+            raise UsageError(
+                f"port {number} is published by container {label}: --kill would only kill "
+                f"its proxy ({publishing[0].process}); use portkit who {port} --stop-container"
+            )
         return _kill(result.holders, sig, yes)
+    return 0
+
+
+def _container_section(netns: str | None, pid_netns: int | None) -> tuple[Any, ...]:
+    """The overview's containers (on the host's own view only; none where no runtime
+    answers). Notes about runtimes that could not be asked go to stderr."""
+    if netns is not None or pid_netns is not None or not sys.platform.startswith("linux"):
+        return ()
+    from portkit.containers import Resolver
+    from portkit.see import container_ports
+
+    resolver = Resolver()
+    found = container_ports(resolver)
+    for note in resolver.notes:
+        err(f"portkit: note: {note}")
+    return found
+
+
+def _nat_section(stats: Any, netns: str | None, pid_netns: int | None) -> tuple[Any, ...]:
+    """Ports published by NAT rules with no socket (a note when the rules are unreadable)."""
+    if not sys.platform.startswith("linux"):
+        return ()
+    from portkit.errors import PortkitError
+    from portkit.see import nat_ports, netns_path
+
+    path = netns_path(netns, pid_netns) if netns or pid_netns else None
+    held = [(ls.protocol.value, ls.port) for ls in stats.listeners]
+    try:
+        return nat_ports(held, path)
+    except (PortkitError, OSError) as exc:
+        err(f"portkit: note: NAT rules not read ({exc})")
+        return ()
+
+
+def _stop(result: Any, yes: bool) -> int:
+    from portkit.containers import stop_container
+
+    behind = result.container
+    if behind is None or behind.container is None:
+        raise UsageError(f"no container holds or publishes port {result.port}")
+    target = behind.container
+    if not yes and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError("--stop-container asks first, which needs a terminal: add --yes")
+    question = f"Stop container {target.label()} ({target.short_id})?"
+    if not yes and not click.confirm(question, default=False, err=True):
+        err("portkit who: nothing was stopped")
+        return 1
+    stop_container(target)
+    err(f"portkit who: stopped container {target.name} ({target.short_id})")
     return 0
 
 
@@ -303,7 +401,7 @@ Examples:
 @_proto_flags
 @click.option("-p", "--processes", is_flag=True, help="Name each listener's process.")
 @json_option
-@_netns_options
+@_where_options
 def stats_cmd(
     tcp: bool,
     udp: bool,
@@ -313,6 +411,7 @@ def stats_cmd(
     as_json: bool,
     netns: str | None,
     pid_netns: int | None,
+    container: str | None = None,
 ) -> int:
     """Counts by protocol and state, connections and accept queue per listener,
     TIME-WAIT, and the ephemeral port range's use overall and per destination,
@@ -320,6 +419,7 @@ def stats_cmd(
     from portkit.render.see import stats_json, stats_text
     from portkit.see import socket_stats
 
+    pid_netns = _container_netns(container, netns, pid_netns)
     stats = socket_stats(
         tcp=tcp,
         udp=udp,
@@ -358,9 +458,12 @@ Examples:
   portkit overview --json""",
 )
 @json_option
-@_netns_options
+@_where_options
 def overview_cmd(
-    as_json: bool = False, netns: str | None = None, pid_netns: int | None = None
+    as_json: bool = False,
+    netns: str | None = None,
+    pid_netns: int | None = None,
+    container: str | None = None,
 ) -> int:
     """What listens on this machine: by port, with service, owner, bind scope and
     connections; databases, caches and brokers open on all interfaces are flagged;
@@ -368,9 +471,16 @@ def overview_cmd(
     from portkit.render.see import overview_json, overview_text
     from portkit.see import overview, socket_stats
 
+    pid_netns = _container_netns(container, netns, pid_netns)
     stats = socket_stats(owners=True, netns=netns, pid_netns=pid_netns)
     hidden = stats.owners_hidden
-    view = overview(stats)
+    owners = {ls.pid: (ls.process, None) for ls in stats.listeners if ls.pid}
+    view = overview(
+        stats,
+        _container_section(netns, pid_netns),
+        owner_boxes(owners),
+        _nat_section(stats, netns, pid_netns),
+    )
     if as_json:
         out(to_json(overview_json(view, hidden)))
     else:
