@@ -157,11 +157,20 @@ COMMANDS: list[list[str]] = [
     ["plan", "lint", "/dev/null"],
     ["exporter", "--once"],
     ["completion", "bash"],
+    ["why", "127.0.0.1:1"],
+    ["ls", "--container", "web"],
+    ["kill", "--dport", "1", "--dry-run"],
 ]
 
 
 #: What must refuse (exit 3, naming the platform) where it is not Linux.
-LINUX_ONLY = [["ls", "--all-netns"], ["ls", "--netns"]]
+LINUX_ONLY = [
+    ["ls", "--all-netns"],
+    ["ls", "--netns"],
+    ["ls", "--container"],
+    ["why", "127.0.0.1:1"],
+    ["kill", "--dport"],
+]
 
 
 @pytest.mark.parametrize("platform", ["", "darwin", "win32"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 from portkit.model import Endpoint, Protocol, _Record
 from portkit.why._context import Place, parse_from, place_of_address
 from portkit.why._layers import Check
+from portkit.why._netfilter import netfilter_layers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -202,10 +203,12 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
     else:
         # 3-4. firewall and NAT on the target host (and the container a DNAT leads to)
         dest = (address, ep.port)
-        fw, nat, final_place, dest = _netfilter_layers(src, there, route.src or "", dest, proto)
+        fw, nat, final_place, dest, denied = netfilter_layers(
+            src, there, route.src or "", dest, proto
+        )
         checks += [fw, nat]
-        if fw.ok is None and "privilege" in fw.evidence:
-            blind.append("firewall")
+        if denied:
+            blind += ["firewall", "nat"]
         # 5. listener, where the packet ends
         rows = _layers.read_port(final_place, dest[1])
         rising = False
@@ -217,7 +220,19 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
             after = _layers.listen_overflows(final_place)
             rising = before is not None and after is not None and after > before
         where = "there" if final_place.label == src.label else f"in {final_place.label}"
-        checks.append(_layers.judge_listener(dest[0], dest[1], proto, rows, rising, where))
+        listener = _layers.judge_listener(dest[0], dest[1], proto, rows, rising, where)
+        checks.append(_layers.container_fix(listener, final_place, dest[1], proto, rows))
+        dnat = nat.data.get("dnat")
+        if dnat and checks[-1].ok is False and not rows:
+            # The rule sends the packet where nothing is: the NAT layer is what breaks.
+            checks[-2] = Check(
+                "nat",
+                False,
+                f"{nat.evidence}, where nothing listens",
+                f"point the rule ({dnat['rule']}) at the port the service listens on, or "
+                f"start the service at {dnat['to']}",
+                nat.data,
+            )
         # The classic: the first address has no listener, a later one has.
         if checks[-1].ok is False and len(addresses) > 1 and final_place is there:
             for other in addresses[1:]:
@@ -240,7 +255,7 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
             _layers.judge_source(f"{address}:{ep.port}", size, held, _layers.conntrack_fill(src))
         )
 
-    return _finish(label, src, checks, blind, address, ep, timeout)
+    return _finish(label, src, checks, blind, address, ep, timeout, stale=answer.source == "hosts")
 
 
 def _finish(
@@ -251,10 +266,21 @@ def _finish(
     address: str,
     ep: Endpoint,
     timeout: float,
+    stale: bool = False,
 ) -> WhyResult:
     """7. The probe: a real connection from the client's side, held against what the
-    layers predicted (a mismatch is said, never hidden)."""
+    layers predicted (a mismatch is said, never hidden). ``stale``: the address came
+    from a hosts file, so an address nobody answers on is that entry's fault."""
     probe = _probe(src, address, ep, timeout)
+    if stale and probe is not None and probe[1] in _NOBODY_THERE:
+        checks[0] = Check(
+            "name",
+            False,
+            f"{checks[0].evidence}, and nothing answers at {address} ({probe[1]}): a stale "
+            "hosts entry?",
+            f"correct or remove the entry for {ep.host} in {src.etc}/hosts",
+            checks[0].data,
+        )
     predicted = all(c.ok is not False for c in checks)
     opened = probe is not None and probe[0] == "open"
     if probe is not None:
@@ -287,6 +313,9 @@ def _finish(
     return WhyResult(label, src.label, tuple(checks), probe, tuple(blind))
 
 
+#: Probe reasons that say no host has the address at all.
+_NOBODY_THERE = frozenset({"host-unreach", "no-response", "net-unreach"})
+
 _ROUTE_FIX = {
     "none": "add a route (or a default route) towards it: ip route add ... via ...",
     "unreachable": "remove or change the 'unreachable' route that covers it (ip route show)",
@@ -296,29 +325,18 @@ _ROUTE_FIX = {
 }
 
 
-def _netfilter_layers(
-    src: Place, there: Place, saddr: str, dest: tuple[str, int], proto: str
-) -> tuple[Check, Check, Place, tuple[str, int]]:
-    """The firewall and NAT layers on the host ``there``; where the packet ends."""
-    try:
-        from portkit.netfilter import why_layers  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # the netfilter package without its evaluator yet (issue 13)
-        return (
-            Check("firewall", None, "the firewall layer is not available in this build"),
-            Check("nat", None, "the NAT layer is not available in this build"),
-            there,
-            dest,
-        )
-    return why_layers(src, there, saddr, dest, proto)  # type: ignore[no-any-return,unused-ignore]
-
-
 def _probe(src: Place, address: str, ep: Endpoint, timeout: float) -> tuple[str, str] | None:
     import portkit
 
     target = Endpoint(address, ep.port, ep.protocol)
 
     def run() -> tuple[str, str]:
-        result = portkit.check([target], timeout=timeout)[0]
+        from portkit.errors import ResourceExhausted
+
+        try:
+            result = portkit.check([target], timeout=timeout)[0]
+        except ResourceExhausted:  # EADDRNOTAVAIL: no local port left towards it
+            return ("error", "no-local-port")
         return (result.state.value, result.reason.value)
 
     found: tuple[str, str] = src.run(run)

@@ -273,3 +273,62 @@ def connections_to(place: Place, address: str, port: int) -> int:
         tcp=True, dports=port, dst=address, netns=place.netns, pid_netns=place.pid_netns
     )
     return sum(1 for s in found if s.role == "client")
+
+
+# --- containers: the fix a container host needs ----------------------------------------
+
+
+def container_fix(
+    check: Check,
+    place: Place,
+    port: int,
+    protocol: str,
+    rows: Sequence[tuple[str, str, str, int, int, str]],
+) -> Check:
+    """A failed listener check with the fix a container host needs: a port published
+    on loopback only names its container and the ``-p`` that publishes it wider; a port
+    nobody listens on names the container that listens on it inside, unpublished.
+    Any other check comes back as it was."""
+    if check.ok is not False:
+        return check
+    from portkit.containers import published_by
+
+    for _proto, _state, ip, _rq, _sq, owner in rows:
+        name, _, pid = owner.rpartition("/")
+        if not pid.isdigit():
+            continue
+        pub = published_by(int(pid), name, port, protocol, ip)
+        if pub is not None and pub.container is not None:
+            inside = pub.container_port or port
+            return Check(
+                check.layer,
+                False,
+                f"{check.evidence}; it is container {pub.container.label()}'s port, "
+                f"published on {ip} only",
+                f"publish it on all interfaces (docker run -p {port}:{inside}, compose "
+                f'"{port}:{inside}") or on the address asked for; or ask from that host',
+                check.data,
+            )
+    if rows or (place.label != "host" and not place.label.startswith("netns:")):
+        return check
+    from portkit.errors import PortkitError
+    from portkit.see import container_ports
+
+    try:
+        boxes = container_ports()
+    except (PortkitError, OSError):
+        return check
+    # Containers a runtime named first: one known only by its cgroup may belong to
+    # another daemon, publishing on another namespace.
+    for box in sorted(boxes, key=lambda b: b.container.api is None):
+        if (protocol, port) in box.unpublished:
+            return Check(
+                check.layer,
+                False,
+                f"{check.evidence}; container {box.container.label()} listens on "
+                f"{port}/{protocol} inside, but does not publish it",
+                f"publish it: docker run -p {port}:{port} (compose ports: "
+                f'["{port}:{port}"]), or reach the container at its own address',
+                check.data,
+            )
+    return check

@@ -61,7 +61,9 @@ def kill_cmd(**kw: Any) -> int:
     """
     from portkit.see import Query, netns_path, scan
     from portkit.see._destroy import destroy, targets
+    from portkit.system import require_linux
 
+    require_linux("closing sockets from outside (sock_diag SOCK_DESTROY)")
     if not (
         kw["sport"] or kw["dport"] or kw["port"] or kw["src"] or kw["dst"] or kw["pids"]
     ) and not (kw["process"] or kw["states"] or kw["listening"]):

@@ -1,0 +1,370 @@
+"""``portkit why``: each layer broken on purpose in a lab of two network namespaces
+(and in the real Docker daemon of tests/_docker.py), named by ``failed_layer``, with
+the probe agreeing; every layer passing on a healthy path; the pure judgements.
+
+The client namespace has no default route and resolves names with its own hosts file
+(``/etc/netns/NAME/hosts``) and a resolver on its own loopback where nothing answers:
+nothing a test asks can leave the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from portkit.netfilter import NatMapping, parse_iptables_save
+from portkit.why._layers import judge_listener, judge_source
+from portkit.why._netfilter import iif_matches, pick_dnat
+from tests.conftest import run_portkit
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "netfilter")
+CLIENT, TARGET = "10.205.0.1", "10.205.0.2"
+
+#: A TCP or UDP server for the target namespace: ``python3 -c SERVER host port proto
+#: backlog accept``.
+SERVER = """
+import socket, sys, threading
+host, port, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+backlog, accept = int(sys.argv[4]), sys.argv[5] == "1"
+kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(socket.AF_INET, kind)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port))
+print("ready", flush=True)
+if proto == "udp":
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(data, peer)
+s.listen(backlog)
+held = []
+while accept:
+    c, _ = s.accept()
+    held.append(c)
+threading.Event().wait()
+"""
+
+
+class WhyLab:
+    """client (10.205.0.1) <-> veth <-> target (10.205.0.2), both namespaces ours."""
+
+    def __init__(self) -> None:
+        tag = os.getpid()
+        self.client, self.target = f"pkwc{tag}", f"pkwt{tag}"
+        self.etc = f"/etc/netns/{self.client}"
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def sh(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=30)
+
+    def start(self) -> WhyLab:
+        for ns in (self.client, self.target):
+            self.sh("ip", "netns", "add", ns)
+            self.sh("ip", "-n", ns, "link", "set", "lo", "up")
+        self.sh(
+            "ip", "link", "add", "pkwv0", "netns", self.client, "type", "veth",
+            "peer", "name", "pkwv1", "netns", self.target,
+        )  # fmt: skip
+        self.sh("ip", "-n", self.client, "addr", "add", f"{CLIENT}/24", "dev", "pkwv0")
+        self.sh("ip", "-n", self.target, "addr", "add", f"{TARGET}/24", "dev", "pkwv1")
+        self.sh("ip", "-n", self.client, "link", "set", "pkwv0", "up")
+        self.sh("ip", "-n", self.target, "link", "set", "pkwv1", "up")
+        os.makedirs(self.etc, exist_ok=True)
+        with open(f"{self.etc}/hosts", "w") as f:
+            f.write(f"127.0.0.1 localhost\n{TARGET} db.why.test\n10.205.0.9 stale.why.test\n")
+        with open(f"{self.etc}/resolv.conf", "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        return self
+
+    def serve(
+        self, port: int, host: str = "0.0.0.0", proto: str = "tcp", backlog: int = 128,
+        accept: bool = True,
+    ) -> subprocess.Popen[str]:  # fmt: skip
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.target, sys.executable, "-c", SERVER,
+             host, str(port), proto, str(backlog), "1" if accept else "0"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        self.procs.append(proc)
+        return proc
+
+    def nft(self, text: str) -> None:
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.target, "nft", "-f", "-"],
+            input=text, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    def why(self, *args: str) -> tuple[int, dict[str, Any]]:
+        done = run_portkit("why", *args, "--from", f"netns:{self.client}", "--json")
+        assert "Traceback" not in done.stderr, done.stderr
+        assert done.returncode in (0, 1), (done.returncode, done.stderr)
+        (doc,) = json.loads(done.stdout)
+        return done.returncode, doc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            _end(proc)
+        for ns in (self.client, self.target):
+            self.sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(self.etc, ignore_errors=True)
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[WhyLab]:
+    built = WhyLab()
+    try:
+        yield built.start()
+    finally:
+        built.stop()
+
+
+def _layer(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(layer for layer in doc["layers"] if layer["layer"] == name)
+
+
+def _broken(doc: dict[str, Any], layer: str) -> None:
+    """``layer`` is the one named, and the real connection failed too."""
+    assert doc["failed_layer"] == layer, json.dumps(doc, indent=1)
+    assert doc["reachable"] is False
+    assert doc["probe"] is None or doc["probe"]["state"] != "open", doc["probe"]
+    assert doc["fix"], doc
+
+
+# --- the lab, one layer at a time ----------------------------------------------------
+
+
+@pytest.mark.netns
+def test_a_healthy_path_passes_every_layer(lab: WhyLab) -> None:
+    lab.serve(7001)
+    code, doc = lab.why("db.why.test:7001")
+    assert code == 0 and doc["reachable"] and doc["failed_layer"] is None, doc
+    assert [layer["layer"] for layer in doc["layers"]] == [
+        "name", "route", "firewall", "nat", "listener", "source", "probe",
+    ]  # fmt: skip
+    assert all(layer["ok"] is not False for layer in doc["layers"]), doc
+    assert _layer(doc, "name")["addresses"] == [TARGET]
+    assert doc["probe"] == {"state": "open", "reason": "syn-ack"}
+
+
+@pytest.mark.netns
+def test_name_that_does_not_resolve(lab: WhyLab) -> None:
+    code, doc = lab.why("nosuch.why.test:7001")
+    assert code == 1
+    _broken(doc, "name")
+
+
+@pytest.mark.netns
+def test_name_from_a_stale_hosts_entry(lab: WhyLab) -> None:
+    code, doc = lab.why("stale.why.test:7001")
+    assert code == 1
+    _broken(doc, "name")
+    assert "stale hosts entry" in doc["verdict"]
+
+
+@pytest.mark.netns
+def test_no_route(lab: WhyLab) -> None:
+    # 192.0.2.0/24 (TEST-NET-1): the client has no route there, so nothing is sent.
+    code, doc = lab.why("192.0.2.10:80")
+    assert code == 1
+    _broken(doc, "route")
+
+
+@pytest.mark.netns
+def test_a_dnat_to_a_port_nothing_listens_on(lab: WhyLab) -> None:
+    lab.nft(
+        "table ip pkwhy {\n"
+        "  chain pre { type nat hook prerouting priority dstnat; policy accept;\n"
+        f"    tcp dport 7002 dnat to {TARGET}:7999\n"
+        f"    tcp dport 7003 dnat to {TARGET}:7001\n"
+        "  }\n"
+        "}\n"
+    )
+    try:
+        code, doc = lab.why(f"{TARGET}:7002")
+        assert code == 1
+        _broken(doc, "nat")
+        assert "7999" in doc["verdict"]
+        code, doc = lab.why(f"{TARGET}:7003")  # the same rule form, to a live port
+        assert code == 0, doc
+        assert _layer(doc, "nat")["dnat"]["to"] == f"{TARGET}:7001"
+    finally:
+        lab.nft("delete table ip pkwhy\n")
+
+
+@pytest.mark.netns
+def test_a_listener_on_loopback_only(lab: WhyLab) -> None:
+    lab.serve(7004, host="127.0.0.1")
+    code, doc = lab.why(f"{TARGET}:7004")
+    assert code == 1
+    _broken(doc, "listener")
+    assert "127.0.0.1 only" in doc["verdict"]
+
+
+@pytest.mark.netns
+def test_tcp_asked_only_udp_listens(lab: WhyLab) -> None:
+    lab.serve(7005, proto="udp")
+    code, doc = lab.why(f"{TARGET}:7005")
+    assert code == 1
+    _broken(doc, "listener")
+    assert "only UDP" in doc["verdict"]
+
+
+@pytest.mark.netns
+def test_a_full_accept_queue(lab: WhyLab) -> None:
+    lab.serve(7006, backlog=1, accept=False)
+    flood = subprocess.Popen(
+        ["ip", "netns", "exec", lab.client, sys.executable, "-c",
+         "import socket, time\n"
+         "held = []\n"
+         "for _ in range(8):\n"
+         "    s = socket.socket(); s.setblocking(False)\n"
+         f"    s.connect_ex(('{TARGET}', 7006)); held.append(s)\n"
+         "print('ready', flush=True); time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert flood.stdout is not None and flood.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # the handshakes complete into the queue (or are dropped)
+        code, doc = lab.why(f"{TARGET}:7006")
+        assert code == 1
+        _broken(doc, "listener")
+        assert "accept queue is full" in doc["verdict"]
+    finally:
+        _end(flood)
+
+
+@pytest.mark.netns
+def test_ephemeral_ports_to_the_destination_used_up(lab: WhyLab) -> None:
+    lab.serve(7007)
+    lab.sh("ip", "netns", "exec", lab.client, "sysctl", "-qw",
+           "net.ipv4.ip_local_port_range=40000 40009")  # fmt: skip
+    hold = subprocess.Popen(
+        ["ip", "netns", "exec", lab.client, sys.executable, "-c",
+         "import socket, time\n"
+         f"held = [socket.create_connection(('{TARGET}', 7007)) for _ in range(10)]\n"
+         "print('ready', flush=True); time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert hold.stdout is not None and hold.stdout.readline().strip() == "ready"
+        code, doc = lab.why(f"{TARGET}:7007")
+        assert code == 1
+        _broken(doc, "source")
+        assert "EADDRNOTAVAIL" in doc["verdict"]
+    finally:
+        _end(hold)
+        lab.sh("ip", "netns", "exec", lab.client, "sysctl", "-qw",
+               "net.ipv4.ip_local_port_range=32768 60999")  # fmt: skip
+
+
+@pytest.mark.netns
+def test_text_output_is_a_checklist_with_the_fix(lab: WhyLab) -> None:
+    lab.serve(7008, host="127.0.0.1")
+    done = run_portkit("why", f"{TARGET}:7008", "--from", f"netns:{lab.client}")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{TARGET}:7008/tcp from netns:{lab.client}"
+    assert any(line.lstrip().startswith("✗ listener") for line in lines)
+    assert lines[-1].startswith("fix: ")
+
+
+# --- containers (the real daemon) ----------------------------------------------------
+
+
+@pytest.mark.netns
+def test_a_port_published_on_loopback_only_asked_from_another_container(
+    docker_lab: Any,
+) -> None:
+    gateway = docker_lab.inspect("hidden")["NetworkSettings"]["Gateway"]
+    done = run_portkit(
+        "why", f"{gateway}:18080", "--from", "container:hidden", "--json",
+        env={"DOCKER_HOST": f"unix://{docker_lab.sock}"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    (doc,) = json.loads(done.stdout)
+    _broken(doc, "listener")
+    assert "container web's port, published on 127.0.0.1 only" in doc["verdict"]
+    assert "-p 18080:80" in doc["fix"]
+
+
+@pytest.mark.netns
+def test_a_container_port_never_published(docker_lab: Any) -> None:
+    done = run_portkit(
+        "why", "127.0.0.1:5432", "--from", f"netns:{docker_lab.ns}", "--json",
+        env={"DOCKER_HOST": f"unix://{docker_lab.sock}"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    (doc,) = json.loads(done.stdout)
+    _broken(doc, "listener")
+    assert "listens on 5432/tcp inside, but does not publish it" in doc["verdict"]
+
+
+# --- pure judgements -------------------------------------------------------------------
+
+
+def test_interface_requirements() -> None:
+    assert iif_matches("!docker0", "eth0") and not iif_matches("!docker0", "docker0")
+    assert iif_matches("veth+", "veth9") and iif_matches("br-*", "br-1a2b")
+    assert not iif_matches("eth0", None) and iif_matches("lo", None)
+
+
+def test_the_dnat_docker_publishes_is_picked_for_outside_packets_only() -> None:
+    with open(os.path.join(DATA, "docker-iptables-save.txt")) as f:
+        mappings = parse_iptables_save(f.read())
+    outside = pick_dnat(mappings, "tcp", "10.0.0.5", 18081, "prerouting", "eth0")
+    assert outside is not None and outside.to_port == 80
+    assert pick_dnat(mappings, "tcp", "10.0.0.5", 18081, "prerouting", "docker0") is None
+    assert pick_dnat(mappings, "tcp", "127.0.0.1", 18081, "output", None) is None
+    assert pick_dnat(mappings, "udp", "10.0.0.5", 18081, "prerouting", "eth0") is None
+
+
+def test_pick_dnat_takes_the_first_rule_in_order() -> None:
+    first = NatMapping(
+        4, "tcp", None, 80, 80, None, "dnat", "10.0.0.2", 8080, hooks=("prerouting",)
+    )
+    second = NatMapping(
+        4, "all", None, 1, 65535, None, "dnat", "10.0.0.3", None, hooks=("prerouting",)
+    )
+    assert pick_dnat([first, second], "tcp", "192.0.2.1", 80, "prerouting", "eth0") is first
+    assert pick_dnat([first, second], "tcp", "192.0.2.1", 81, "prerouting", "eth0") is second
+    assert pick_dnat([first, second], "tcp", "192.0.2.1", 80, "output", None) is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "ok", "says"),
+    [
+        ([("tcp", "LISTEN", "0.0.0.0", 0, 128, "pg/1")], True, "listens on 0.0.0.0"),
+        ([("tcp", "LISTEN", "127.0.0.1", 0, 128, "")], False, "127.0.0.1 only"),
+        ([("udp", "UNCONN", "0.0.0.0", 0, 0, "")], False, "only UDP"),
+        ([("tcp", "TIME-WAIT", "10.0.0.2", 0, 0, "")], False, "TIME-WAIT"),
+        ([("tcp", "LISTEN", "::", 129, 128, "")], False, "accept queue is full"),
+        ([], False, "nothing listens"),
+    ],
+)
+def test_listener_judgements(rows: list[Any], ok: bool, says: str) -> None:
+    check = judge_listener("10.0.0.2", 5432, "tcp", rows)
+    assert check.ok is ok and says in check.evidence, check
+    assert (check.fix is None) is ok
+
+
+def test_source_judgements() -> None:
+    assert judge_source("10.0.0.5:5432", 28232, 10, (5, 1000)).ok
+    assert not judge_source("10.0.0.5:5432", 10, 9, None).ok
+    full = judge_source("10.0.0.5:5432", 28232, 0, (999, 1000))
+    assert not full.ok and "conntrack" in full.evidence
