@@ -368,3 +368,21 @@ def test_source_judgements() -> None:
     assert not judge_source("10.0.0.5:5432", 10, 9, None).ok
     full = judge_source("10.0.0.5:5432", 28232, 0, (999, 1000))
     assert not full.ok and "conntrack" in full.evidence
+
+
+def test_a_plan_service_port_is_asked_where_the_plan_publishes_it(tmp_path: Any) -> None:
+    import socket
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(f'services:\n  web:\n    image: nginx\n    ports: ["127.0.0.1:{port}:80"]\n')
+    try:
+        done = run_portkit("why", "--plan", str(compose), "web:80", "--json")
+        assert done.returncode == 0, done.stderr
+        (doc,) = json.loads(done.stdout)
+        assert doc["target"] == f"127.0.0.1:{port}/tcp" and doc["reachable"]
+        other = run_portkit("why", "--plan", str(compose), "web:81")
+        assert other.returncode == 2 and "does not publish 81/tcp" in other.stderr
+    finally:
+        srv.close()

@@ -12,14 +12,15 @@ a ruleset without privileges), it says so instead of guessing.
 
 from __future__ import annotations
 
-from portkit.model import Endpoint, Protocol, _Record
+from portkit.model import Endpoint, _Record
 from portkit.why._context import Place, parse_from, place_of_address
 from portkit.why._layers import Check
 from portkit.why._netfilter import netfilter_layers
+from portkit.why._targets import parse_target
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
 __all__ = ["LAYERS", "Check", "Place", "WhyResult", "why"]
@@ -121,22 +122,17 @@ class WhyResult(_Record):
         }
 
 
-def _target(text: str, udp: bool) -> Endpoint:
-    ep = Endpoint.parse(text)
-    if udp and "/" not in text:
-        ep = Endpoint(ep.host, ep.port, Protocol.UDP)
-    return ep
-
-
 def why(
     targets: Iterable[str] | str,
     *,
     source: str | None = None,
     udp: bool = False,
     timeout: float = 2.0,
+    plan: Sequence[str] = (),
 ) -> list[WhyResult]:
     """Walk the layers for each target, from ``source`` (``--from``: ``container:NAME``,
-    ``netns:NAME``, ``pid:PID``; None: this host).
+    ``netns:NAME``, ``pid:PID``; None: this host); ``plan``: compose files or
+    manifests whose ``service:port`` targets name (``--plan``).
 
     Raises:
         ParseError: a bad target or ``--from``. PermissionDenied: the source namespace
@@ -147,7 +143,12 @@ def why(
     require_linux("why's route, firewall and namespace lookups")
     place = parse_from(source)
     texts = [targets] if isinstance(targets, str) else list(targets)
-    endpoints = [_target(t, udp) for t in texts]
+    mappings: tuple[Any, ...] = ()
+    if plan:
+        from portkit.plan import load_plan
+
+        mappings = load_plan(list(plan)).mappings
+    endpoints = [parse_target(t, udp, mappings) for t in texts]
     return [_walk(str(ep), ep, place, timeout) for ep in endpoints]
 
 
