@@ -21,7 +21,8 @@ import pytest
 import portkit
 from portkit.errors import ParseError, UsageError
 from portkit.probe import PortState, Reason, check, scan, wait_for, wait_for_sync
-from portkit.probe._engine import connect_scan, is_self_connect, udp_scan
+from portkit.probe._engine import connect_scan, is_self_connect
+from portkit.probe._udp_engine import udp_scan
 from portkit.probe._wait import WaitTimeout
 from tests import _lab
 

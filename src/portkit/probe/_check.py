@@ -356,8 +356,9 @@ def _probe_round(
     keep_open: bool,
     plans: list[Plan],
 ) -> dict[int, tuple[CheckResult, Any]]:
-    from portkit.probe._engine import connect_scan, udp_scan
+    from portkit.probe._engine import connect_scan
     from portkit.probe._payloads import summarize_banner, udp_payload_for
+    from portkit.probe._udp_engine import udp_scan
 
     out: dict[int, tuple[CheckResult, Any]] = {}
     by_key = {i: ep for i, ep, _ in items}

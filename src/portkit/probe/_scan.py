@@ -185,7 +185,8 @@ def scan(
         if progress is not None:
             progress(done_before + done, total)
 
-    from portkit.probe._engine import connect_scan, udp_scan
+    from portkit.probe._engine import connect_scan
+    from portkit.probe._udp_engine import udp_scan
 
     if plan.tcp:
         connect_scan(
@@ -286,7 +287,7 @@ def _icmp_ratelimit_notes(
     in a row: if one of them now stays silent, the host is rationing its ICMP errors
     and the silent ports may well be closed.
     """
-    from portkit.probe._engine import udp_scan
+    from portkit.probe._udp_engine import udp_scan
 
     notes: list[str] = []
     hosts = dict.fromkeys(h for h, p, _, _ in counts if p == "udp")
