@@ -262,6 +262,35 @@ def test_random_arguments_never_crash(command: str, args: list[str]) -> None:
         assert err.getvalue().count("\n") >= 1
 
 
+#: Commands that touch the network, each with a loopback target first and a short
+#: timeout: every random word that could be a target is refused before any lookup
+#: (no port, port 0, /sctp), so nothing but 127.0.0.1 is ever contacted.
+_REACH = {
+    "check": ["127.0.0.1:1", "--timeout", "0.2"],
+    "wait": ["127.0.0.1:1", "--timeout", "0.2"],
+    "scan": ["127.0.0.1", "--timeout", "0.2"],
+    "connect": ["127.0.0.1:1", "--timeout", "0.2"],
+    "why": ["127.0.0.1:1", "--timeout", "0.2"],
+    "kill": ["--dport", "1", "--dry-run"],
+}
+
+
+@settings(max_examples=60)
+@given(command=st.sampled_from(sorted(_REACH)), args=st.lists(_WORDS, max_size=4))
+def test_random_arguments_to_reach_commands_never_crash(command: str, args: list[str]) -> None:
+    """The same for the commands that reach out, on loopback only."""
+    out, err = io.StringIO(), io.StringIO()
+    stdin = sys.stdin
+    try:
+        sys.stdin = io.StringIO("")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([command, *_REACH[command], *args])
+    finally:
+        sys.stdin = stdin
+    assert code in (0, 1, 2, 3, 124, 127), (command, args, code, err.getvalue()[-500:])
+    assert "Traceback" not in err.getvalue()
+
+
 def test_a_quick_command_stays_quick_with_garbage(cli: Runner) -> None:
     """A 1 MB argument is refused without reading it through slowly (bounded work)."""
     start = time.monotonic()
