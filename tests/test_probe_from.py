@@ -95,3 +95,14 @@ def test_container_origins_are_names_until_located() -> None:
     done = portkit("check", "127.0.0.1:1", "--from", "container:pk-no-such-container")
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
     assert "pk-no-such-container" in done.stderr
+
+
+def test_connect_from_netns(lab: _lab.Lab) -> None:
+    """connect's client runs in the namespace; stdin and stdout stay ours."""
+    done = subprocess.run(
+        [sys.executable, "-m", "portkit", "connect", f"{lab.v4}:22", "--from",
+         f"netns:{lab.client}", "-q", "--timeout", "5"],
+        input="", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("SSH-2.0-OpenSSH_9.6 portkit-lab")

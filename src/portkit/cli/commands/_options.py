@@ -88,3 +88,21 @@ class Seconds(click.ParamType):  # type: ignore[type-arg,unused-ignore]
 
 #: A port number option (0 allowed: "any port").
 PORT = Count(0, 65535)
+
+
+#: ``--from WHERE``: where a probe (or a client) runs: a container, an ``ip netns``
+#: namespace, or a process's namespace (check, wait, scan, connect).
+from_option = click.option(
+    "--from",
+    "origin",
+    metavar="container:NAME|netns:NAME|pid:PID",
+    help="Run from inside that network namespace (setns in a worker; names resolve "
+    "with its /etc/hosts and resolv.conf).",
+)
+
+
+def origin_of(text: str | None) -> Any:
+    """The parsed ``--from`` (None: here)."""
+    from portkit.probe import parse_origin
+
+    return parse_origin(text) if text is not None else None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from portkit.cli._output import err, out
-from portkit.cli.commands._options import PORT, Count, Seconds
+from portkit.cli.commands._options import PORT, Count, Seconds, from_option, origin_of
 from portkit.errors import ProbeError
 from portkit.model import Endpoint, Protocol
 from portkit.render import Style, to_json, use_color
@@ -297,15 +297,18 @@ Examples:
     help="UDP: after stdin ends, wait this long for late replies.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not report the endpoints on stderr.")
-def connect_cmd(target: str, timeout: float, wait: float, quiet: bool) -> int:
+@from_option
+def connect_cmd(target: str, timeout: float, wait: float, quiet: bool, origin: str | None) -> int:
     """A netcat-like client: stdin to TARGET, what comes back to stdout.
 
     TARGET is HOST:PORT, [IPv6]:PORT, with /udp for UDP. TCP half-closes after
     stdin's end and still reads the answer to its end. UDP sends one datagram per
     line. The local ephemeral endpoint the OS picked is reported on stderr.
-    Exit 1 when the connection is refused or times out.
+    --from runs the client inside a container's or namespace's network (stdin and
+    stdout stay this terminal's). Exit 1 when the connection is refused or times out.
     """
     from portkit.forward.connect import connect
+    from portkit.probe import run_from
 
     endpoint = _parse_target(target)
     if endpoint.protocol not in (Protocol.TCP, Protocol.UDP):
@@ -319,7 +322,14 @@ def connect_cmd(target: str, timeout: float, wait: float, quiet: bool) -> int:
             err(f"connected {local} -> {remote}/{endpoint.protocol} (local ephemeral port {port})")
 
     try:
-        connect(endpoint, timeout=timeout, wait=wait, on_connected=connected)
+        run_from(
+            origin_of(origin),
+            connect,
+            endpoint,
+            timeout=timeout,
+            wait=wait,
+            on_connected=connected,
+        )
     except ProbeError as exc:
         err(f"portkit connect: error: {exc}")
         return 1

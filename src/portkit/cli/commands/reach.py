@@ -9,26 +9,11 @@ from typing import Any
 import click
 
 from portkit.cli._output import err, out, stdout_style, stdout_width
-from portkit.cli.commands._options import Count, Seconds, json_option
+from portkit.cli.commands._options import Count, Seconds, from_option, json_option, origin_of
 from portkit.errors import ParseError, UsageError
 from portkit.render import to_json
 
 _TIMEOUT = Seconds(0.001, 3600)
-
-
-_from_option = click.option(
-    "--from",
-    "origin",
-    metavar="container:NAME|netns:NAME|pid:PID",
-    help="Probe from inside that network namespace (setns in a worker; names resolve "
-    "with its /etc/hosts and resolv.conf).",
-)
-
-
-def _origin(text: str | None) -> Any:
-    from portkit.probe import parse_origin
-
-    return parse_origin(text) if text is not None else None
 
 
 def _handshake_options(f: Any) -> Any:
@@ -117,7 +102,7 @@ Exit: 0 healthy (every target open and, with --proto, ready), 1 unhealthy,
 @click.option("--banner", is_flag=True, help="What the service says first (or answers).")
 @click.option("--sni", metavar="NAME", help="TLS server name (default: the target's host name).")
 @_handshake_options
-@_from_option
+@from_option
 @json_option
 def check_cmd(
     targets: tuple[str, ...],
@@ -148,7 +133,7 @@ def check_cmd(
     from portkit.render.probe import check_json, check_table
 
     results = run_from(
-        _origin(origin),
+        origin_of(origin),
         check,
         list(targets),
         timeout=timeout,
@@ -252,7 +237,7 @@ and wait-for-it; the command is not run), 2 bad input.""",
 @click.option("--tls", is_flag=True, help="Also require a TLS handshake.")
 @click.option("--http", "http_path", metavar="PATH", help="Also require GET PATH to answer < 400.")
 @_handshake_options
-@_from_option
+@from_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing (the exit code says it).")
 @json_option
 @click.pass_context
@@ -309,7 +294,7 @@ def wait_cmd(
 
     from portkit.probe._origin import run_from
 
-    where = _origin(origin)
+    where = origin_of(origin)
     result = run_from(
         where,
         wait_for_sync,
@@ -386,7 +371,7 @@ open|filtered (UDP silence). Only scan hosts you are allowed to scan.""",
     "-oG", "grep_file", metavar="FILE", help="Write nmap's grepable format ('-': stdout)."
 )
 @click.option("--grepable", is_flag=True, help="Print one grepable line per host (-oG -).")
-@_from_option
+@from_option
 @json_option
 def scan_cmd(
     targets: tuple[str, ...],
@@ -454,7 +439,7 @@ def scan_cmd(
 
     from portkit.probe._origin import run_from
 
-    where = _origin(origin)
+    where = origin_of(origin)
     report = run_from(
         where,
         scan,
