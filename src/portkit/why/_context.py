@@ -95,7 +95,12 @@ def parse_from(text: str | None) -> Place:
 
 def place_of_address(address: str, exclude: str | None = None) -> Place | None:
     """The namespace on this machine whose interfaces carry ``address`` (not the one at
-    path ``exclude``), or None: the address belongs to another machine."""
+    path ``exclude``), or None: the address belongs to another machine.
+
+    Several namespaces may carry the same address (two Docker daemons' bridges, lab
+    namespaces): one whose container a runtime names wins over one known by its
+    cgroup only, then the first found.
+    """
     import ipaddress
 
     from portkit.probe import parse_origin
@@ -103,14 +108,38 @@ def place_of_address(address: str, exclude: str | None = None) -> Place | None:
     from portkit.see._addrs import addresses
 
     want = ipaddress.ip_address(address)
+    found: list[tuple[int, Place]] = []
     for ns in namespaces():
         if ns.own or ns.path == exclude:
             continue
         try:
-            found = addresses(ns.path)
+            held = addresses(ns.path)
         except (PortkitError, OSError):  # gone meanwhile, or cannot be entered: skip it
             continue
-        if any(ipaddress.ip_address(a) == want for _, a, _ in found):
-            text = f"netns:{ns.names[0]}" if ns.names else f"pid:{ns.pids[0]}"
-            return _of_origin(parse_origin(text))
+        if not any(ipaddress.ip_address(a) == want for _, a, _ in held):
+            continue
+        text = f"netns:{ns.names[0]}" if ns.names else f"pid:{ns.pids[0]}"
+        place = _of_origin(parse_origin(text))
+        box = _container_of(ns.pids)
+        if box is None:
+            found.append((1, place))
+            continue
+        name, named = box
+        label = f"container:{name}"
+        found.append((0 if named else 2, Place(label, place.netns, place.pid_netns, place.origin)))
+    return min(found, key=lambda f: f[0])[1] if found else None
+
+
+def _container_of(pids: tuple[int, ...] | list[int]) -> tuple[str, bool] | None:
+    """The name of the container whose processes ``pids`` are, and whether a runtime
+    named it (else it is its short id), or None."""
+    from portkit.containers import container_of
+
+    for pid in pids[:3]:
+        try:
+            found = container_of(pid)
+        except (PortkitError, OSError):
+            return None
+        if found is not None:
+            return str(found.name), found.api is not None
     return None
