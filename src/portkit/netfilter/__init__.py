@@ -5,7 +5,9 @@ nftables backend, Podman's netavark or kube-proxy's NodePorts it is only a DNAT 
 :func:`nat_mappings` reads them (nftables through ``nft -j``, iptables-nft's targets and
 legacy tables through ``iptables-save``); the parsers are pure (``_nft``: a
 :class:`Ruleset` model kept whole for later readers, ``_iptables``), the reading is
-``_read``.
+``_read``. :func:`evaluate` and :func:`traverse` (``_eval``, pure) give the verdict of
+a ruleset (nftables, or ``iptables-save`` read by :func:`ruleset_from_save`) for one
+:class:`Packet`: the rule that decides, or what could not be known.
 
     >>> from portkit.netfilter import parse_iptables_save
     >>> [m.published() for m in parse_iptables_save(
@@ -16,6 +18,16 @@ legacy tables through ``iptables-save``); the parsers are pure (``_nft``: a
 from __future__ import annotations
 
 from portkit.model import _Record
+from portkit.netfilter._eval import (
+    Decision,
+    Packet,
+    RuleRef,
+    combine,
+    evaluate,
+    evaluate_save,
+    ruleset_from_save,
+    traverse,
+)
 from portkit.netfilter._iptables import parse_iptables_save, parse_save
 from portkit.netfilter._nat import NatMapping
 from portkit.netfilter._nft import (
@@ -31,12 +43,18 @@ from portkit.netfilter._nft import (
 
 __all__ = [
     "Chain",
+    "Decision",
     "NatMapping",
     "NatReading",
     "NftNat",
     "NftSet",
+    "Packet",
     "Rule",
+    "RuleRef",
     "Ruleset",
+    "combine",
+    "evaluate",
+    "evaluate_save",
     "nat_mappings",
     "nat_of",
     "parse_iptables_save",
@@ -45,6 +63,8 @@ __all__ = [
     "parse_save",
     "read_nat",
     "read_ruleset",
+    "ruleset_from_save",
+    "traverse",
 ]
 
 
