@@ -489,6 +489,7 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
     "ifname": _coerce_ifname,
     "ifexact": lambda x: x if isinstance(x, str) else _Bad(str(x)[:80]),
     "text": _coerce_text,
+    "bool": lambda x: x if isinstance(x, bool) else _Bad(str(x)[:80]),
 }
 
 
@@ -753,6 +754,7 @@ class _Run:
         self.sizes: list[int] = []
         self.unknowns: list[str] = []
         self.randoms: list[str] = []
+        self.points: list[tuple[str, bool, Rule | None]] = []
         self.memo: dict[str, int] = {}
         self.state = _State(packet)
         self.path: list[str] = []
@@ -782,6 +784,7 @@ class _Run:
         self.taken.append(value)
         self.sizes.append(n)
         (self.randoms if random else self.unknowns).append(label)
+        self.points.append((label, random, self.rule))
         if memo is not None:
             self.memo[memo] = value
         return value
@@ -1214,6 +1217,14 @@ def _hash(run: _Run, body: Any, depth: int) -> Any:
     return ("int", offset + run.choose(f"hash mod {mod}", mod))
 
 
+def _exthdr(run: _Run, body: Any, depth: int) -> Any:
+    """An IPv6 extension header or IPv4 option: a plain packet carries none, so a
+    field of one is absent and ``exthdr rt exists`` is false."""
+    if isinstance(body, dict) and body.get("field") is not None:
+        return _ABSENT
+    return ("bool", False)
+
+
 #: Expression kinds -> what the packet holds for them.
 _EXPRESSIONS: dict[str, Callable[[_Run, Any, int], Any]] = {
     "payload": _payload,
@@ -1224,6 +1235,8 @@ _EXPRESSIONS: dict[str, Callable[[_Run, Any, int], Any]] = {
     "numgen": _numgen,
     "jhash": _hash,
     "symhash": _hash,
+    "exthdr": _exthdr,
+    "ip option": _exthdr,
     **{op: _bits(op) for op in _BITS},
 }
 
@@ -1569,24 +1582,48 @@ def _too_complex(hook: str) -> Decision:
     return Decision(hook, "undecided", reason="too complex")
 
 
-def _merge(hook: str, outs: list[_Out], runs: list[_Run]) -> Decision:
+def _deciding(pairs: list[tuple[_Out, _Run]]) -> dict[str, Rule | None]:
+    """The unknowns that matter: those where two ways part and end differently (with
+    the rule each sits in), in the order met."""
+    found: dict[str, Rule | None] = {}
+    if len(pairs) > MAX_FANOUT:
+        return found
+    for a_out, a in pairs:
+        for b_out, b in pairs:
+            if a_out.key() == b_out.key():
+                continue
+            i = next(
+                (k for k, (x, y) in enumerate(zip(a.taken, b.taken, strict=False)) if x != y), None
+            )
+            if i is not None and not a.points[i][1]:
+                found.setdefault(a.points[i][0], a.points[i][2])
+    return found
+
+
+def _merge(hook: str, pairs: list[tuple[_Out, _Run]]) -> Decision:
     """One decision from the ways' outcomes of one hook."""
+    outs = [o for o, _ in pairs]
     first = outs[0]
     if all(o.key() == first.key() for o in outs):
         return first.decision()
-    unknowns = list(dict.fromkeys(u for r in runs for u in r.unknowns))
-    if unknowns:
-        # the first way that could not go on says where; its own reason joins the list
-        at = next((o for o in outs if o.verdict == "undecided"), first)
-        reasons = dict.fromkeys([*unknowns, *(o.reason for o in outs if o.reason)])
-        return Decision(hook, "undecided", at.rule, at.path, ", ".join(reasons), at.dnat)
+    if any(r.unknowns for _, r in pairs):
+        deciding = _deciding(pairs)
+        if not deciding:
+            deciding = dict.fromkeys(u for _, r in pairs for u in r.unknowns)
+        # where: the rule of the first unknown that matters, else the first way that
+        # could not go on; that way's own reason joins the list
+        stuck = next((o for o in outs if o.verdict == "undecided"), first)
+        rule = next((r for r in deciding.values() if r is not None), None)
+        ref = _ref(rule) if rule is not None else stuck.rule
+        reasons = dict.fromkeys([*deciding, *(o.reason for o in outs if o.reason)])
+        return Decision(hook, "undecided", ref, stuck.path, ", ".join(reasons), stuck.dnat)
     distinct: dict[Any, _Out] = {}
     for o in outs:
         distinct.setdefault(o.key(), o)
     others = tuple(o.decision() for k, o in distinct.items() if k != first.key())
     if len({o.verdict for o in outs}) == 1:
         return first.decision(others)
-    randoms = ", ".join(dict.fromkeys(x for r in runs for x in r.randoms))
+    randoms = ", ".join(dict.fromkeys(x for _, r in pairs for x in r.randoms))
     reason = f"a random choice ({randoms}) leads to different verdicts"
     return Decision(hook, "undecided", first.rule, first.path, reason, first.dnat, others)
 
@@ -1615,7 +1652,7 @@ def evaluate(
     found = _explore(ctx, packet, lambda run: [run.hook(hook)])
     if found is None:
         return _too_complex(hook)
-    return _merge(hook, [outs[0] for outs, _ in found], [run for _, run in found])
+    return _merge(hook, [(outs[0], run) for outs, run in found])
 
 
 def _check_hook(hook: str) -> None:
@@ -1710,7 +1747,6 @@ def traverse(
     if found is None:
         return (_too_complex("output" if own else "prerouting"),)
     ways = [outs for outs, _ in found]
-    runs = [run for _, run in found]
     first = ways[0]
     if all([o.key() for o in w] == [o.key() for o in first] for w in ways):
         return tuple(o.decision() for o in first)
@@ -1718,8 +1754,8 @@ def traverse(
     while all(len(w) > n and w[n].key() == first[n].key() for w in ways):
         n += 1
     same = tuple(o.decision() for o in first[:n])
-    at = [w[n] for w in ways if len(w) > n]
-    merged = _merge(first[n].hook if n < len(first) else at[0].hook, at, runs)
+    at = [(w[n], run) for w, run in found if len(w) > n]
+    merged = _merge(at[0][0].hook, at)
     if merged.verdict == "undecided":
         return (*same, merged)
     finals = {w[-1].verdict for w in ways}
@@ -1928,9 +1964,25 @@ def _opt_port(which: str) -> Callable[[_SaveRule, str, bool], bool]:
 
 def _opt_module(r: _SaveRule, value: str, negated: bool) -> bool:
     r.module = value
-    if value not in _SAVE_MODULES:
+    header = _HEADER_MODULES.get(value)
+    if header is not None:
+        # a header a plain packet does not carry: the rule never matches (the kernel's
+        # rt_mt6 and its kin return false without the header, inverted or not)
+        r.stmts.append(_m(header, 0, False))
+    elif value not in _SAVE_MODULES:
         r.unknown(value)  # its options are skipped: the module is the unknown
     return True
+
+
+#: Modules that match a header a plain TCP or UDP packet does not carry.
+_HEADER_MODULES: dict[str, dict[str, Any]] = {
+    **{
+        name: {"exthdr": {"name": name, "field": "nexthdr"}}
+        for name in ("rt", "frag", "hbh", "dst", "mh")
+    },
+    "ah": {"payload": {"protocol": "ah", "field": "spi"}},
+    "esp": {"payload": {"protocol": "esp", "field": "spi"}},
+}
 
 
 def _opt_states(r: _SaveRule, value: str, negated: bool) -> bool:

@@ -613,7 +613,10 @@ def _expr_text(e: Any) -> str:
         verdict = _verdict(e)
         if verdict is not None:
             return f"{verdict[0]} {verdict[1]}"
-        return next(iter(e), "?")
+        op = next(iter(e), "?")
+        if op in ("&", "|", "^", "<<", ">>") and isinstance(e[op], list) and len(e[op]) == 2:
+            return f"{_expr_text(e[op][0])} {op} {_expr_text(e[op][1])}"
+        return op
     if isinstance(e, list):
         if len(e) == 2:
             return f"{_expr_text(e[0])} : {_expr_text(e[1])}"
@@ -644,6 +647,11 @@ def _stmt_text(s: Any) -> str:
         return f"redirect{port}"
     if key == "vmap" and isinstance(body, dict):
         return f"{_expr_text(body.get('key'))} vmap {_expr_text(body.get('data'))}"
+    if key == "mangle" and isinstance(body, dict):
+        return f"{_expr_text(body.get('key'))} set {_expr_text(body.get('value'))}"
+    if key == "reject" and isinstance(body, dict) and isinstance(body.get("type"), str):
+        how = f" {body['expr']}" if isinstance(body.get("expr"), str) else ""
+        return f"reject with {body['type']}{how}"
     if key == "xt" and isinstance(body, dict):
         return f"xt {body.get('type')} {body.get('name')}"
     if key in ("jump", "goto"):
