@@ -91,6 +91,8 @@ MAX_NESTING = 24
 #: A random choice or an unknown verdict-map key with more outcomes than this is not
 #: run one by one.
 MAX_FANOUT = 64
+#: The handle of a chain read from iptables-save (nft's handles are positive).
+SAVE_HANDLE = -1
 #: Entries kept in a decision's path.
 MAX_PATH = 200
 
@@ -729,7 +731,9 @@ def _origin(rule: Rule) -> str:
 
 
 def _policy(chain: Chain) -> RuleRef:
-    origin = _origin(chain.rules[0]) if chain.rules else "nft"
+    origin = "nft"
+    if chain.handle == SAVE_HANDLE:
+        origin = "ip6tables" if chain.family == "ip6" else "iptables"
     return RuleRef(
         origin, chain.family, chain.table, chain.name, None, f"policy {chain.policy or 'accept'}"
     )
@@ -804,6 +808,7 @@ class _Run:
         before = len(self.path)
         rewritten = None
         last: RuleRef | None = None
+        last_nat = False
         try:
             for chain in self.ctx.hook_chains(st.family, hook):
                 if chain.type == "nat" and (not nat or st.nat_done or st.ct_state != "new"):
@@ -813,7 +818,10 @@ class _Run:
                     rewritten, self.dnat = self.dnat, None
                 if verdict != "accept":
                     return self.out(hook, verdict, ref, before, None, rewritten)
-                last = ref
+                if chain.type != "nat" or last is None or last_nat:
+                    # an accept is the filter chains' to tell (a nat chain's policy says
+                    # little), unless only nat chains saw the packet
+                    last, last_nat = ref, chain.type == "nat"
         except _Undecided as exc:
             ref = _ref(self.rule) if self.rule is not None else None
             return self.out(hook, "undecided", ref, before, exc.reason, rewritten)
@@ -1683,7 +1691,9 @@ def _walk(
     here = local
     if st.daddr != original:
         here = _local_after_nat(run, st.daddr)
-        st.oif = route(_address_text(st.daddr)) if route and st.daddr else None
+        st.oif = None  # the packet's own oif was for its first destination
+    if st.oif is None and route is not None and st.daddr is not None:
+        st.oif = route(_address_text(st.daddr))
     if own:
         st.iif = None  # what postrouting reads as the incoming device of our own packet
         if here:
@@ -2216,6 +2226,7 @@ def ruleset_from_save(text: str, family: int = 4, *, prefix: str = "") -> Rulese
                 fam,
                 name,
                 chain,
+                handle=SAVE_HANDLE,
                 type=kind if hook else None,
                 hook=hook,
                 prio=prio,

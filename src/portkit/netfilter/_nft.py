@@ -631,8 +631,10 @@ def _stmt_text(s: Any) -> str:
     body = s[key]
     if key == "match" and isinstance(body, dict):
         op = body.get("op", "==")
-        shown = "" if op in ("==", "in") else f"{op} "
-        return f"{_expr_text(body.get('left'))} {shown}{_expr_text(body.get('right'))}"
+        left = body.get("left")
+        bits = isinstance(left, dict) and next(iter(left), "") in ("&", "|", "^", "<<", ">>")
+        shown = "" if op in ("==", "in") and not bits else f"{op} "
+        return f"{_expr_text(left)} {shown}{_expr_text(body.get('right'))}"
     if key in ("dnat", "snat") and isinstance(body, dict):
         fam = f" {body['family']}" if isinstance(body.get("family"), str) else ""
         addr = body.get("addr")
