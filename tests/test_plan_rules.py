@@ -38,6 +38,7 @@ GROUPS: list[tuple[str, ...]] = [
     ("k8s-port-names.yaml",),
     ("k8s-host.yaml",),
     ("k8s-ingress.yaml",),
+    ("k8s-invalid-type.yaml",),
     ("plan-invalid.yaml",),
     ("plan-connections.yaml",),
 ]
@@ -158,7 +159,11 @@ def test_tcp_and_udp_never_conflict_and_wildcards_overlap() -> None:
     conflicts = [f for f in findings if f.rule == "host-port-conflict"]
     assert not any(":53" in f.message for f in conflicts)
     messages = " ".join(f.message for f in conflicts)
-    assert "Bind for 0.0.0.0:8080 failed: port is already allocated" in messages
+    # One finding for port 8080 (issue 14): at the first binding that fails, naming the rest.
+    assert "Bind for 127.0.0.1:8080 failed: port is already allocated" in messages
+    assert "3 bindings of this port collide: service api at" in messages
+    assert "compose-conflict-b.yaml:6" in messages
+    assert sum("8080" in f.message for f in conflicts) == 1
     assert "Bind for [::]:9000 failed" in messages
     # 127.0.0.1:9000 and [::1]:9000 are different addresses of different families
     assert not any("127.0.0.1:9000" in f.message for f in conflicts)

@@ -15,9 +15,11 @@ from here.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from portkit.errors import UsageError
 from portkit.model import BindScope, bind_scope
 from portkit.plan._model import Exposure, PortMapping
 
@@ -31,6 +33,7 @@ __all__ = [
     "check",
     "decide_local",
     "decide_remote",
+    "target_host",
     "targets",
 ]
 
@@ -130,6 +133,35 @@ def _target(m: PortMapping, where: str | None) -> Target:
         m.host_ip,
         any_of=m.pool,
     )
+
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+
+
+def target_host(text: str) -> str:
+    """``--host``: a host name or an IP address, an IPv6 one with or without [ ].
+
+    >>> target_host("[::1]"), target_host("db.internal")
+    ('::1', 'db.internal')
+
+    Raises:
+        UsageError: empty, or neither an address nor a host name.
+    """
+    from portkit.plan._spec import parse_ip
+
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if parse_ip(bare) is not None:
+        return str(parse_ip(bare))
+    if not _HOSTNAME.fullmatch(bare):
+        shown = repr(text) if len(text) <= 80 else repr(text[:77] + "...")
+        raise UsageError(
+            f"--host {shown} is not a host name or an IP address "
+            "(accepted: e.g. 10.0.0.5, ::1, [::1], node1.example)"
+        )
+    return bare
 
 
 def _is_private(ip: str) -> bool:
@@ -253,6 +285,8 @@ def check(plan: Plan, *, host: str | None = None, timeout: float = 1.0) -> list[
     """
     from portkit.plan import _live
 
+    if host is not None:
+        host = target_host(host)
     plan_targets = targets(plan, host)
     local_needed = any(t.where is None and not t.skip for t in plan_targets)
     listening = _live.listeners() if local_needed else {}

@@ -35,6 +35,9 @@ LONG_SYNTAX_KEYS = frozenset(
 #: unset variables, so an unset password elsewhere is not a port problem.
 _READ_KEYS = ("ports", "expose", "network_mode", "image")
 
+#: How deep interpolation goes into a value: ``ports`` is a list of mappings of scalars.
+_INTERP_DEPTH = 2
+
 #: Go's names for YAML value types, as compose-go prints them in type errors.
 _GO_TYPES: dict[type, str] = {
     float: "float64",
@@ -84,7 +87,12 @@ class _Reader:
 
     # --- interpolation ------------------------------------------------------------
 
-    def interp(self, value: Any, line: int | None, where: str, obj: str) -> Any:
+    def interp(self, value: Any, line: int | None, where: str, obj: str, depth: int = 0) -> Any:
+        """``value`` with its strings interpolated, down to the depth a port entry has
+        (a list of mappings of scalars); anything deeper is a type error the readers
+        report, and is left as written."""
+        if depth > _INTERP_DEPTH:
+            return value
         if isinstance(value, str):
             if "$" not in value:
                 return value
@@ -102,13 +110,13 @@ class _Reader:
         if isinstance(value, YamlMap):
             copy = YamlMap(value.line)
             for k, v in value.items():
-                copy[k] = self.interp(v, line_of(value, k), f"{where}.{k}", obj)
+                copy[k] = self.interp(v, line_of(value, k), f"{where}.{k}", obj, depth + 1)
                 copy.key_lines[k] = value.key_lines.get(k, value.line)
             return copy
         if isinstance(value, YamlList):
             seq = YamlList(value.line)
             for i, v in enumerate(value):
-                seq.append(self.interp(v, line_of(value, i), f"{where}[]", obj))
+                seq.append(self.interp(v, line_of(value, i), f"{where}[]", obj, depth + 1))
                 seq.item_lines.append(line_of(value, i) or value.line)
             return seq
         return value
@@ -122,6 +130,13 @@ class _Reader:
         for name, raw in services.items():
             obj = f"service {name}"
             if not isinstance(raw, dict):
+                if raw is not None:
+                    self.issue(
+                        "invalid-type",
+                        line_of(services, name),
+                        obj,
+                        f"services.{name} must be a mapping",
+                    )
                 continue
             svc: dict[str, Any] = {}
             for key in _READ_KEYS:

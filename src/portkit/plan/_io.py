@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from portkit.errors import PlanError
 from portkit.plan._compose import read_compose
@@ -17,7 +17,7 @@ from portkit.plan._interp import parse_env_file
 from portkit.plan._kube import read_kubernetes
 from portkit.plan._native import read_native
 from portkit.plan._plan import Plan, build_plan
-from portkit.plan._yaml import load_documents
+from portkit.plan._yaml import MAX_BYTES, load_documents
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -29,13 +29,34 @@ __all__ = ["FORMATS", "detect_format", "load_plan", "read_text"]
 FORMATS = ("auto", "compose", "kubernetes", "plan")
 
 
+def _read_capped(f: BinaryIO, path: str) -> bytes:
+    data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise PlanError(
+            f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MB (the limit for a plan file)",
+            file=path,
+        )
+    return data
+
+
 def read_text(path: str) -> str:
-    """The text of ``path`` (``-`` is stdin), as UTF-8."""
+    """The text of ``path`` (``-`` is stdin), as UTF-8, read up to :data:`MAX_BYTES`.
+
+    Reading stops at the cap, so ``/dev/zero``, an endless pipe or a huge file costs
+    at most 32 MB, whatever it is.
+    """
     try:
         if path == "-":
-            return sys.stdin.read()
-        with open(path, "rb") as f:
-            data = f.read()
+            stream = getattr(sys.stdin, "buffer", None)
+            if stream is None:  # a text-only stdin (an embedding application's)
+                text = sys.stdin.read(MAX_BYTES + 1)
+                if len(text) > MAX_BYTES:
+                    raise PlanError(f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MB")
+                return text
+            data = _read_capped(stream, path)
+        else:
+            with open(path, "rb") as f:
+                data = _read_capped(f, path)
     except OSError as exc:
         raise PlanError(f"{path}: {exc.strerror or exc}", file=path) from exc
     try:
@@ -69,7 +90,12 @@ def detect_format(docs: Sequence[Any], path: str) -> str:
 def _compose_env(
     paths: Sequence[str], env_files: Sequence[str] | None, environ: Mapping[str, str]
 ) -> dict[str, str]:
-    """Variables as docker compose sees them: the .env file(s), then the environment."""
+    """Variables as docker compose sees them: the .env file(s), then the environment.
+
+    As compose-go's ``GetEnvFromFile``: each file interpolates against the files read
+    before it, then the environment, then its own lines above; a file that does not
+    exist is an error, a pipe (``--env-file <(...)``) is read like a file.
+    """
     values: dict[str, str] = {}
     if env_files is None:
         # compose reads .env from the project directory: the first file's directory.
@@ -79,11 +105,36 @@ def _compose_env(
     else:
         chosen = list(env_files)
     for env_file in chosen:
-        if not os.path.isfile(env_file):
+        if not os.path.exists(env_file):
             raise PlanError(f"couldn't find env file: {os.path.abspath(env_file)}", file=env_file)
-        values.update(parse_env_file(read_text(env_file), {**values, **environ}))
+        if os.path.isdir(env_file):
+            raise PlanError(f"{env_file} is a directory", file=env_file)
+        lookup = {**environ, **values}
+        values.update(parse_env_file(read_text(env_file), lookup, env_file))
     values.update(environ)
     return values
+
+
+def _distinct(paths: Sequence[str]) -> list[str]:
+    """The paths with the same file named twice kept once (``f.yaml ./f.yaml``): a file
+    read twice would collide with itself."""
+    seen: set[tuple[int, int]] = set()
+    out: list[str] = []
+    for path in paths:
+        if path != "-":
+            try:
+                st = os.stat(path)
+            except OSError:
+                out.append(path)  # read_text says what is wrong with it
+                continue
+            if st.st_ino and os.path.isfile(path):
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+        elif "-" in out:
+            continue
+        out.append(path)
+    return out
 
 
 def load_plan(
@@ -113,6 +164,7 @@ def load_plan(
     env_source = dict(os.environ) if environ is None else dict(environ)
     env: dict[str, str] | None = None
     files: list[PlanFile] = []
+    paths = _distinct(paths)
     for path in paths:
         docs = load_documents(read_text(path), path)
         kind = detect_format(docs, path) if format == "auto" else format

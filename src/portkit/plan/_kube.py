@@ -139,7 +139,14 @@ def _invalid(path: str, value: Any, detail: str) -> str:
     return f"{path}: Invalid value: {_go(value)}: {detail}"
 
 
-_JSON_KIND = {str: "string", bool: "bool", float: "number", list: "array", dict: "object"}
+_JSON_KIND = {
+    str: "string",
+    bool: "bool",
+    int: "number",
+    float: "number",
+    list: "array",
+    dict: "object",
+}
 
 
 def _json_kind(value: Any) -> str:
@@ -228,6 +235,23 @@ class _Reader:
             return None
         return value
 
+    def list_field(
+        self, container: Any, key: str, struct: str, path: str, obj: str, go_type: str
+    ) -> list[Any]:
+        """A list field; another type is the API server's decode error (``invalid-type``)."""
+        value = container.get(key) if isinstance(container, dict) else None
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.issue(
+                "invalid-type",
+                line_of(container, key),
+                obj,
+                _unmarshal(struct, f"{path}.{key}", value, go_type),
+            )
+            return []
+        return value
+
     def protocol(self, item: Any, path: str, obj: str) -> str:
         value = item.get("protocol") if isinstance(item, dict) else None
         if value is None or value == "":
@@ -276,7 +300,11 @@ class _Reader:
         svc_type = str(svc_type)
         headless = spec.get("clusterIP") == "None"
         selector = _labels(spec.get("selector"))
-        external_ips = tuple(str(ip) for ip in spec.get("externalIPs") or () if ip)
+        external_ips = tuple(
+            str(ip)
+            for ip in self.list_field(spec, "externalIPs", "ServiceSpec", "spec", obj, "[]string")
+            if ip
+        )
         ports_raw = spec.get("ports")
         ports_list = ports_raw if isinstance(ports_raw, list) else []
         names: set[str] = set()
@@ -350,6 +378,17 @@ class _Reader:
                 )
             node_port = self.int_field(item, "nodePort", "ServicePort", "spec.ports", obj)
             if node_port == 0:
+                node_port = None
+            if node_port is not None and port_number_errors(node_port):
+                self.invalid(
+                    "invalid-port",
+                    item,
+                    "nodePort",
+                    obj,
+                    path,
+                    node_port,
+                    port_number_errors(node_port),
+                )
                 node_port = None
             if node_port is not None:
                 if svc_type == "ClusterIP":
@@ -577,11 +616,13 @@ class _Reader:
         spec = doc.get("spec")
         if not isinstance(spec, dict):
             return
+        obj = f"Ingress/{name}"
         found: list[tuple[Any, int | None, str]] = []
         for key in ("defaultBackend", "backend"):
             if isinstance(spec.get(key), dict):
                 found.append((spec[key], line_of(spec, key), "default backend"))
-        for rule in spec.get("rules") or ():
+        rules = self.list_field(spec, "rules", "IngressSpec", "spec", obj, "[]v1.IngressRule")
+        for rule in rules:
             if not isinstance(rule, dict):
                 continue
             host = rule.get("host") or "*"

@@ -152,6 +152,96 @@ def _conflict_scope(m: PortMapping) -> str | None:
     return f"host:{m.scope or ''}"
 
 
+class _Firsts:
+    """The earliest binding of each kind seen so far on one host port: enough to find,
+    in O(1), the first earlier binding a new one collides with (linear lint)."""
+
+    __slots__ = ("any", "by_ip", "family", "none", "wild")
+
+    def __init__(self) -> None:
+        self.none: int | None = None  # no host IP: every address
+        self.any: int | None = None  # the first of all
+        self.by_ip: dict[str, int] = {}
+        self.wild: dict[bool, int] = {}  # 0.0.0.0 / :: by family (True: IPv6)
+        self.family: dict[bool, int] = {}  # the first address of each family
+
+    def first_overlap(self, ip: str | None) -> int | None:
+        """The earliest binding seen that overlaps ``ip`` (see _addresses_overlap)."""
+        if ip is None:
+            return self.any
+        v6 = ":" in ip
+        found = [self.none]
+        if ip in ("0.0.0.0", "::"):
+            found.append(self.family.get(v6))
+        else:
+            found += [self.wild.get(v6), self.by_ip.get(ip)]
+        return min((i for i in found if i is not None), default=None)
+
+    def add(self, ip: str | None, index: int) -> None:
+        if self.any is None:
+            self.any = index
+        if ip is None:
+            if self.none is None:
+                self.none = index
+            return
+        v6 = ":" in ip
+        self.by_ip.setdefault(ip, index)
+        self.family.setdefault(v6, index)
+        if ip in ("0.0.0.0", "::"):
+            self.wild.setdefault(v6, index)
+
+
+def _ranges(ports: list[int]) -> str:
+    """``[80, 81, 82, 90]`` -> ``"80-82, 90"``."""
+    parts: list[str] = []
+    start = prev = ports[0]
+    for p in [*ports[1:], None]:
+        if p is not None and p == prev + 1:
+            prev = p
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if p is not None:
+            start = prev = p
+    return ", ".join(parts)
+
+
+#: At most this many places are named in one conflict finding; the rest are counted.
+_PLACES = 5
+
+
+def _conflicts_on_port(plan: Plan, scope: str, ms: list[PortMapping]) -> list[tuple[int, int]]:
+    """(later, earliest earlier) index pairs of the bindings that collide on one port.
+
+    Linear: each binding is compared with the first earlier binding of each kind
+    (:class:`_Firsts`), not with every earlier one. On a node, two pods' bindings only
+    collide when they are one pod's or one of them runs on every node (a DaemonSet).
+    """
+    out: list[tuple[int, int]] = []
+    if scope != "node":
+        seen = _Firsts()
+        for i, m in enumerate(ms):
+            first = seen.first_overlap(m.host_ip)
+            if first is not None:
+                out.append((i, first))
+            seen.add(m.host_ip, i)
+        return out
+    everyone, daemons = _Firsts(), _Firsts()
+    by_object: dict[str, _Firsts] = defaultdict(_Firsts)
+    for i, m in enumerate(ms):
+        own = by_object[m.object]
+        candidates = [own.first_overlap(m.host_ip), daemons.first_overlap(m.host_ip)]
+        if m.kind == "DaemonSet":
+            candidates.append(everyone.first_overlap(m.host_ip))
+        first = min((c for c in candidates if c is not None), default=None)
+        if first is not None:
+            out.append((i, first))
+        everyone.add(m.host_ip, i)
+        own.add(m.host_ip, i)
+        if m.kind == "DaemonSet":
+            daemons.add(m.host_ip, i)
+    return out
+
+
 def _check_host_port_conflict(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
     by_key: dict[tuple[str, str, int], list[PortMapping]] = defaultdict(list)
     for m in plan.mappings:
@@ -160,32 +250,45 @@ def _check_host_port_conflict(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
             continue
         for port in m.host_port:
             by_key[(scope, m.protocol, port)].append(m)
-    reported: set[tuple[int, int]] = set()
-    for (scope, protocol, port), ms in sorted(by_key.items(), key=lambda kv: kv[0][2]):
-        for j, later in enumerate(ms):
-            for earlier in ms[:j]:
-                pair = (id(earlier), id(later))
-                if pair in reported or not _addresses_overlap(earlier.host_ip, later.host_ip):
-                    continue
-                if scope == "node" and not _node_conflict(plan, earlier, later):
-                    continue
-                reported.add(pair)
-                if scope == "node":
-                    if earlier.object == later.object:
-                        msg = f'hostPort: Duplicate value: "{port}/{protocol.upper()}"'
-                    else:
-                        msg = (
-                            f"hostPort {port}/{protocol} is also taken by {earlier.object} "
-                            f"({_where(earlier)}): node(s) didn't have free ports for the "
-                            "requested pod ports"
-                        )
-                else:
-                    addr = _addr(later.host_ip if later.host_ip else earlier.host_ip, port)
-                    msg = (
-                        f"Bind for {addr} failed: port is already allocated ({protocol}; "
-                        f"{earlier.object} publishes it at {_where(earlier)})"
-                    )
-                yield later.file, later.host_line or later.line, later.object, msg
+    # One finding per set of colliding bindings, whatever the number of ports they
+    # share (two equal ranges collide on each of their ports: one finding, not 1,000).
+    grouped: dict[tuple[str, str, int, tuple[int, ...]], list[int]] = {}
+    members: dict[tuple[str, str, int, tuple[int, ...]], list[PortMapping]] = {}
+    for (scope, protocol, port), ms in by_key.items():
+        pairs = _conflicts_on_port(plan, scope, ms)
+        if not pairs:
+            continue
+        first = ms[pairs[0][1]]
+        later = [ms[i] for i, _ in pairs]
+        key = (scope, protocol, id(first), tuple(id(m) for m in later))
+        grouped.setdefault(key, []).append(port)
+        members.setdefault(key, [first, *later])
+    for key, ports in sorted(grouped.items(), key=lambda kv: min(kv[1])):
+        scope, protocol = key[0], key[1]
+        first, *later = members[key]
+        ports.sort()
+        port_text = _ranges(ports)
+        hit = later[0]
+        if scope == "node":
+            if first.object == hit.object:
+                msg = f'hostPort: Duplicate value: "{port_text}/{protocol.upper()}"'
+            else:
+                msg = (
+                    f"hostPort {port_text}/{protocol} is also taken by {first.object} "
+                    f"({_where(first)}): node(s) didn't have free ports for the "
+                    "requested pod ports"
+                )
+        else:
+            addr = _addr(hit.host_ip if hit.host_ip else first.host_ip, port_text)
+            msg = (
+                f"Bind for {addr} failed: port is already allocated ({protocol}; "
+                f"{first.object} publishes it at {_where(first)})"
+            )
+        if len(later) > 1:
+            places = [f"{m.object} at {_where(m)}" for m in later[:_PLACES]]
+            more = f" and {len(later) - _PLACES} more" if len(later) > _PLACES else ""
+            msg += f"; {len(later) + 1} bindings of this port collide: {', '.join(places)}{more}"
+        yield hit.file, hit.host_line or hit.line, hit.object, msg
     # NodePorts are one pool for the whole cluster.
     taken: dict[tuple[int, str], PortMapping] = {}
     for m in plan.mappings:
@@ -195,17 +298,17 @@ def _check_host_port_conflict(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
             or m.type not in ("NodePort", "LoadBalancer")
         ):
             continue
-        key = (m.node_port, m.protocol)
-        first = taken.get(key)
-        if first is not None and first.object != m.object:
+        key2 = (m.node_port, m.protocol)
+        first2 = taken.get(key2)
+        if first2 is not None and first2.object != m.object:
             yield (
                 m.file,
                 m.host_line or m.line,
                 m.object,
                 f"spec.ports.nodePort: Invalid value: {m.node_port}: provided port is already "
-                f"allocated (by {first.object} at {_where(first)})",
+                f"allocated (by {first2.object} at {_where(first2)})",
             )
-        taken.setdefault(key, m)
+        taken.setdefault(key2, m)
 
 
 def _node_conflict(plan: Plan, a: PortMapping, b: PortMapping) -> bool:
@@ -664,6 +767,14 @@ RULES: tuple[Rule, ...] = (
         "Invalid port, port range or address",
         "Ports are 0-65535 for Docker and 1-65535 for Kubernetes; write a range as "
         "START-END with START <= END, and an IPv6 host IP in [brackets].",
+    ),
+    Rule(
+        "invalid-type",
+        E,
+        _issues("invalid-type"),
+        "Field of the wrong type",
+        "Give the field the type the API server or compose expects (a list where a list "
+        "is expected, a number where a number is): they refuse the file as it is.",
     ),
     Rule(
         "invalid-protocol",

@@ -220,74 +220,184 @@ def _loader_class() -> type[Any]:
 _LOADER: type[Any] | None = None
 
 
+#: At most this many nodes may be added by aliases in one stream (every time an alias
+#: is used, its whole subtree counts again). yaml.v3 (Docker Compose, kubectl) and
+#: goyaml.v2 (sigs.k8s.io/yaml, the API server) refuse "excessive aliasing" by a
+#: ratio of aliases to decoded nodes; a fixed budget is simpler to state and still
+#: lets every real file through (anchors for x- defaults add a few hundred nodes).
+MAX_ALIAS_NODES = 1_000_000
+
+_ANCHOR = re.compile(r"&([^\s,\[\]{}]+)")
+
+
+class _Frame:
+    """A mapping or sequence being converted: where its children go, what they cost."""
+
+    __slots__ = ("i", "key", "merges", "node", "out", "size")
+
+    def __init__(self, node: Any, out: Any) -> None:
+        self.node = node
+        self.out = out
+        self.i = 0
+        self.size = 1
+        self.key: Any = _NO_KEY
+        self.merges: list[YamlMap] | None = None
+
+
+_NO_KEY = object()
+_MERGE_PENDING = object()
+
+
 class _Converter:
-    """Node tree -> YamlMap / YamlList / scalars, sharing aliased nodes once."""
+    """Node tree -> YamlMap / YamlList / scalars, sharing aliased nodes once.
 
-    def __init__(self, source: str) -> None:
+    Iterative (libyaml nests up to 1,000 levels, more than Python's recursion limit
+    allows), and it counts what aliases would expand to without expanding them: each
+    node's size (itself and everything below, aliases included) is computed once, and
+    every later use of the node (an alias) adds that size again. A stream whose
+    aliases add more than :data:`MAX_ALIAS_NODES` nodes is refused, as is an alias
+    inside the very node it names (``ports: &p [*p]``), which yaml.v3 refuses as
+    "anchor 'p' value contains itself".
+    """
+
+    def __init__(self, source: str, text: str) -> None:
         self.source = source
-        # id(node) -> (node, value). The node is kept so that its id cannot be reused
-        # by another node while the cache lives (one document).
-        self.done: dict[int, tuple[Any, Any]] = {}
+        self.text = text
+        # id(node) -> (node, value, size). The node is kept so that its id cannot be
+        # reused by another node while the cache lives (one stream).
+        self.done: dict[int, tuple[Any, Any, int]] = {}
+        self.building: set[int] = set()
+        self.added = 0  # nodes added by aliases so far
 
-    def value(self, node: yaml.Node) -> Any:
+    def value(self, root: yaml.Node) -> Any:
+        import yaml
+
+        result, size = self._use(root)
+        if result is not _PENDING:
+            return result
+        stack: list[_Frame] = [self._open(root)]
+        while stack:
+            frame = stack[-1]
+            node = frame.node
+            child: Any = None
+            if isinstance(node, yaml.SequenceNode):
+                if frame.i < len(node.value):
+                    child = node.value[frame.i]
+            elif frame.i < len(node.value):
+                key_node, child = node.value[frame.i]
+                if frame.key is _NO_KEY:
+                    merge = key_node.tag == _TAG_MERGE
+                    frame.key = _MERGE_PENDING if merge else self._key(key_node, frame)
+            if child is None:
+                stack.pop()
+                done = self._close(frame)
+                if not stack:
+                    return done
+                self._deliver(stack[-1], done, self.done[id(frame.node)][2])
+                continue
+            value, size = self._use(child)
+            if value is _PENDING:
+                stack.append(self._open(child))
+            else:
+                self._deliver(frame, value, size)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _use(self, node: yaml.Node) -> tuple[Any, int]:
+        """The value of a node seen before (an alias), a scalar's, or _PENDING."""
         import yaml
 
         key = id(node)
         if key in self.done:
-            return self.done[key][1]
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            out = YamlMap(line)
-            self.done[key] = (node, out)
-            self._mapping(node, out)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            seq = YamlList(line)
-            self.done[key] = (node, seq)
-            for item in node.value:
-                seq.append(self.value(item))
-                seq.item_lines.append(item.start_mark.line + 1)
-            return seq
-        assert isinstance(node, yaml.ScalarNode)
-        result = _scalar(node)
-        self.done[key] = (node, result)
-        return result
+            _, value, size = self.done[key]
+            self.added += size
+            if self.added > MAX_ALIAS_NODES:
+                raise self._error(
+                    "document contains excessive aliasing: its aliases expand it by more "
+                    f"than {MAX_ALIAS_NODES:,} nodes",
+                    node,
+                )
+            return value, size
+        if key in self.building:
+            name = _ANCHOR.match(self.text, node.start_mark.index)
+            anchor = f"anchor '{name.group(1)}'" if name else "an anchor"
+            raise self._error(f"{anchor} value contains itself", node)
+        if isinstance(node, yaml.ScalarNode):
+            value = _scalar(node)
+            self.done[key] = (node, value, 1)
+            return value, 1
+        return _PENDING, 0
 
-    def _mapping(self, node: yaml.MappingNode, out: YamlMap) -> None:
-        merges: list[YamlMap] = []
-        for key_node, value_node in node.value:
-            if key_node.tag == _TAG_MERGE:
-                merged = self.value(value_node)
-                sources = merged if isinstance(merged, list) else [merged]
+    def _open(self, node: yaml.Node) -> _Frame:
+        import yaml
+
+        out: YamlMap | YamlList
+        line = node.start_mark.line + 1
+        out = YamlMap(line) if isinstance(node, yaml.MappingNode) else YamlList(line)
+        self.building.add(id(node))
+        return _Frame(node, out)
+
+    def _key(self, key_node: yaml.Node, frame: _Frame) -> Any:
+        import yaml
+
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise self._error("invalid map key: a mapping or sequence", key_node)
+        key, size = self._use(key_node)
+        frame.size += size
+        if isinstance(key, float) and key != key:  # NaN keys never compare equal
+            key = str(key)
+        out = frame.out
+        if key in out:
+            first = out.key_lines[key]
+            raise self._error(f'mapping key "{key}" already defined at line {first}', key_node)
+        return key
+
+    def _deliver(self, frame: _Frame, value: Any, size: int) -> None:
+        frame.size += size
+        node = frame.node
+        out = frame.out
+        if isinstance(out, YamlList):
+            item = node.value[frame.i]
+            out.append(value)
+            out.item_lines.append(item.start_mark.line + 1)
+        else:
+            key_node, value_node = node.value[frame.i]
+            if frame.key is _MERGE_PENDING:
+                sources = value if isinstance(value, list) else [value]
                 for source in sources:
                     if not isinstance(source, YamlMap):
                         raise self._error(
                             "map merge requires map or sequence of maps as the value",
                             value_node,
                         )
-                    merges.append(source)
-                continue
-            key = self.value(key_node)
-            if isinstance(key, (YamlMap, YamlList)):
-                raise self._error("invalid map key: a mapping or sequence", key_node)
-            if isinstance(key, float) and key != key:  # NaN keys never compare equal
-                key = str(key)
-            if key in out:
-                first = out.key_lines[key]
-                raise self._error(f'mapping key "{key}" already defined at line {first}', key_node)
-            out[key] = self.value(value_node)
-            out.key_lines[key] = key_node.start_mark.line + 1
+                    if frame.merges is None:
+                        frame.merges = []
+                    frame.merges.append(source)
+            else:
+                out[frame.key] = value
+                out.key_lines[frame.key] = key_node.start_mark.line + 1
+            frame.key = _NO_KEY
+        frame.i += 1
+
+    def _close(self, frame: _Frame) -> Any:
+        out = frame.out
         # Merge keys (yaml.v3 supports them; compose files use them with x- anchors):
         # explicit keys win, earlier merge sources win over later ones.
-        for source in merges:
+        for source in frame.merges or ():
             for k, v in source.items():
                 if k not in out:
                     out[k] = v
                     out.key_lines[k] = source.key_lines.get(k, source.line)
+        key = id(frame.node)
+        self.building.discard(key)
+        self.done[key] = (frame.node, out, frame.size)
+        return out
 
     def _error(self, message: str, node: yaml.Node) -> PlanError:
         line = node.start_mark.line + 1
         return PlanError(f"{self.source}:{line}: {message}", file=self.source, line=line)
+
+
+_PENDING = object()
 
 
 def load_documents(text: str, source: str = "<text>") -> list[Any]:
@@ -310,13 +420,13 @@ def load_documents(text: str, source: str = "<text>") -> list[Any]:
     if len(text) > MAX_BYTES:
         raise PlanError(f"{source}: larger than {MAX_BYTES // (1024 * 1024)} MB", file=source)
     loader = _loader_class()(text)
-    converter = _Converter(source)
+    converter = _Converter(source, text)
     docs: list[Any] = []
     try:
         while loader.check_node():
             node = loader.get_node()
             docs.append(None if node is None else converter.value(node))
-            converter.done.clear()
+            converter.done.clear()  # anchors do not cross documents
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

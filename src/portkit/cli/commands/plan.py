@@ -157,6 +157,12 @@ def lint_cmd(
 
     if sarif and as_json:
         raise UsageError("--sarif and --json are exclusive: pick one output")
+    if list_rules and (sarif or files or env_files):
+        what = "--sarif" if sarif else ("FILE" if files else "--env-file")
+        raise UsageError(
+            f"--list-rules prints the rule table and reads no file: drop {what} "
+            "(or --list-rules --json for the table as JSON)"
+        )
     if list_rules:
         if as_json:
             out(
