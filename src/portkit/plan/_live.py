@@ -1,8 +1,10 @@
 """The live side of ``plan check``: this machine's listeners and TCP/UDP probes.
 
 The only network I/O of the plan capability, and all of it borrowed: listeners
-come from :func:`portkit.sockets` (the see capability), probes from
-:func:`portkit.check` (the reach capability: bounded concurrency, nmap's states).
+come from :func:`portkit.see.sockets` (the see capability), probes from
+:func:`portkit.probe.check` (the reach capability: bounded concurrency, nmap's
+states). Their packages are imported, never the top ``portkit`` package, which
+imports this one.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ __all__ = ["listeners", "probe", "resolve"]
 
 def listeners() -> dict[tuple[str, int], set[str]]:
     """(protocol, port) -> the local addresses listening on it (TCP LISTEN, unconnected UDP)."""
-    import portkit
+    from portkit.see import sockets
 
     found: dict[tuple[str, int], set[str]] = {}
-    for s in portkit.sockets(listening=True):
+    for s in sockets(listening=True):
         found.setdefault((str(s.protocol), s.local_port), set()).add(s.local_ip)
     return found
 
@@ -46,15 +48,13 @@ def probe(
     ``open|filtered`` (UDP cannot tell a silent open port from a filtered one). A
     probe that could not be sent at all counts as ``filtered``: nothing answered.
     """
-    import portkit
     from portkit.model import Endpoint
+    from portkit.probe import check
 
     todo = list(dict.fromkeys(targets))
     if not todo:
         return {}
-    results = portkit.check(
-        [Endpoint(ip, port, proto) for ip, port, proto in todo], timeout=timeout
-    )
+    results = check([Endpoint(ip, port, proto) for ip, port, proto in todo], timeout=timeout)
     out: dict[tuple[str, int, str], str] = {}
     for target, result in zip(todo, results, strict=True):
         state = str(result.state)

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from portkit.model import PortRange
 
@@ -34,6 +34,8 @@ __all__ = [
     "PlanPort",
     "PlanService",
     "PortMapping",
+    "resolve_target",
+    "selected_workloads",
 ]
 
 
@@ -251,3 +253,41 @@ class PlanFile:
     issues: list[Issue] = field(default_factory=list)
     kube: KubeObjects | None = None
     native: NativePlan | None = None
+
+
+# --- how Services reach pods (pure functions of the records above) ---------------------
+
+
+def _same_namespace(a: str | None, b: str | None) -> bool:
+    # A manifest without a namespace gets one at apply time (kubectl -n, kustomize),
+    # so a missing namespace is taken to match any.
+    return a is None or b is None or a == b
+
+
+def selected_workloads(
+    service: KubeService, workloads: Sequence[KubeWorkload]
+) -> list[KubeWorkload]:
+    """The workloads whose pod labels carry every key=value of the Service selector."""
+    if not service.selector:
+        return []
+    return [
+        w
+        for w in workloads
+        if _same_namespace(service.namespace, w.namespace)
+        and all(w.labels.get(k) == v for k, v in service.selector.items())
+    ]
+
+
+def resolve_target(
+    target: int | str | None, protocol: str, pods: Sequence[KubeWorkload]
+) -> tuple[int | None, KubeContainerPort | None]:
+    """The container port a Service targetPort reaches in ``pods``: (number, port record)."""
+    for w in pods:
+        for cp in w.ports:
+            if cp.protocol != protocol:
+                continue
+            if (isinstance(target, str) and cp.name == target) or (
+                isinstance(target, int) and cp.container_port == target
+            ):
+                return cp.container_port, cp
+    return (target if isinstance(target, int) else None), None

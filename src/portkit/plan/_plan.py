@@ -7,30 +7,31 @@ named ``targetPort`` values are resolved only once every file is read. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from portkit.model import PortRange
 from portkit.plan._model import (
     Issue,
-    KubeContainerPort,
     KubeService,
     KubeWorkload,
     PlanFile,
     PortMapping,
+    resolve_target,
+    selected_workloads,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from portkit.plan._check import CheckResult
-    from portkit.plan._rules import Finding
-
-__all__ = ["Plan", "build_plan", "selected_workloads"]
+__all__ = ["Plan", "build_plan"]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Every file of a plan, read; ``mappings`` has the Service targets resolved."""
+    """Every file of a plan, read; ``mappings`` has the Service targets resolved.
+
+    A record: :func:`portkit.plan.lint` and :func:`portkit.plan.check` take it.
+    """
 
     files: tuple[PlanFile, ...]
     mappings: tuple[PortMapping, ...]
@@ -46,53 +47,6 @@ class Plan:
     @property
     def workloads(self) -> list[KubeWorkload]:
         return [w for f in self.files if f.kube is not None for w in f.kube.workloads]
-
-    def lint(self, **options: Any) -> list[Finding]:
-        """Run the lint rules (see :func:`portkit.plan.lint`)."""
-        from portkit.plan._rules import lint
-
-        return lint(self, **options)
-
-    def check(self, **options: Any) -> list[CheckResult]:
-        """Verify against this machine or a remote host (see :func:`portkit.plan.check`)."""
-        from portkit.plan._check import check
-
-        return check(self, **options)
-
-
-def _same_namespace(a: str | None, b: str | None) -> bool:
-    # A manifest without a namespace gets one at apply time (kubectl -n, kustomize),
-    # so a missing namespace is taken to match any.
-    return a is None or b is None or a == b
-
-
-def selected_workloads(
-    service: KubeService, workloads: Sequence[KubeWorkload]
-) -> list[KubeWorkload]:
-    """The workloads whose pod labels carry every key=value of the Service selector."""
-    if not service.selector:
-        return []
-    return [
-        w
-        for w in workloads
-        if _same_namespace(service.namespace, w.namespace)
-        and all(w.labels.get(k) == v for k, v in service.selector.items())
-    ]
-
-
-def resolve_target(
-    target: int | str | None, protocol: str, pods: Sequence[KubeWorkload]
-) -> tuple[int | None, KubeContainerPort | None]:
-    """The container port a Service targetPort reaches in ``pods``: (number, port record)."""
-    for w in pods:
-        for cp in w.ports:
-            if cp.protocol != protocol:
-                continue
-            if (isinstance(target, str) and cp.name == target) or (
-                isinstance(target, int) and cp.container_port == target
-            ):
-                return cp.container_port, cp
-    return (target if isinstance(target, int) else None), None
 
 
 def build_plan(files: Sequence[PlanFile]) -> Plan:

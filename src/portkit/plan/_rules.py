@@ -16,9 +16,8 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from portkit.model import NODEPORT_RANGE, BindScope, PortRange, bind_scope
-from portkit.plan._model import Exposure, PortMapping
+from portkit.plan._model import Exposure, PortMapping, selected_workloads
 from portkit.plan._native import EXTERNAL, parse_target
-from portkit.plan._plan import selected_workloads
 from portkit.registry import port_role
 
 if TYPE_CHECKING:
