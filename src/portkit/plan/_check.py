@@ -24,6 +24,9 @@ from portkit.model import BindScope, bind_scope
 from portkit.plan._model import Exposure, PortMapping
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from portkit.containers import Container
     from portkit.plan._plan import Plan
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "CheckResult",
     "Target",
     "check",
+    "decide_compose",
     "decide_local",
     "decide_remote",
     "target_host",
@@ -271,7 +275,15 @@ def _local_probe_ip(t: Target, addrs: set[str]) -> str:
     return "127.0.0.1"
 
 
-def check(plan: Plan, *, host: str | None = None, timeout: float = 1.0) -> list[CheckResult]:
+def check(
+    plan: Plan,
+    *,
+    host: str | None = None,
+    timeout: float = 1.0,
+    netns: str | None = None,
+    project: str | None = None,
+    containers: Sequence[Container] | None = None,
+) -> list[CheckResult]:
     """Verify every mapping of the plan against this machine, or ``host`` by probes.
 
     Args:
@@ -279,6 +291,15 @@ def check(plan: Plan, *, host: str | None = None, timeout: float = 1.0) -> list[
         host: probe this host instead of this machine; None: look at this machine's
             listening sockets (plan services with a ``host`` are probed there).
         timeout: seconds to wait for each probe.
+        netns: look at the listeners of this ``ip netns`` namespace (and probe from
+            inside it) instead of this one's.
+        project: the compose project the containers must belong to (``docker compose
+            -p``); None: each compose file's own (COMPOSE_PROJECT_NAME, ``name:``, its
+            directory).
+        containers: the running containers (default: ask the local runtimes through
+            :mod:`portkit.containers`). A compose mapping is live only when a
+            container of that very service (and project) publishes its host port;
+            when no runtime answers, any listener on the port counts.
 
     Returns:
         One result per mapping, in plan order.
@@ -289,7 +310,15 @@ def check(plan: Plan, *, host: str | None = None, timeout: float = 1.0) -> list[
         host = target_host(host)
     plan_targets = targets(plan, host)
     local_needed = any(t.where is None and not t.skip for t in plan_targets)
-    listening = _live.listeners() if local_needed else {}
+    listening = _live.listeners(netns) if local_needed else {}
+    boxes: Sequence[Container] = ()
+    notes: list[str] = []
+    if any(t.where is None and not t.skip and t.mapping.source == "compose" for t in plan_targets):
+        if containers is None:
+            found, notes = _live.containers()
+            boxes = found
+        else:
+            boxes = containers
     resolved: dict[str, str] = {}
     for t in plan_targets:
         if t.where is not None and not t.skip and t.where not in resolved:
@@ -304,7 +333,7 @@ def check(plan: Plan, *, host: str | None = None, timeout: float = 1.0) -> list[
             elif t.protocol == "tcp":
                 addrs = listening.get((t.protocol, port), set())
                 probes.append((_local_probe_ip(t, addrs), port, t.protocol))
-    states = _live.probe(probes, timeout=timeout)
+    states = _live.probe(probes, timeout=timeout, netns=netns)
     results: list[CheckResult] = []
     for t in plan_targets:
         where = t.where or "this host"
@@ -324,10 +353,67 @@ def check(plan: Plan, *, host: str | None = None, timeout: float = 1.0) -> list[
                 reach = None
                 if t.protocol == "tcp":
                     reach = states.get((_local_probe_ip(t, addrs), port, t.protocol)) == "open"
-                status, detail = decide_local(t, addrs, reach)
+                if t.mapping.source == "compose" and boxes:
+                    status, detail, addrs = decide_compose(
+                        t, port, addrs, reach, boxes, project or t.mapping.project
+                    )
+                else:
+                    status, detail = decide_local(t, addrs, reach)
+                    if t.mapping.source == "compose" and notes:
+                        detail += f" (containers unknown: {notes[0]})"
                 verdicts.append((port, status, detail, addrs, reach))
         results.append(_combine(t, where, verdicts))
     return results
+
+
+def decide_compose(
+    t: Target,
+    port: int,
+    addrs: set[str],
+    reachable: bool | None,
+    boxes: Sequence[Container],
+    project: str | None,
+) -> tuple[str, str, set[str]]:
+    """The verdict for a compose mapping's host port from the containers that publish it.
+
+    Live only when a container of that service (of ``project``, when known) publishes
+    the port; its exposure is then judged from the addresses the runtime publishes
+    it on (with or without a proxy socket behind them). Returns (status, words, the
+    addresses).
+
+    >>> from portkit.containers import Container, Published
+    >>> m = PortMapping("compose", "c.yaml", 3, "service web", "web", "ports", "tcp",
+    ...                 Exposure.PUBLIC, project="shop")
+    >>> t = Target(m, None, (18082,), "tcp", Exposure.PUBLIC, None)
+    >>> other = Container("b" * 64, "blog_web_1", "docker", compose_project="blog",
+    ...                   compose_service="web",
+    ...                   published=(Published("0.0.0.0", 18082, 80, "tcp"),))
+    >>> print(decide_compose(t, 18082, {"0.0.0.0"}, True, [other], "shop")[1])
+    published by container blog_web_1 (compose blog/web), not by service web of project shop
+    """
+    m = t.mapping
+    owners = [
+        (c, p)
+        for c in boxes
+        for p in c.published
+        if p.host_port == port and p.protocol == t.protocol
+    ]
+    mine = [
+        (c, p)
+        for c, p in owners
+        if c.compose_service == m.service and (not project or c.compose_project == project)
+    ]
+    of = f"service {m.service}" + (f" of project {project}" if project else "")
+    if mine:
+        published = {p.host_ip or "0.0.0.0" for _, p in mine}
+        status, detail = decide_local(t, published, reachable)
+        return status, f"{detail}; published by container {mine[0][0].name}", published
+    if owners:
+        return "miss", f"published by container {owners[0][0].label()}, not by {of}", addrs
+    if addrs:
+        where = ", ".join(sorted(addrs))
+        return "miss", f"listening on {where}, but no container of {of} publishes it", addrs
+    return "miss", f"nothing listens here and no container of {of} publishes it", addrs
 
 
 def _combine(

@@ -13,6 +13,7 @@ the messages are Docker's and compose-go's own.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ParseError
@@ -25,7 +26,7 @@ from portkit.plan._yaml import Base60Str, YamlList, YamlMap, line_of
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["LONG_SYNTAX_KEYS", "exposure_of", "read_compose"]
+__all__ = ["LONG_SYNTAX_KEYS", "exposure_of", "project_name", "read_compose"]
 
 #: compose-spec ``ports`` long syntax (plus ``x-*`` extensions).
 LONG_SYNTAX_KEYS = frozenset(
@@ -76,11 +77,36 @@ def _rule_for(message: str) -> str:
     )
 
 
+_PROJECT_CHARS = re.compile(r"[^a-z0-9_-]")
+
+
+def project_name(doc: Mapping[Any, Any], path: str, env: Mapping[str, str]) -> str:
+    """The compose project's name, as compose-go picks it: COMPOSE_PROJECT_NAME, the
+    top-level ``name``, else the directory of the file; normalised (lower case,
+    ``a-z 0-9 _ -``, starting with a letter or digit).
+
+    >>> project_name({}, "/srv/My Shop/compose.yaml", {})
+    'myshop'
+    >>> project_name({"name": "Web"}, "compose.yaml", {"COMPOSE_PROJECT_NAME": "x"})
+    'x'
+    """
+    import os
+
+    raw = env.get("COMPOSE_PROJECT_NAME") or ""
+    if not raw and isinstance(doc.get("name"), str):
+        raw = interpolate(doc["name"], env).text
+    if not raw:
+        where = os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
+        raw = os.path.basename(where)
+    return _PROJECT_CHARS.sub("", raw.lower()).lstrip("_-")
+
+
 class _Reader:
-    def __init__(self, path: str, env: Mapping[str, str]) -> None:
+    def __init__(self, path: str, env: Mapping[str, str], project: str | None = None) -> None:
         self.path = path
         self.env = env
-        self.out = PlanFile(path, "compose")
+        self.project = project
+        self.out = PlanFile(path, "compose", project=project)
 
     def issue(self, rule: str, line: int | None, obj: str, message: str) -> None:
         self.out.issues.append(Issue(rule, self.path, line, obj, message))
@@ -194,7 +220,7 @@ class _Reader:
         self, name: str, index: int, entry: Any, line: int | None, obj: str, image: str | None
     ) -> list[PortMapping]:
         base: dict[str, Any] = {"source": "compose", "file": self.path, "line": line}
-        base["object"] = obj
+        base.update(object=obj, project=self.project)
         base.update(service=name, origin="ports", image=image)
         if isinstance(entry, bool) or not isinstance(entry, (int, str, dict)):
             self.issue(
@@ -361,6 +387,7 @@ class _Reader:
             exposure=Exposure.INTERNAL,
             container_port=ports,
             image=image,
+            project=self.project,
         )
 
 
@@ -401,7 +428,9 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def read_compose(doc: dict[Any, Any], path: str, env: Mapping[str, str]) -> PlanFile:
+def read_compose(
+    doc: dict[Any, Any], path: str, env: Mapping[str, str], project: str | None = None
+) -> PlanFile:
     """Read a decoded compose file.
 
     Args:
@@ -412,4 +441,4 @@ def read_compose(doc: dict[Any, Any], path: str, env: Mapping[str, str]) -> Plan
     Returns:
         The mappings, in file order, and the issues met.
     """
-    return _Reader(path, env).read(doc)
+    return _Reader(path, env, project).read(doc)

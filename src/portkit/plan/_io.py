@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from portkit.errors import PlanError
-from portkit.plan._compose import read_compose
+from portkit.plan._compose import project_name, read_compose
 from portkit.plan._interp import parse_env_file
 from portkit.plan._kube import read_kubernetes
 from portkit.plan._native import read_native
@@ -174,7 +174,7 @@ def load_plan(
             doc = next((d for d in docs if isinstance(d, dict)), None)
             if doc is None or not isinstance(doc.get("services"), dict):
                 raise PlanError(f"{path}: a compose file needs a `services` mapping", file=path)
-            files.append(read_compose(doc, path, env))
+            files.append(read_compose(doc, path, env, project_name(doc, path, env)))
         elif kind == "kubernetes":
             files.append(read_kubernetes(docs, path))
         else:

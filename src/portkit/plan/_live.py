@@ -17,15 +17,18 @@ from portkit.errors import ProbeError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["listeners", "probe", "resolve"]
+    from portkit.containers import Container
+
+__all__ = ["containers", "listeners", "probe", "resolve"]
 
 
-def listeners() -> dict[tuple[str, int], set[str]]:
-    """(protocol, port) -> the local addresses listening on it (TCP LISTEN, unconnected UDP)."""
+def listeners(netns: str | None = None) -> dict[tuple[str, int], set[str]]:
+    """(protocol, port) -> the local addresses listening on it (TCP LISTEN, unconnected UDP),
+    in this network namespace or the one named ``netns``."""
     from portkit.see import sockets
 
     found: dict[tuple[str, int], set[str]] = {}
-    for s in sockets(listening=True):
+    for s in sockets(listening=True, netns=netns):
         found.setdefault((str(s.protocol), s.local_port), set()).add(s.local_ip)
     return found
 
@@ -39,8 +42,17 @@ def resolve(host: str) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def containers() -> tuple[list[Container], list[str]]:
+    """The running containers the local runtimes report (Docker, Podman: the
+    containers capability's Resolver, ``DOCKER_HOST`` honoured), and its notes."""
+    from portkit.containers import Resolver
+
+    resolver = Resolver()
+    return resolver.containers(cgroup_only=False), resolver.notes
+
+
 def probe(
-    targets: Iterable[tuple[str, int, str]], timeout: float = 1.0
+    targets: Iterable[tuple[str, int, str]], timeout: float = 1.0, netns: str | None = None
 ) -> dict[tuple[str, int, str], str]:
     """Probe each (ip, port, protocol) with :func:`portkit.check` (the reach capability).
 
@@ -49,12 +61,14 @@ def probe(
     probe that could not be sent at all counts as ``filtered``: nothing answered.
     """
     from portkit.model import Endpoint
-    from portkit.probe import check
+    from portkit.probe import check, parse_origin, run_from
 
     todo = list(dict.fromkeys(targets))
     if not todo:
         return {}
-    results = check([Endpoint(ip, port, proto) for ip, port, proto in todo], timeout=timeout)
+    origin = parse_origin(f"netns:{netns}") if netns else None
+    endpoints = [Endpoint(ip, port, proto) for ip, port, proto in todo]
+    results = run_from(origin, check, endpoints, timeout=timeout)
     out: dict[tuple[str, int, str], str] = {}
     for target, result in zip(todo, results, strict=True):
         state = str(result.state)

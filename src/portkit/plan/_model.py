@@ -89,6 +89,8 @@ class PortMapping:
     pool: bool = False
     container_port: PortRange | None = None
     # compose
+    #: the compose project (``-p``, COMPOSE_PROJECT_NAME, ``name:``, the directory)
+    project: str | None = None
     mode: str | None = None
     app_protocol: str | None = None
     base60: bool = False
@@ -250,6 +252,8 @@ class PlanFile:
     path: str
     format: str
     mappings: list[PortMapping] = field(default_factory=list)
+    #: a compose file's project name
+    project: str | None = None
     issues: list[Issue] = field(default_factory=list)
     kube: KubeObjects | None = None
     native: NativePlan | None = None

@@ -222,6 +222,21 @@ Examples:
     show_default=True,
     help="Seconds to wait for each probe.",
 )
+@click.option(
+    "--netns",
+    metavar="NAME",
+    default=None,
+    help="Look at the listeners of this network namespace (ip netns) instead.",
+)
+@click.option(
+    "-p",
+    "--project-name",
+    "project",
+    metavar="NAME",
+    default=None,
+    help="The compose project the containers belong to (as docker compose -p; "
+    "default: COMPOSE_PROJECT_NAME, the file's name:, its directory).",
+)
 @json_option
 def check_cmd(
     files: tuple[str, ...],
@@ -229,6 +244,8 @@ def check_cmd(
     file_format: str,
     host: str | None,
     timeout: float,
+    netns: str | None,
+    project: str | None,
     as_json: bool,
 ) -> int:
     """Is the plan true right now? Each planned port listening, reachable, internal-only.
@@ -236,16 +253,19 @@ def check_cmd(
     Without --host, looks at this machine's listening sockets (and connects to
     each TCP port to confirm it accepts): a public port must listen on every
     interface, a loopback one on loopback only, an internal one not on every
-    interface. With --host, probes TARGET: public ports must accept connections,
-    internal and loopback ones must not be reachable from here. A line per
-    mapping and a summary; exit 1 on any miss.
+    interface. A compose port counts only when a container of that service
+    publishes it (asked of the local Docker/Podman API). With --host, probes
+    TARGET: public ports must accept connections, internal and loopback ones must
+    not be reachable from here. A line per mapping and a summary; exit 1 on any miss.
     """
     from portkit.plan import check
     from portkit.render import to_json
     from portkit.render.plan import check_json, check_text
 
     plan = _load(files, env_files, file_format)
-    results = check(plan, host=host, timeout=timeout)
+    if host is not None and netns is not None:
+        raise UsageError("--host probes a remote host, --netns looks into a namespace: pick one")
+    results = check(plan, host=host, timeout=timeout, netns=netns, project=project)
     if as_json:
         out(to_json(check_json(results)))
     else:
