@@ -766,6 +766,7 @@ class _Run:
         self.rule: Rule | None = None
         self.touched: set[str] = set()
         self.dnat: tuple[str | None, int] | None = None
+        self.position = 0
 
     # the budget and the choices
 
@@ -886,10 +887,19 @@ class _Run:
         self.note(f"policy {verdict}")
         return verdict, _policy(chain)
 
+    def acts(self) -> bool:
+        """Whether the statements after the current one may do anything (a verdict, a
+        rewrite, a mark): when not, an unknown match before them need not be run both
+        ways."""
+        rule = self.rule
+        if rule is None:
+            return True
+        return any(not _inert(stmt) for stmt in rule.expr[self.position + 1 :])
+
     def run_rule(self, rule: Rule) -> tuple[str, Any] | None:
         """A rule's statements in order: a verdict, or None (the rule passed over or
         done without one)."""
-        for stmt in rule.expr:
+        for self.position, stmt in enumerate(rule.expr):
             self.tick()
             if not isinstance(stmt, dict) or len(stmt) != 1:
                 raise _Undecided("a statement portkit cannot read")
@@ -1267,6 +1277,8 @@ def _match(run: _Run, rule: Rule, body: Any) -> Any:
         )
         if len(answers) == 1:
             hit = answers.pop()
+        elif not run.acts():
+            return _NO_MATCH  # matched or not, the rest of the rule does nothing
         else:
             memo = repr((body.get("left"), op, right))
             run.tick(len(memo) // 256)
@@ -1463,6 +1475,8 @@ def _xt(run: _Run, rule: Rule, body: Any) -> Any:
     name = str(body.get("name"))
     if body.get("type") == "match":
         # iptables-nft's match: its arguments are not in the JSON
+        if not run.acts():
+            return _NO_MATCH
         return None if run.choose(f"xt match {name}", 2) else _NO_MATCH
     if body.get("type") == "target" and name in _HARMLESS_TARGETS:
         if name in _MARKING_TARGETS:
@@ -1512,6 +1526,24 @@ def _jump(verb: str) -> Callable[[_Run, Rule, Any], Any]:
 
 def _ignore(run: _Run, rule: Rule, body: Any) -> Any:
     return None
+
+
+#: Statements that neither decide nor change the packet (a match only narrows).
+_INERT = frozenset(
+    {"match", "counter", "log", "limit", "quota", "connlimit", "continue", "last", "iptables"}
+)
+
+
+def _inert(stmt: Any) -> bool:
+    if not isinstance(stmt, dict) or len(stmt) != 1:
+        return False
+    key, body = next(iter(stmt.items()))
+    if key == "xt" and isinstance(body, dict):
+        name = body.get("name")
+        return body.get("type") == "match" or (
+            name in _HARMLESS_TARGETS and name not in _MARKING_TARGETS
+        )
+    return key in _INERT
 
 
 #: Statement -> what it does to the packet's way. Missing: undecided (``queue``,
