@@ -18,27 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ParseError
 from portkit.model import BindScope, PortRange, bind_scope
-from portkit.plan._interp import interpolate
 from portkit.plan._model import Exposure, Issue, PlanFile, PortMapping
+from portkit.plan._project import Project, file_of, merge_project
 from portkit.plan._spec import PROTOCOLS, parse_expose, parse_ip, parse_port_range, parse_port_spec
 from portkit.plan._yaml import Base60Str, YamlList, YamlMap, line_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["LONG_SYNTAX_KEYS", "exposure_of", "project_name", "read_compose"]
+__all__ = ["LONG_SYNTAX_KEYS", "exposure_of", "project_name", "read_compose", "read_project"]
 
 #: compose-spec ``ports`` long syntax (plus ``x-*`` extensions).
 LONG_SYNTAX_KEYS = frozenset(
     {"target", "published", "host_ip", "protocol", "mode", "name", "app_protocol"}
 )
-#: The service keys portkit reads; only these are interpolated and checked for
-#: unset variables, so an unset password elsewhere is not a port problem.
-_READ_KEYS = ("ports", "expose", "network_mode", "image")
-
-#: How deep interpolation goes into a value: ``ports`` is a list of mappings of scalars.
-_INTERP_DEPTH = 2
-
 #: Go's names for YAML value types, as compose-go prints them in type errors.
 _GO_TYPES: dict[type, str] = {
     float: "float64",
@@ -80,21 +73,19 @@ def _rule_for(message: str) -> str:
 _PROJECT_CHARS = re.compile(r"[^a-z0-9_-]")
 
 
-def project_name(doc: Mapping[Any, Any], path: str, env: Mapping[str, str]) -> str:
+def project_name(name: str | None, path: str, env: Mapping[str, str]) -> str:
     """The compose project's name, as compose-go picks it: COMPOSE_PROJECT_NAME, the
     top-level ``name``, else the directory of the file; normalised (lower case,
     ``a-z 0-9 _ -``, starting with a letter or digit).
 
-    >>> project_name({}, "/srv/My Shop/compose.yaml", {})
+    >>> project_name(None, "/srv/My Shop/compose.yaml", {})
     'myshop'
-    >>> project_name({"name": "Web"}, "compose.yaml", {"COMPOSE_PROJECT_NAME": "x"})
+    >>> project_name("Web", "compose.yaml", {"COMPOSE_PROJECT_NAME": "x"})
     'x'
     """
     import os
 
-    raw = env.get("COMPOSE_PROJECT_NAME") or ""
-    if not raw and isinstance(doc.get("name"), str):
-        raw = interpolate(doc["name"], env).text
+    raw = env.get("COMPOSE_PROJECT_NAME") or name or ""
     if not raw:
         where = os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
         raw = os.path.basename(where)
@@ -103,7 +94,7 @@ def project_name(doc: Mapping[Any, Any], path: str, env: Mapping[str, str]) -> s
 
 class _Reader:
     def __init__(self, path: str, env: Mapping[str, str], project: str | None = None) -> None:
-        self.path = path
+        self.path = path  # the file being read (the entry's, in a merged project)
         self.env = env
         self.project = project
         self.out = PlanFile(path, "compose", project=project)
@@ -111,70 +102,21 @@ class _Reader:
     def issue(self, rule: str, line: int | None, obj: str, message: str) -> None:
         self.out.issues.append(Issue(rule, self.path, line, obj, message))
 
-    # --- interpolation ------------------------------------------------------------
-
-    def interp(self, value: Any, line: int | None, where: str, obj: str, depth: int = 0) -> Any:
-        """``value`` with its strings interpolated, down to the depth a port entry has
-        (a list of mappings of scalars); anything deeper is a type error the readers
-        report, and is left as written."""
-        if depth > _INTERP_DEPTH:
-            return value
-        if isinstance(value, str):
-            if "$" not in value:
-                return value
-            result = interpolate(value, self.env, where)
-            for name in result.unset:
-                self.issue(
-                    "unset-variable",
-                    line,
-                    obj,
-                    f'The "{name}" variable is not set. Defaulting to a blank string.',
-                )
-            for message in result.errors:
-                self.issue("invalid-interpolation", line, obj, message)
-            return result.text
-        if isinstance(value, YamlMap):
-            copy = YamlMap(value.line)
-            for k, v in value.items():
-                copy[k] = self.interp(v, line_of(value, k), f"{where}.{k}", obj, depth + 1)
-                copy.key_lines[k] = value.key_lines.get(k, value.line)
-            return copy
-        if isinstance(value, YamlList):
-            seq = YamlList(value.line)
-            for i, v in enumerate(value):
-                seq.append(self.interp(v, line_of(value, i), f"{where}[]", obj, depth + 1))
-                seq.item_lines.append(line_of(value, i) or value.line)
-            return seq
-        return value
-
-    # --- services -----------------------------------------------------------------
-
-    def read(self, doc: dict[Any, Any]) -> PlanFile:
-        services = doc.get("services")
-        if not isinstance(services, dict):
-            return self.out
-        for name, raw in services.items():
+    def read_project(self, project: Project) -> PlanFile:
+        """The merged services of a project (see ``_project``): each entry is read in
+        the file it came from, and entries compose keeps once are kept once."""
+        self.out.issues.extend(project.issues)
+        for name, svc in project.services.items():
             obj = f"service {name}"
-            if not isinstance(raw, dict):
-                if raw is not None:
-                    self.issue(
-                        "invalid-type",
-                        line_of(services, name),
-                        obj,
-                        f"services.{name} must be a mapping",
-                    )
-                continue
-            svc: dict[str, Any] = {}
-            for key in _READ_KEYS:
-                if key in raw:
-                    svc[key] = self.interp(
-                        raw[key], line_of(raw, key), f"services.{name}.{key}", obj
-                    )
-            self.service(str(name), svc, raw, obj)
+            first = len(self.out.mappings)
+            self.service(name, svc, svc, obj)
+            self.out.mappings[first:] = _unique(self.out.mappings[first:])
         return self.out
 
     def service(self, name: str, svc: dict[str, Any], raw: Any, obj: str) -> None:
+        default = self.path
         host_network = svc.get("network_mode") == "host"
+        self.path = file_of(raw, "network_mode", default)
         image = svc.get("image") if isinstance(svc.get("image"), str) else None
         if host_network:
             self.issue(
@@ -184,6 +126,8 @@ class _Reader:
                 "network_mode: host: every port the container opens is opened on the host itself",
             )
         ports = svc.get("ports")
+        ports_file = file_of(raw, "ports", default)
+        self.path = ports_file
         if ports is not None:
             if not isinstance(ports, list):
                 self.issue(
@@ -202,19 +146,23 @@ class _Reader:
                 )
             for i, entry in enumerate(ports):
                 line = line_of(ports, i)
+                self.path = file_of(ports, i, ports_file)
                 for m in self.port_entry(name, i, entry, line, obj, image):
                     self.out.mappings.append(_host_network(m) if host_network else m)
         expose = svc.get("expose")
+        expose_file = file_of(raw, "expose", default)
         if expose is not None:
             if not isinstance(expose, list):
                 expose = [expose]
             for i, entry in enumerate(expose):
+                self.path = file_of(expose, i, expose_file)
                 line = (
                     line_of(expose, i) if isinstance(expose, YamlList) else line_of(raw, "expose")
                 )
                 exposed = self.expose_entry(name, entry, line, obj, image)
                 if exposed is not None:
                     self.out.mappings.append(_host_network(exposed) if host_network else exposed)
+        self.path = default
 
     def port_entry(
         self, name: str, index: int, entry: Any, line: int | None, obj: str, image: str | None
@@ -391,6 +339,30 @@ class _Reader:
         )
 
 
+def _canonical(m: PortMapping) -> tuple[Any, ...]:
+    """What compose-go's port indexer keys a port by: ``HOST_IP:PUBLISHED:TARGET/PROTO``,
+    no host IP being 0.0.0.0 (``override.portIndexer``); expose by the port."""
+    host = m.host_ip or "0.0.0.0"
+    published = str(m.host_port) if m.host_port is not None and m.origin == "ports" else ""
+    return (m.origin, host, published, str(m.container_port), m.protocol)
+
+
+def _unique(ms: list[PortMapping]) -> list[PortMapping]:
+    """One entry per canonical form: a repeated entry, in one file or in an override,
+    is one port to compose (``EnforceUnicity``); the later one's fields win, in the
+    earlier one's place."""
+    seen: dict[tuple[Any, ...], int] = {}
+    out: list[PortMapping] = []
+    for m in ms:
+        key = _canonical(m)
+        if key in seen:
+            out[seen[key]] = m
+        else:
+            seen[key] = len(out)
+            out.append(m)
+    return out
+
+
 def _host_network(m: PortMapping) -> PortMapping:
     """With ``network_mode: host`` the container listens straight on the host's ports."""
     from dataclasses import replace
@@ -431,14 +403,27 @@ def _opt_str(value: Any) -> str | None:
 def read_compose(
     doc: dict[Any, Any], path: str, env: Mapping[str, str], project: str | None = None
 ) -> PlanFile:
-    """Read a decoded compose file.
+    """Read one decoded compose file on its own (a project of one file).
 
     Args:
         doc: the file's top-level mapping (from ``_yaml.load_documents``).
         path: the file name, kept on every record.
         env: the variables for ``${VAR}`` interpolation.
+        project: the project's name, kept on every record.
 
     Returns:
         The mappings, in file order, and the issues met.
     """
-    return _Reader(path, env, project).read(doc)
+    return read_project(merge_project([(path, doc)], env), path, env, project)
+
+
+def read_project(
+    project: Project, path: str, env: Mapping[str, str], name: str | None = None
+) -> PlanFile:
+    """Read the merged services of a compose project (``_project.merge_project``).
+
+    Returns:
+        One :class:`PlanFile` named ``path`` (the first file) holding every mapping
+        and issue, each with the file it came from.
+    """
+    return _Reader(path, env, name).read_project(project)

@@ -12,17 +12,18 @@ import sys
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from portkit.errors import PlanError
-from portkit.plan._compose import project_name, read_compose
+from portkit.plan._compose import project_name, read_project
 from portkit.plan._interp import parse_env_file
 from portkit.plan._kube import read_kubernetes
+from portkit.plan._model import PlanFile
 from portkit.plan._native import read_native
 from portkit.plan._plan import Plan, build_plan
+from portkit.plan._project import merge_project
 from portkit.plan._yaml import MAX_BYTES, load_documents
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from portkit.plan._model import PlanFile
 
 __all__ = ["FORMATS", "detect_format", "load_plan", "read_text"]
 
@@ -78,7 +79,9 @@ def detect_format(docs: Sequence[Any], path: str) -> str:
         return "plan"
     if any("kind" in d and "apiVersion" in d for d in maps):
         return "kubernetes"
-    if isinstance(maps[0].get("services"), dict):
+    if isinstance(maps[0].get("services"), dict) or "include" in maps[0]:
+        return "compose"
+    if is_compose_v1(maps[0]):
         return "compose"
     raise PlanError(
         f"{path}: not a compose file, Kubernetes manifest or portkit plan "
@@ -115,6 +118,35 @@ def _compose_env(
     return values
 
 
+#: Keys a service of a Compose file format version 1 (services at the top level) has.
+_V1_KEYS = frozenset({"image", "build", "ports", "expose", "command", "links", "environment"})
+
+
+def is_compose_v1(doc: Any) -> bool:
+    """Services at the top level, as docker-compose 1.x's version 1 format had them."""
+    if not isinstance(doc, dict) or not doc or "services" in doc:
+        return False
+    values = [v for k, v in doc.items() if not str(k).startswith("x-")]
+    return bool(values) and all(isinstance(v, dict) and _V1_KEYS & v.keys() for v in values)
+
+
+def _compose_doc(doc: Any, path: str) -> Any:
+    """The compose file's top level, with a version 1 file's services moved under
+    ``services`` (docker-compose 1.x read them; ``docker compose`` v2 does not)."""
+    if is_compose_v1(doc):
+        from portkit.plan._yaml import YamlMap
+
+        wrapped = YamlMap(doc.line)
+        wrapped["services"] = doc
+        wrapped.key_lines["services"] = doc.line
+        return wrapped
+    if doc is None or not isinstance(doc.get("services", {}), dict):
+        raise PlanError(f"{path}: a compose file needs a `services` mapping", file=path)
+    if "services" not in doc and "include" not in doc:
+        raise PlanError(f"{path}: a compose file needs a `services` mapping", file=path)
+    return doc
+
+
 def _distinct(paths: Sequence[str]) -> list[str]:
     """The paths with the same file named twice kept once (``f.yaml ./f.yaml``): a file
     read twice would collide with itself."""
@@ -143,8 +175,13 @@ def load_plan(
     env_files: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
     format: str = "auto",
+    profiles: Sequence[str] | None = None,
 ) -> Plan:
     """Read compose files, Kubernetes manifests and portkit plans into one :class:`Plan`.
+
+    The compose files among ``paths`` are one project, merged in order as ``docker
+    compose -f a.yaml -f b.yaml`` merges them (``extends`` and ``include`` followed,
+    services outside the enabled profiles left out).
 
     Args:
         paths: the files (``-`` reads stdin).
@@ -152,6 +189,8 @@ def load_plan(
             reads ``.env`` beside the first file when there is one, as compose does.
         environ: variables that override the env files (default: ``os.environ``).
         format: ``auto`` (recognise each file), ``compose``, ``kubernetes`` or ``plan``.
+        profiles: compose profiles to enable (``--profile``; None: COMPOSE_PROFILES;
+            ``*``: every one).
 
     Raises:
         PlanError: a file cannot be read at all (missing, not UTF-8, not YAML, or
@@ -164,20 +203,36 @@ def load_plan(
     env_source = dict(os.environ) if environ is None else dict(environ)
     env: dict[str, str] | None = None
     files: list[PlanFile] = []
+    compose: list[tuple[str, Any]] = []
+    compose_at = -1  # where the project's files go among the others
     paths = _distinct(paths)
     for path in paths:
         docs = load_documents(read_text(path), path)
         kind = detect_format(docs, path) if format == "auto" else format
         if kind == "compose":
-            if env is None:
-                env = _compose_env(paths, env_files, env_source)
             doc = next((d for d in docs if isinstance(d, dict)), None)
-            if doc is None or not isinstance(doc.get("services"), dict):
-                raise PlanError(f"{path}: a compose file needs a `services` mapping", file=path)
-            files.append(read_compose(doc, path, env, project_name(doc, path, env)))
+            compose.append((path, _compose_doc(doc, path)))
+            if compose_at < 0:
+                compose_at = len(files)
         elif kind == "kubernetes":
             files.append(read_kubernetes(docs, path))
         else:
             doc = next((d for d in docs if isinstance(d, dict)), None)
             files.append(read_native(doc, path))
+    if compose:
+        # The compose files given together are one project, merged in order, as
+        # ``docker compose -f compose.yaml -f compose.override.yaml`` merges them.
+        env = _compose_env(paths, env_files, env_source)
+
+        def load(other: str) -> Any:
+            found = load_documents(read_text(other), other)
+            return _compose_doc(next((d for d in found if isinstance(d, dict)), None), other)
+
+        project = merge_project(compose, env, load=load, profiles=profiles)
+        first = compose[0][0]
+        name = project_name(project.name, first, env)
+        read = read_project(project, first, env, name)
+        read.inactive = dict(project.inactive)
+        others = [PlanFile(f, "compose", project=name) for f in project.files if f != first]
+        files[compose_at:compose_at] = [read, *others]
     return build_plan(files)

@@ -307,6 +307,24 @@ class _Reader:
         )
         ports_raw = spec.get("ports")
         ports_list = ports_raw if isinstance(ports_raw, list) else []
+        # pkg/apis/core/validation ValidateService (TestValidateServiceCreate): a
+        # Service that is not headless needs ports, and a NodePort or LoadBalancer
+        # Service cannot be headless.
+        if not ports_list and not headless and svc_type != "ExternalName":
+            self.issue(
+                "invalid-port",
+                line_of(spec, "ports") if "ports" in spec else (doc.line or None),
+                obj,
+                "spec.ports: Required value",
+            )
+        if headless and svc_type in ("NodePort", "LoadBalancer"):
+            self.issue(
+                "invalid-service-type",
+                line_of(spec, "clusterIP"),
+                obj,
+                "spec.clusterIPs[0]: Invalid value: \"None\": may not be set to 'None' for "
+                f"{svc_type} services",
+            )
         names: set[str] = set()
         seen_ports: set[tuple[int, str]] = set()
         seen_node_ports: set[tuple[int, str]] = set()

@@ -254,6 +254,8 @@ class PlanFile:
     mappings: list[PortMapping] = field(default_factory=list)
     #: a compose file's project name
     project: str | None = None
+    #: compose services left out: none of their profiles is enabled (name -> profiles)
+    inactive: dict[str, tuple[str, ...]] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
     kube: KubeObjects | None = None
     native: NativePlan | None = None

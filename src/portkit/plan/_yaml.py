@@ -49,23 +49,27 @@ MAX_BYTES = 32 * 1024 * 1024
 class YamlMap(dict[Any, Any]):
     """A mapping that remembers its own line and the line of each key (1-based)."""
 
-    __slots__ = ("key_lines", "line")
+    __slots__ = ("key_lines", "line", "origins")
 
     def __init__(self, line: int = 0) -> None:
         super().__init__()
         self.line = line
         self.key_lines: dict[Any, int] = {}
+        #: key -> the file the value came from, for mappings merged from several files
+        self.origins: dict[Any, str] | None = None
 
 
 class YamlList(list[Any]):
     """A sequence that remembers its own line and the line of each item (1-based)."""
 
-    __slots__ = ("item_lines", "line")
+    __slots__ = ("item_lines", "line", "origins")
 
     def __init__(self, line: int = 0) -> None:
         super().__init__()
         self.line = line
         self.item_lines: list[int] = []
+        #: the file of each item, for sequences merged from several files
+        self.origins: list[str] | None = None
 
 
 class Base60Str(str):

@@ -24,6 +24,13 @@ _env_file_option = click.option(
     type=click.Path(dir_okay=False),
     help="Variables for ${VAR} in compose files (repeatable; default: .env beside the first file).",
 )
+_profile_option = click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    metavar="NAME",
+    help="Enable a compose profile (repeatable, * for all; default: COMPOSE_PROFILES).",
+)
 _format_option = click.option(
     "--format",
     "file_format",
@@ -34,7 +41,12 @@ _format_option = click.option(
 )
 
 
-def _load(files: tuple[str, ...], env_files: tuple[str, ...], file_format: str) -> Plan:
+def _load(
+    files: tuple[str, ...],
+    env_files: tuple[str, ...],
+    file_format: str,
+    profiles: tuple[str, ...] = (),
+) -> Plan:
     if not files:
         raise UsageError("no FILE given (a compose file, Kubernetes manifests or a portkit plan)")
     try:
@@ -44,7 +56,10 @@ def _load(files: tuple[str, ...], env_files: tuple[str, ...], file_format: str) 
     from portkit.plan import load_plan
 
     return load_plan(
-        list(files), env_files=list(env_files) if env_files else None, format=file_format
+        list(files),
+        env_files=list(env_files) if env_files else None,
+        format=file_format,
+        profiles=list(profiles) or None,
     )
 
 
@@ -76,10 +91,15 @@ Examples:
 )
 @_files_argument
 @_env_file_option
+@_profile_option
 @_format_option
 @json_option
 def explain_cmd(
-    files: tuple[str, ...], env_files: tuple[str, ...], file_format: str, as_json: bool
+    files: tuple[str, ...],
+    env_files: tuple[str, ...],
+    profiles: tuple[str, ...],
+    file_format: str,
+    as_json: bool,
 ) -> int:
     """Every port mapping in plain words, grouped by service, and the host ports taken.
 
@@ -89,7 +109,7 @@ def explain_cmd(
     from portkit.render import to_json
     from portkit.render.plan import explain_text, mapping_json
 
-    plan = _load(files, env_files, file_format)
+    plan = _load(files, env_files, file_format, profiles)
     if as_json:
         out(to_json([mapping_json(m) for m in plan.mappings]))
     else:
@@ -112,6 +132,7 @@ Examples:
 )
 @_files_argument
 @_env_file_option
+@_profile_option
 @_format_option
 @click.option(
     "--fail-on",
@@ -134,6 +155,7 @@ Examples:
 def lint_cmd(
     files: tuple[str, ...],
     env_files: tuple[str, ...],
+    profiles: tuple[str, ...],
     file_format: str,
     fail_on: str,
     ignore: tuple[str, ...],
@@ -181,7 +203,7 @@ def lint_cmd(
         else:
             out(rules_text(RULES, stdout_style(), stdout_width()))
         return 0
-    plan = _load(files, env_files, file_format)
+    plan = _load(files, env_files, file_format, profiles)
     findings = lint(plan, node_port_range=node_port_range, ignore=ignore)
     if sarif:
         from portkit._version import __version__
@@ -207,6 +229,7 @@ Examples:
 )
 @_files_argument
 @_env_file_option
+@_profile_option
 @_format_option
 @click.option(
     "--host",
@@ -241,6 +264,7 @@ Examples:
 def check_cmd(
     files: tuple[str, ...],
     env_files: tuple[str, ...],
+    profiles: tuple[str, ...],
     file_format: str,
     host: str | None,
     timeout: float,
@@ -262,7 +286,7 @@ def check_cmd(
     from portkit.render import to_json
     from portkit.render.plan import check_json, check_text
 
-    plan = _load(files, env_files, file_format)
+    plan = _load(files, env_files, file_format, profiles)
     if host is not None and netns is not None:
         raise UsageError("--host probes a remote host, --netns looks into a namespace: pick one")
     results = check(plan, host=host, timeout=timeout, netns=netns, project=project)
