@@ -18,13 +18,24 @@ from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ParseError
 from portkit.model import BindScope, PortRange, bind_scope
-from portkit.plan._model import Exposure, Issue, PlanFile, PortMapping
+from portkit.plan._dockerfile import parse_expose as dockerfile_expose
+from portkit.plan._model import (
+    ComposeDependency,
+    ComposeService,
+    DockerfileExpose,
+    Exposure,
+    Issue,
+    PlanFile,
+    PortMapping,
+)
 from portkit.plan._project import Project, file_of, merge_project
 from portkit.plan._spec import PROTOCOLS, parse_expose, parse_ip, parse_port_range, parse_port_spec
 from portkit.plan._yaml import Base60Str, YamlList, YamlMap, line_of
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+    LoadText = Callable[[str], str | None]
 
 __all__ = ["LONG_SYNTAX_KEYS", "exposure_of", "project_name", "read_compose", "read_project"]
 
@@ -102,7 +113,7 @@ class _Reader:
     def issue(self, rule: str, line: int | None, obj: str, message: str) -> None:
         self.out.issues.append(Issue(rule, self.path, line, obj, message))
 
-    def read_project(self, project: Project) -> PlanFile:
+    def read_project(self, project: Project, load_text: LoadText | None = None) -> PlanFile:
         """The merged services of a project (see ``_project``): each entry is read in
         the file it came from, and entries compose keeps once are kept once."""
         self.out.issues.extend(project.issues)
@@ -111,6 +122,18 @@ class _Reader:
             first = len(self.out.mappings)
             self.service(name, svc, svc, obj)
             self.out.mappings[first:] = _unique(self.out.mappings[first:])
+            file = project.service_files.get(name, self.path)
+            self.out.compose.append(
+                ComposeService(
+                    file,
+                    project.service_lines.get(name),
+                    name,
+                    _dependencies(svc.get("depends_on")),
+                    file_of(svc, "depends_on", file),
+                    _healthy(svc.get("healthcheck")),
+                    _dockerfile(svc, file, load_text),
+                )
+            )
         return self.out
 
     def service(self, name: str, svc: dict[str, Any], raw: Any, obj: str) -> None:
@@ -339,6 +362,63 @@ class _Reader:
         )
 
 
+def _dependencies(raw: Any) -> tuple[ComposeDependency, ...]:
+    """``depends_on`` in either form: a list of names (started), or name -> condition."""
+    out: list[ComposeDependency] = []
+    if isinstance(raw, list):
+        for i, name in enumerate(raw):
+            if isinstance(name, str):
+                out.append(ComposeDependency(name, "service_started", line_of(raw, i)))
+    elif isinstance(raw, dict):
+        for name, spec in raw.items():
+            cond = spec.get("condition") if isinstance(spec, dict) else None
+            out.append(
+                ComposeDependency(str(name), str(cond or "service_started"), line_of(raw, name))
+            )
+    return tuple(out)
+
+
+def _healthy(raw: Any) -> bool:
+    """A healthcheck that runs: a test, and not ``disable: true`` / ``test: [NONE]``."""
+    if not isinstance(raw, dict) or raw.get("disable") is True:
+        return False
+    test = raw.get("test")
+    if isinstance(test, list):
+        return bool(test) and test[0] != "NONE"
+    return isinstance(test, str) and bool(test)
+
+
+def _dockerfile(svc: Any, file: str, load_text: LoadText | None) -> DockerfileExpose | None:
+    """What the Dockerfile ``build:`` points at EXPOSEs (None: no build, or not readable)."""
+    import os
+
+    build = svc.get("build")
+    if load_text is None or build is None:
+        return None
+    origin = file_of(svc, "build", file)
+    if isinstance(build, str):
+        build = {"context": build}
+    if not isinstance(build, dict):
+        return None
+    target = build.get("target") if isinstance(build.get("target"), str) else None
+    inline = build.get("dockerfile_inline")
+    if isinstance(inline, str):
+        path, text = f"{origin} (dockerfile_inline)", inline
+    else:
+        context = build.get("context", ".")
+        if not isinstance(context, str) or "://" in context or context.startswith("git@"):
+            return None
+        name = build.get("dockerfile") if isinstance(build.get("dockerfile"), str) else None
+        base = os.path.join(os.path.dirname(origin), context)
+        path = os.path.normpath(os.path.join(base, name or "Dockerfile"))
+        found = load_text(path)
+        if found is None:
+            return None
+        text = found
+    exposed, invalid = dockerfile_expose(text, target)
+    return DockerfileExpose(path, exposed, invalid)
+
+
 def _canonical(m: PortMapping) -> tuple[Any, ...]:
     """What compose-go's port indexer keys a port by: ``HOST_IP:PUBLISHED:TARGET/PROTO``,
     no host IP being 0.0.0.0 (``override.portIndexer``); expose by the port."""
@@ -418,7 +498,11 @@ def read_compose(
 
 
 def read_project(
-    project: Project, path: str, env: Mapping[str, str], name: str | None = None
+    project: Project,
+    path: str,
+    env: Mapping[str, str],
+    name: str | None = None,
+    load_text: LoadText | None = None,
 ) -> PlanFile:
     """Read the merged services of a compose project (``_project.merge_project``).
 
@@ -426,4 +510,4 @@ def read_project(
         One :class:`PlanFile` named ``path`` (the first file) holding every mapping
         and issue, each with the file it came from.
     """
-    return _Reader(path, env, name).read_project(project)
+    return _Reader(path, env, name).read_project(project, load_text)

@@ -147,6 +147,16 @@ def _compose_doc(doc: Any, path: str) -> Any:
     return doc
 
 
+def _dockerfile_text(path: str) -> str | None:
+    """A Dockerfile a compose ``build:`` points at; None when there is none to read."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return read_text(path)
+    except PlanError:
+        return None
+
+
 def _distinct(paths: Sequence[str]) -> list[str]:
     """The paths with the same file named twice kept once (``f.yaml ./f.yaml``): a file
     read twice would collide with itself."""
@@ -231,7 +241,7 @@ def load_plan(
         project = merge_project(compose, env, load=load, profiles=profiles)
         first = compose[0][0]
         name = project_name(project.name, first, env)
-        read = read_project(project, first, env, name)
+        read = read_project(project, first, env, name, _dockerfile_text)
         read.inactive = dict(project.inactive)
         others = [PlanFile(f, "compose", project=name) for f in project.files if f != first]
         files[compose_at:compose_at] = [read, *others]

@@ -32,7 +32,11 @@ from portkit.plan._model import (
     Issue,
     KubeContainerPort,
     KubeIngressBackend,
+    KubeNetworkPolicy,
     KubeObjects,
+    KubePolicyPort,
+    KubeProbe,
+    KubeRouteBackend,
     KubeService,
     KubeServicePort,
     KubeWorkload,
@@ -278,6 +282,10 @@ class _Reader:
                 self.workload(doc, str(kind))
             elif kind == "Ingress":
                 self.ingress(doc)
+            elif kind == "NetworkPolicy":
+                self.network_policy(doc)
+            elif kind in ROUTE_KINDS:
+                self.route(doc, str(kind))
         return self.out
 
     def service(self, doc: YamlMap) -> None:
@@ -515,6 +523,8 @@ class _Reader:
         host_network = pod_spec.get("hostNetwork") is True
         prefix = ".".join((*tpath, "spec"))
         ports: list[KubeContainerPort] = []
+        probes: list[KubeProbe] = []
+        cnames: list[str] = []
         for group in ("containers", "initContainers"):
             containers = pod_spec.get(group)
             if not isinstance(containers, list):
@@ -523,6 +533,8 @@ class _Reader:
                 if not isinstance(container, dict):
                     continue
                 cname = str(container.get("name") or f"#{ci}")
+                cnames.append(cname)
+                probes.extend(_probes(container, cname))
                 cports = container.get("ports")
                 if not isinstance(cports, list):
                     continue
@@ -549,6 +561,8 @@ class _Reader:
                 host_network,
                 tuple(ports),
                 line_of(pod_spec, "hostNetwork") if host_network else None,
+                tuple(probes),
+                tuple(cnames),
             )
         )
 
@@ -626,6 +640,87 @@ class _Reader:
         host_line = line_of(item, "hostPort") if "hostPort" in item else line
         return KubeContainerPort(cname, line, pname, cport, protocol, host_port, host_ip, host_line)
 
+    def network_policy(self, doc: YamlMap) -> None:
+        assert self.kube is not None
+        name = str(_get(doc, "metadata", "name") or "?")
+        namespace = _get(doc, "metadata", "namespace")
+        namespace = str(namespace) if namespace is not None else None
+        obj = f"NetworkPolicy/{name}"
+        spec = doc.get("spec")
+        if not isinstance(spec, dict):
+            return
+        selector = spec.get("podSelector")
+        labels = _labels(selector.get("matchLabels")) if isinstance(selector, dict) else {}
+        expressions = isinstance(selector, dict) and bool(selector.get("matchExpressions"))
+        ports: list[KubePolicyPort] = []
+        rules = self.list_field(
+            spec, "ingress", "NetworkPolicySpec", "spec", obj, "[]v1.NetworkPolicyIngressRule"
+        )
+        for ri, rule in enumerate(rules):
+            if not isinstance(rule, dict):
+                continue
+            items = self.list_field(
+                rule,
+                "ports",
+                "NetworkPolicyIngressRule",
+                f"spec.ingress[{ri}]",
+                obj,
+                "[]v1.NetworkPolicyPort",
+            )
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                port = item.get("port")
+                if isinstance(port, bool) or not isinstance(port, (int, str)):
+                    port = None
+                end = item.get("endPort")
+                end = end if isinstance(end, int) and not isinstance(end, bool) else None
+                protocol = str(item.get("protocol") or "TCP")
+                ports.append(KubePolicyPort(port, end, protocol, line_of(item, "port")))
+        self.kube.policies.append(
+            KubeNetworkPolicy(
+                self.path, doc.line or None, name, namespace, labels, tuple(ports), expressions
+            )
+        )
+
+    def route(self, doc: YamlMap, kind: str) -> None:
+        assert self.kube is not None
+        name = str(_get(doc, "metadata", "name") or "?")
+        namespace = _get(doc, "metadata", "namespace")
+        namespace = str(namespace) if namespace is not None else None
+        obj = f"{kind}/{name}"
+        spec = doc.get("spec")
+        if not isinstance(spec, dict):
+            return
+        rules = self.list_field(spec, "rules", f"{kind}Spec", "spec", obj, f"[]v1.{kind}Rule")
+        for ri, rule in enumerate(rules):
+            if not isinstance(rule, dict):
+                continue
+            refs = self.list_field(
+                rule, "backendRefs", f"{kind}Rule", f"spec.rules[{ri}]", obj, "[]v1.BackendRef"
+            )
+            for ref in refs:
+                if not isinstance(ref, dict) or ref.get("kind", "Service") != "Service":
+                    continue
+                if ref.get("group") not in (None, "", "core"):
+                    continue
+                svc = ref.get("name")
+                port = ref.get("port")
+                if not isinstance(svc, str):
+                    continue
+                port = port if isinstance(port, int) and not isinstance(port, bool) else None
+                ns = ref.get("namespace")
+                self.kube.routes.append(
+                    KubeRouteBackend(
+                        self.path,
+                        line_of(ref, "port") or line_of(ref, "name"),
+                        obj,
+                        str(ns) if isinstance(ns, str) else namespace,
+                        svc,
+                        port,
+                    )
+                )
+
     def ingress(self, doc: YamlMap) -> None:
         assert self.kube is not None
         name = str(_get(doc, "metadata", "name") or "?")
@@ -677,6 +772,28 @@ class _Reader:
                     description=where,
                 )
             )
+
+
+#: Gateway API route kinds whose rules name backendRefs (gateway.networking.k8s.io).
+ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute", "TLSRoute"})
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+_HANDLERS = ("httpGet", "tcpSocket", "grpc")
+
+
+def _probes(container: Any, cname: str) -> list[KubeProbe]:
+    out = []
+    for kind in _PROBES:
+        probe = container.get(kind)
+        if not isinstance(probe, dict):
+            continue
+        for handler in _HANDLERS:
+            action = probe.get(handler)
+            if not isinstance(action, dict):
+                continue
+            port = action.get("port")
+            if isinstance(port, (int, str)) and not isinstance(port, bool) and port != "":
+                out.append(KubeProbe(cname, kind, handler, port, line_of(action, "port")))
+    return out
 
 
 def _backend(backend: Any) -> tuple[str | None, int | str | None, int | None]:

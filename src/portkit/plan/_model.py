@@ -20,12 +20,19 @@ if TYPE_CHECKING:
     from portkit.model import PortRange
 
 __all__ = [
+    "ComposeDependency",
+    "ComposeService",
     "Connection",
+    "DockerfileExpose",
     "Exposure",
     "Issue",
     "KubeContainerPort",
     "KubeIngressBackend",
+    "KubeNetworkPolicy",
     "KubeObjects",
+    "KubePolicyPort",
+    "KubeProbe",
+    "KubeRouteBackend",
     "KubeService",
     "KubeServicePort",
     "KubeWorkload",
@@ -169,6 +176,17 @@ class KubeContainerPort:
 
 
 @dataclass(frozen=True, slots=True)
+class KubeProbe:
+    """A liveness, readiness or startup probe's port (httpGet, tcpSocket or grpc)."""
+
+    container: str
+    kind: str  # livenessProbe, readinessProbe, startupProbe
+    handler: str  # httpGet, tcpSocket, grpc
+    port: int | str
+    line: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class KubeWorkload:
     file: str
     line: int | None
@@ -179,10 +197,51 @@ class KubeWorkload:
     host_network: bool
     ports: tuple[KubeContainerPort, ...]
     host_network_line: int | None = None
+    probes: tuple[KubeProbe, ...] = ()
+    #: every container's name (those without ports too)
+    containers: tuple[str, ...] = ()
 
     @property
     def object(self) -> str:
         return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class KubePolicyPort:
+    port: int | str | None
+    end_port: int | None
+    protocol: str
+    line: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class KubeNetworkPolicy:
+    """A NetworkPolicy's pod selector (matchLabels) and the ports of its ingress rules."""
+
+    file: str
+    line: int | None
+    name: str
+    namespace: str | None
+    selector: dict[str, str]
+    ports: tuple[KubePolicyPort, ...]
+    #: matchExpressions too: which pods it selects is not known from labels alone
+    expressions: bool = False
+
+    @property
+    def object(self) -> str:
+        return f"NetworkPolicy/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeRouteBackend:
+    """A Gateway API route's backendRef to a Service port."""
+
+    file: str
+    line: int | None
+    route: str  # HTTPRoute/name
+    namespace: str | None
+    service: str
+    port: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +259,8 @@ class KubeObjects:
     services: list[KubeService] = field(default_factory=list)
     workloads: list[KubeWorkload] = field(default_factory=list)
     backends: list[KubeIngressBackend] = field(default_factory=list)
+    policies: list[KubeNetworkPolicy] = field(default_factory=list)
+    routes: list[KubeRouteBackend] = field(default_factory=list)
 
 
 # --- the native portkit plan ----------------------------------------------------------
@@ -245,6 +306,40 @@ class NativePlan:
     connections: list[Connection] = field(default_factory=list)
 
 
+# --- compose services, kept for cross-service rules --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeDependency:
+    service: str
+    condition: str  # service_started, service_healthy, service_completed_successfully
+    line: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DockerfileExpose:
+    """What a service's Dockerfile EXPOSEs (read through compose ``build:``)."""
+
+    path: str
+    ports: tuple[tuple[int, int, str, int], ...]  # (start, end, protocol, line)
+    invalid: tuple[tuple[str, int], ...] = ()  # (text, line): hadolint DL3011
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeService:
+    file: str
+    line: int | None
+    name: str
+    depends_on: tuple[ComposeDependency, ...] = ()
+    depends_file: str | None = None
+    healthcheck: bool = False
+    dockerfile: DockerfileExpose | None = None
+
+    @property
+    def object(self) -> str:
+        return f"service {self.name}"
+
+
 @dataclass
 class PlanFile:
     """Everything read from one file."""
@@ -256,6 +351,8 @@ class PlanFile:
     project: str | None = None
     #: compose services left out: none of their profiles is enabled (name -> profiles)
     inactive: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: a compose project's services (dependencies, health checks, Dockerfiles)
+    compose: list[ComposeService] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     kube: KubeObjects | None = None
     native: NativePlan | None = None

@@ -69,6 +69,8 @@ class Rule:
     check: Callable[[Plan, LintOptions], Iterable[Hit]]
     title: str
     hint: str
+    #: False: run only when asked (``--enable``), as kube-linter's non-default checks
+    default: bool = True
 
 
 @dataclass(frozen=True, order=True)
@@ -754,6 +756,298 @@ def _check_ephemeral(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
             )
 
 
+# --- reachable from outside, probes, policies, routes, Dockerfiles, start order -----------
+
+
+def _check_external_service(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    """What is reachable from outside, and from where (kube-linter exposed-services,
+    KICS "Service Type is NodePort"): information, for review."""
+    ingresses: set[tuple[str, str]] = set()
+    for m in plan.mappings:
+        proto = m.protocol
+        if m.source == "kubernetes" and m.origin == "service":
+            node = f"node port {m.node_port}/{proto}" if m.node_port else "a node port"
+            if m.type == "NodePort":
+                yield (
+                    m.file,
+                    m.line,
+                    m.object,
+                    (f"reachable from outside the cluster on {node} of every node's IP"),
+                )
+            elif m.type == "LoadBalancer":
+                yield (
+                    m.file,
+                    m.line,
+                    m.object,
+                    (
+                        f"reachable from outside the cluster through the cloud load balancer on "
+                        f"port {m.port}/{proto} (and on {node} of every node)"
+                    ),
+                )
+            elif m.external_ips:
+                yield (
+                    m.file,
+                    m.line,
+                    m.object,
+                    (f"reachable on externalIPs {', '.join(m.external_ips)} port {m.port}/{proto}"),
+                )
+        elif m.origin == "ingress":
+            if (m.file, m.object) not in ingresses:
+                ingresses.add((m.file, m.object))
+                yield (
+                    m.file,
+                    m.line,
+                    m.object,
+                    (
+                        "routes HTTP(S) from outside the cluster through the ingress controller "
+                        f"(80, 443) to Service {m.backend}"
+                    ),
+                )
+        elif m.source == "compose" and m.origin == "ports" and m.exposure is Exposure.PUBLIC:
+            port = f"<one of {m.host_port}>" if m.pool else str(m.host_port or "<any free port>")
+            where = _addr(m.host_ip, port)
+            yield (
+                m.file,
+                m.host_line or m.line,
+                m.object,
+                (f"reachable from outside this host on every interface ({where}/{proto})"),
+            )
+
+
+def _declared_in(container_ports: Iterable[Any]) -> str:
+    ports = [
+        f"{cp.container_port}/{cp.protocol}" + (f" ({cp.name})" if cp.name else "")
+        for cp in container_ports
+        if cp.container_port is not None
+    ]
+    return ", ".join(dict.fromkeys(ports)) or "none"
+
+
+def _check_probe_port(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    """A probe to a port its container does not declare (kube-linter liveness-port,
+    readiness-port, startup-port): a named port that does not exist never answers."""
+    for w in plan.workloads:
+        for probe in w.probes:
+            own = [cp for cp in w.ports if cp.container == probe.container]
+            where = f"{probe.kind}.{probe.handler}.port"
+            if isinstance(probe.port, str) and not probe.port.isdigit():
+                if any(cp.name == probe.port for cp in own):
+                    continue
+                yield (
+                    w.file,
+                    probe.line,
+                    w.object,
+                    (
+                        f'{where} "{probe.port}" names no port of container {probe.container} '
+                        f"(declared: {_declared_in(own)}): the probe cannot connect"
+                    ),
+                )
+                continue
+            number = int(probe.port)
+            if not own or any(cp.container_port == number for cp in own):
+                continue
+            yield (
+                w.file,
+                probe.line,
+                w.object,
+                (
+                    f"{where} {number} is not a containerPort of container {probe.container} "
+                    f"(declared: {_declared_in(own)})"
+                ),
+            )
+
+
+def _policy_selects(policy: Any, w: KubeWorkload) -> bool:
+    same = policy.namespace is None or w.namespace is None or policy.namespace == w.namespace
+    return same and all(w.labels.get(k) == v for k, v in policy.selector.items())
+
+
+def _check_networkpolicy_port(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    """NetworkPolicy ingress ports that select no port of the pods the policy selects."""
+    workloads = plan.workloads
+    for f in plan.files:
+        if f.kube is None:
+            continue
+        for policy in f.kube.policies:
+            if policy.expressions:
+                continue
+            pods = [w for w in workloads if _policy_selects(policy, w)]
+            declared = [cp for w in pods for cp in w.ports]
+            if not pods or not declared:
+                continue
+            names = ", ".join(w.object for w in pods)
+            for pp in policy.ports:
+                if pp.port is None:
+                    continue
+                same = [cp for cp in declared if cp.protocol == pp.protocol]
+                if isinstance(pp.port, str) and not pp.port.isdigit():
+                    if any(cp.name == pp.port for cp in same):
+                        continue
+                    what = f'"{pp.port}"'
+                else:
+                    low = int(pp.port)
+                    high = pp.end_port or low
+                    if any(
+                        cp.container_port is not None and low <= cp.container_port <= high
+                        for cp in same
+                    ):
+                        continue
+                    what = f"{low}-{high}" if high != low else str(low)
+                yield (
+                    policy.file,
+                    pp.line,
+                    policy.object,
+                    (
+                        f"ingress port {what}/{pp.protocol} matches no port of the pods it selects "
+                        f"({names}; declared: {_declared_in(declared)}): the rule allows nothing"
+                    ),
+                )
+
+
+def _check_route_backend(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    """Gateway API route backendRefs to a Service port that does not exist."""
+    services = plan.services
+    for f in plan.files:
+        if f.kube is None:
+            continue
+        for ref in f.kube.routes:
+            svc = next(
+                (
+                    s
+                    for s in services
+                    if s.name == ref.service
+                    and (
+                        ref.namespace is None or s.namespace is None or s.namespace == ref.namespace
+                    )
+                ),
+                None,
+            )
+            if ref.port is None:
+                yield (
+                    ref.file,
+                    ref.line,
+                    ref.route,
+                    (
+                        f"backendRef to Service {ref.service} has no port: a port is required when "
+                        "the backend is a Service"
+                    ),
+                )
+                continue
+            if svc is None or any(sp.port == ref.port for sp in svc.ports):
+                continue
+            ports = ", ".join(f"{sp.port}/{sp.protocol}" for sp in svc.ports)
+            yield (
+                ref.file,
+                ref.line,
+                ref.route,
+                (
+                    f"backendRef {ref.service}:{ref.port} matches no port of {svc.object} "
+                    f"(ports: {ports or 'none'})"
+                ),
+            )
+
+
+def _compose_services(plan: Plan) -> list[Any]:
+    return [s for f in plan.files for s in f.compose]
+
+
+def _check_dockerfile_port(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    """hadolint DL3011: an EXPOSE of a port outside 0-65535."""
+    for svc in _compose_services(plan):
+        if svc.dockerfile is None:
+            continue
+        for text, line in svc.dockerfile.invalid:
+            yield (
+                svc.dockerfile.path,
+                line,
+                svc.object,
+                (f"EXPOSE {text}: Valid UNIX ports range from 0 to 65535 (hadolint DL3011)"),
+            )
+
+
+def _check_target_not_exposed(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    """A published container port the service's own Dockerfile does not EXPOSE."""
+    by_name = {s.name: s for s in _compose_services(plan)}
+    for m in plan.mappings:
+        svc = by_name.get(m.service) if m.source == "compose" else None
+        if svc is None or svc.dockerfile is None or not svc.dockerfile.ports:
+            continue
+        if m.origin != "ports" or m.container_port is None or m.network_host:
+            continue
+        exposed = svc.dockerfile.ports
+        missing = [
+            p
+            for p in m.container_port
+            if not any(lo <= p <= hi and proto == m.protocol for lo, hi, proto, _ in exposed)
+        ]
+        if missing:
+            said = ", ".join(
+                f"{lo}/{proto}" if lo == hi else f"{lo}-{hi}/{proto}"
+                for lo, hi, proto, _ in exposed
+            )
+            yield (
+                m.file,
+                m.line,
+                m.object,
+                (
+                    f"container port {m.container_port}/{m.protocol} is not EXPOSEd by "
+                    f"{svc.dockerfile.path} (it exposes {said}): is that the port the app "
+                    "listens on?"
+                ),
+            )
+
+
+def _check_depends_on(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
+    """depends_on that starts the dependant before the dependency is ready."""
+    by_name = {s.name: s for s in _compose_services(plan)}
+    ports: dict[str, str] = {}
+    for m in plan.mappings:
+        if m.source == "compose" and m.container_port is not None:
+            ports.setdefault(m.service, f"{m.service}:{m.container_port.start}")
+    for svc in by_name.values():
+        for dep in svc.depends_on:
+            target = by_name.get(dep.service)
+            if target is None:
+                continue
+            wait = ports.get(dep.service, f"{dep.service}:PORT")
+            file = svc.depends_file or svc.file
+            if dep.condition == "service_started":
+                if target.healthcheck:
+                    yield (
+                        file,
+                        dep.line,
+                        svc.object,
+                        (
+                            f"depends_on {dep.service} waits for its container to start only, "
+                            f"though {dep.service} has a healthcheck: use condition: "
+                            "service_healthy"
+                        ),
+                    )
+                else:
+                    yield (
+                        file,
+                        dep.line,
+                        svc.object,
+                        (
+                            f"{svc.name} starts as soon as {dep.service}'s container starts, not "
+                            f"when it accepts connections ({dep.service} has no healthcheck): "
+                            f"add one and condition: service_healthy, or wait in {svc.name}: "
+                            f"portkit wait {wait} -- CMD"
+                        ),
+                    )
+            elif dep.condition == "service_healthy" and not target.healthcheck:
+                yield (
+                    file,
+                    dep.line,
+                    svc.object,
+                    (
+                        f"condition: service_healthy, but {dep.service} has no healthcheck: "
+                        f"compose stops with 'dependency failed to start' (add a healthcheck to "
+                        f"{dep.service})"
+                    ),
+                )
+
+
 # --- the table ---------------------------------------------------------------------
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
@@ -892,6 +1186,13 @@ RULES: tuple[Rule, ...] = (
         "hosts), or move the client next to it.",
     ),
     Rule(
+        "dockerfile-invalid-port",
+        E,
+        _check_dockerfile_port,
+        "EXPOSE of an invalid port in a service's Dockerfile",
+        "EXPOSE ports 0-65535, as PORT, PORT/PROTO or START-END (hadolint DL3011).",
+    ),
+    Rule(
         "datastore-public",
         W,
         _public_role_check(datastores=True),
@@ -971,6 +1272,61 @@ RULES: tuple[Rule, ...] = (
         "Set it in the environment or the .env file (--env-file), or give a default: ${VAR:-8080}.",
     ),
     Rule(
+        "probe-port",
+        W,
+        _check_probe_port,
+        "Probe to a port the container does not declare",
+        "Point the liveness/readiness/startup probe at a containerPort of the same "
+        "container (by number or by its name); a named port that does not exist never "
+        "answers (kube-linter liveness-port, readiness-port, startup-port).",
+    ),
+    Rule(
+        "networkpolicy-port",
+        W,
+        _check_networkpolicy_port,
+        "NetworkPolicy port that no selected pod listens on",
+        "Allow the containerPort (or port name) the selected pods declare; a rule whose "
+        "ports select nothing lets no traffic in.",
+    ),
+    Rule(
+        "route-backend-mismatch",
+        W,
+        _check_route_backend,
+        "Gateway API route backend matches no Service port",
+        "A backendRef names the Service and one of its ports (spec.ports[].port), not the "
+        "targetPort; the port is required for a Service.",
+    ),
+    Rule(
+        "external-service",
+        INFO,
+        _check_external_service,
+        "Reachable from outside",
+        "Review what is reachable from outside: a NodePort or LoadBalancer Service, an "
+        "Ingress, a compose port on every interface (kube-linter exposed-services, KICS "
+        "'Service Type is NodePort'). Use ClusterIP, or bind compose ports to 127.0.0.1, "
+        "for what only other services need. Off unless --enable external-service (a "
+        "finding per public port: kube-linter's exposed-services is not a default check "
+        "either).",
+        default=False,
+    ),
+    Rule(
+        "target-not-exposed",
+        INFO,
+        _check_target_not_exposed,
+        "Published container port the image's Dockerfile does not EXPOSE",
+        "Publish the port the application listens on (the Dockerfile's EXPOSE says which), "
+        "or EXPOSE the port in the Dockerfile.",
+    ),
+    Rule(
+        "depends-on-not-ready",
+        INFO,
+        _check_depends_on,
+        "depends_on that does not wait for the dependency to be ready",
+        "Give the dependency a healthcheck and use depends_on: {db: {condition: "
+        "service_healthy}}, or wait for its port in the dependant's entrypoint: "
+        "portkit wait db:5432 -- CMD.",
+    ),
+    Rule(
         "dangling-service",
         INFO,
         _check_dangling_service,
@@ -1003,6 +1359,7 @@ def lint(
     node_port_range: PortRange = NODEPORT_RANGE,
     ephemeral: PortRange = LINUX_EPHEMERAL,
     ignore: Iterable[str] = (),
+    enable: Iterable[str] = (),
 ) -> list[Finding]:
     """Run every rule of :data:`RULES` over the plan.
 
@@ -1011,12 +1368,14 @@ def lint(
         node_port_range: the cluster's ``--service-node-port-range``.
         ephemeral: the ephemeral range of the hosts it deploys to.
         ignore: rule ids to skip.
+        enable: rule ids that are off by default to run too (``external-service``).
 
     Returns:
         Every finding, sorted by file and line.
     """
     skip = frozenset(ignore)
-    unknown = skip - RULES_BY_ID.keys()
+    wanted = frozenset(enable)
+    unknown = (skip | wanted) - RULES_BY_ID.keys()
     if unknown:
         from portkit.errors import UsageError
 
@@ -1026,7 +1385,7 @@ def lint(
     opts = LintOptions(node_port_range, ephemeral, skip)
     found: set[Finding] = set()
     for order, rule in enumerate(RULES):
-        if rule.id in skip:
+        if rule.id in skip or not (rule.default or rule.id in wanted):
             continue
         for file, line, obj, message in rule.check(plan, opts):
             found.add(Finding(file, line, order, rule.id, rule.severity, obj, message, rule.hint))

@@ -143,6 +143,13 @@ Examples:
 )
 @click.option("--ignore", "ignore", multiple=True, metavar="RULE", help="Skip a rule (repeatable).")
 @click.option(
+    "--enable",
+    "enable",
+    multiple=True,
+    metavar="RULE",
+    help="Run a rule that is off by default (repeatable): external-service.",
+)
+@click.option(
     "--node-port-range",
     type=PORT_RANGE,
     default="30000-32767",
@@ -159,6 +166,7 @@ def lint_cmd(
     file_format: str,
     fail_on: str,
     ignore: tuple[str, ...],
+    enable: tuple[str, ...],
     node_port_range: PortRange,
     sarif: bool,
     list_rules: bool,
@@ -195,6 +203,7 @@ def lint_cmd(
                             "severity": str(r.severity),
                             "title": r.title,
                             "hint": r.hint,
+                            "default": r.default,
                         }
                         for r in RULES
                     ]
@@ -204,7 +213,7 @@ def lint_cmd(
             out(rules_text(RULES, stdout_style(), stdout_width()))
         return 0
     plan = _load(files, env_files, file_format, profiles)
-    findings = lint(plan, node_port_range=node_port_range, ignore=ignore)
+    findings = lint(plan, node_port_range=node_port_range, ignore=ignore, enable=enable)
     if sarif:
         from portkit._version import __version__
         from portkit.plan._sarif import to_sarif
