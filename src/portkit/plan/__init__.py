@@ -18,6 +18,7 @@ compose port syntax; ``_interp`` does ``${VAR}``; ``_compose``, ``_kube`` and
 
 from __future__ import annotations
 
+from portkit.plan._baseline import Listener, is_baseline, snapshot_text, unexpected_listeners
 from portkit.plan._check import CheckResult, check
 from portkit.plan._io import load_plan
 from portkit.plan._model import Exposure, Issue, PlanFile, PortMapping
@@ -31,6 +32,7 @@ __all__ = [
     "Exposure",
     "Finding",
     "Issue",
+    "Listener",
     "Plan",
     "PlanFile",
     "PortMapping",
@@ -38,10 +40,13 @@ __all__ = [
     "Rule",
     "Severity",
     "check",
+    "is_baseline",
     "lint",
     "load_plan",
     "parse_port_spec",
     "schema",
+    "snapshot_text",
+    "unexpected_listeners",
 ]
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import UsageError
-from portkit.model import BindScope, bind_scope
+from portkit.model import BindScope, PortRange, bind_scope
+from portkit.plan._baseline import baseline_mappings, is_baseline, unexpected_listeners
 from portkit.plan._model import Exposure, PortMapping
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ class Target:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The verdict for one mapping: ``status`` is ok, miss, unknown or skip."""
+    """The verdict for one mapping: ``status`` is ok, miss, unknown or skip, or for a
+    baseline plan ``unexpected`` (a listener the baseline does not have)."""
 
     mapping: PortMapping
     where: str
@@ -363,7 +365,67 @@ def check(
                         detail += f" (containers unknown: {notes[0]})"
                 verdicts.append((port, status, detail, addrs, reach))
         results.append(_combine(t, where, verdicts))
+    if host is None and is_baseline(plan):
+        results.extend(_unexpected(plan, listening, netns))
     return results
+
+
+def _unexpected(
+    plan: Plan, listening: dict[tuple[str, int], set[str]], netns: str | None
+) -> list[CheckResult]:
+    """A result per listener on a port the baseline does not have at all (a wider bind
+    on a planned port is that port's own miss)."""
+    from portkit.plan import _live
+
+    planned = {(m.protocol, p) for m in baseline_mappings(plan) for p in m.host_ports}
+    observed = [
+        (proto, addr, port)
+        for (proto, port), addrs in sorted(listening.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+        for addr in sorted(addrs)
+        if (proto, port) not in planned
+    ]
+    if not observed:
+        return []
+    owned, _notes = _live.owned_listeners(netns)
+    who = {(ls.protocol, ls.address, ls.port): ls for ls in owned}
+    first = next(f for f in plan.files if f.native is not None and f.native.baseline)
+    out = []
+    for proto, addr, port in unexpected_listeners(plan, observed):
+        ls = who.get((proto, addr, port))
+        owner = None
+        if ls is not None:
+            owner = f"container {ls.container}" if ls.container else ls.owner
+        scope = bind_scope(addr)
+        exposure = {
+            BindScope.WILDCARD: Exposure.PUBLIC,
+            BindScope.LOOPBACK: Exposure.LOOPBACK,
+        }.get(scope, Exposure.ADDRESS)
+        m = PortMapping(
+            "plan",
+            first.path,
+            None,
+            owner or "unknown owner",
+            owner or "",
+            "listener",
+            proto,
+            exposure,
+            host_ip=addr,
+            host_port=PortRange(port),
+            host_bound=True,
+        )
+        host = f"[{addr}]" if ":" in addr else addr
+        out.append(
+            CheckResult(
+                m,
+                "this host",
+                f"{host}:{port}/{proto}",
+                "-",
+                "unexpected",
+                f"{owner or 'a process'} listens here: not in the baseline",
+                (addr,),
+            )
+        )
+    return out
 
 
 def decide_compose(

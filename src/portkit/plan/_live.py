@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from portkit.containers import Container
+    from portkit.plan._baseline import Listener
 
-__all__ = ["containers", "listeners", "probe", "resolve"]
+__all__ = ["containers", "listeners", "owned_listeners", "probe", "resolve"]
 
 
 def listeners(netns: str | None = None) -> dict[tuple[str, int], set[str]]:
@@ -40,6 +41,36 @@ def resolve(host: str) -> list[str]:
     except socket.gaierror as exc:
         raise ProbeError(f"cannot resolve {host!r}: {exc.strerror}", host=host) from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def owned_listeners(netns: str | None = None) -> tuple[list[Listener], list[str]]:
+    """Every listener with its owner's name and, where the owner is a container (or
+    publishes a port for one), the container's label; and what could not be learnt."""
+    from portkit.containers import Resolver, is_publisher
+    from portkit.plan._baseline import Listener
+    from portkit.see import sockets
+
+    found = sockets(listening=True, owners=True, netns=netns)
+    resolver = Resolver()
+    out = []
+    for s in found:
+        protocol = str(s.protocol)
+        box = None
+        if s.pid is not None:
+            if is_publisher(s.process):
+                pub = resolver.publication(s.pid, s.process, s.local_port, protocol)
+                box = pub.container if pub is not None else None
+            else:
+                box = resolver.of_pid(s.pid)
+        label = box.label() if box is not None else None
+        out.append(Listener(protocol, s.local_ip, s.local_port, s.process, label))
+    notes = list(resolver.notes)
+    if found.owners_hidden:
+        notes.append(
+            f"the owners of {found.owners_hidden} process(es) could not be read: "
+            "their listeners are under service unknown"
+        )
+    return out, notes
 
 
 def containers() -> tuple[list[Container], list[str]]:

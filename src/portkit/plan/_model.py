@@ -301,6 +301,8 @@ class Connection:
 @dataclass
 class NativePlan:
     name: str | None = None
+    #: everything that may listen on the host: other listeners are unexpected
+    baseline: bool = False
     hosts: dict[str, str] = field(default_factory=dict)
     services: list[PlanService] = field(default_factory=list)
     connections: list[Connection] = field(default_factory=list)

@@ -46,7 +46,9 @@ EXPOSURES = ("public", "internal", "loopback")
 #: The pseudo service for clients outside every planned host (the Internet, users).
 EXTERNAL = "external"
 
-_TOP_KEYS = frozenset({"portkit", "name", "description", "hosts", "services", "connections"})
+_TOP_KEYS = frozenset(
+    {"portkit", "name", "description", "baseline", "hosts", "services", "connections"}
+)
 _SERVICE_KEYS = frozenset({"host", "description", "ports", "image"})
 _PORT_KEYS = frozenset(
     {"port", "protocol", "exposure", "address", "name", "description", "forwards_to"}
@@ -100,6 +102,13 @@ class _Reader:
             )
         self.unknown_keys(doc, _TOP_KEYS, "plan", "plan")
         self.plan.name = str(doc["name"]) if doc.get("name") is not None else None
+        baseline = doc.get("baseline", False)
+        if not isinstance(baseline, bool):
+            self.issue(
+                "invalid-plan", line_of(doc, "baseline"), "plan", "baseline: must be true or false"
+            )
+            baseline = False
+        self.plan.baseline = baseline
         hosts = doc.get("hosts")
         if isinstance(hosts, dict):
             self.plan.hosts = {str(k): str(v) for k, v in hosts.items()}

@@ -384,7 +384,13 @@ def rules_text(rules: Sequence[Rule], style: Style, width: int | None = None) ->
 
 # --- check --------------------------------------------------------------------------
 
-_STATUS_STYLE = {"ok": "green", "miss": "red", "unknown": "yellow", "skip": "dim"}
+_STATUS_STYLE = {
+    "ok": "green",
+    "miss": "red",
+    "unexpected": "red",
+    "unknown": "yellow",
+    "skip": "dim",
+}
 
 
 def check_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
@@ -406,9 +412,12 @@ def check_text(results: Sequence[CheckResult], style: Style, width: int | None =
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    summary = f"{len(results)} mappings: " + ", ".join(
+    planned = len(results) - counts.get("unexpected", 0)
+    summary = f"{planned} mappings: " + ", ".join(
         f"{counts.get(k, 0)} {k}" for k in ("ok", "miss", "unknown", "skip")
     )
+    if "unexpected" in counts:
+        summary += f"; {counts['unexpected']} unexpected listeners"
     body = table(
         rows, ("STATUS", "ADDRESS", "PLANNED", "OBJECT", "DETAIL"), style=style, width=width
     )

@@ -303,4 +303,37 @@ def check_cmd(
         out(to_json(check_json(results)))
     else:
         out(check_text(results, stdout_style(), stdout_width()))
-    return 1 if any(r.status == "miss" for r in results) else 0
+    return 1 if any(r.status in ("miss", "unexpected") for r in results) else 0
+
+
+@plan_group.command(
+    "snapshot",
+    epilog="""\b
+Examples:
+  portkit plan snapshot > host.plan.yaml        what listens here now, as a baseline
+  portkit plan check host.plan.yaml             exit 1 on a new, wider or missing listener
+  portkit exporter --baseline host.plan.yaml    portkit_unexpected_listener for Prometheus""",
+)
+@click.option("--netns", metavar="NAME", default=None, help="Read this network namespace.")
+@click.option(
+    "--name", "host_name", metavar="NAME", default=None, help="The host's name (default: hostname)."
+)
+def snapshot_cmd(netns: str | None, host_name: str | None) -> int:
+    """Write today's listeners as a portkit plan: what is allowed to listen here.
+
+    One service per owner (process name, or container), each listener with its port,
+    protocol, bind address and the exposure that address gives. The plan is marked
+    ``baseline: true``: plan check then reports listeners it does not have
+    (unexpected), listeners bound wider than it allows, and missing ones.
+    """
+    import socket
+    import time
+
+    from portkit.plan import snapshot_text
+    from portkit.plan._live import owned_listeners
+
+    listeners, notes = owned_listeners(netns)
+    host = host_name or (f"netns {netns}" if netns else socket.gethostname())
+    taken = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    out(snapshot_text(listeners, host, taken=taken, notes=notes).rstrip())
+    return 0
