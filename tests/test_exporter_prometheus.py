@@ -261,6 +261,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         )
         stack.callback(_stop, work)
         assert work.stdout is not None and work.stdout.readline().strip() == "ready"
+        # A listening baseline without CHURN: its listener is unexpected (issue 17).
+        baseline = tmp / "baseline.plan.yaml"
+        baseline.write_text(
+            "portkit: plan/v1\nbaseline: true\nservices:\n  lab:\n    ports:\n"
+            + "".join(
+                f"      - {{port: {p}, address: 127.0.0.1, exposure: loopback}}\n"
+                for p in (SERVED, BACKLOG, TRAFFIC)
+            )
+        )
         exporter = subprocess.Popen(
             [
                 sys.executable,
@@ -275,6 +284,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 f"{SERVED},{BACKLOG},{ABSENT},{TRAFFIC},{CHURN}",
                 "--dest",
                 f"127.0.0.1:{SERVED},127.0.0.1:{CHURN}",
+                "--baseline",
+                str(baseline),
             ],
             stderr=subprocess.PIPE,
             text=True,
@@ -351,6 +362,7 @@ def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -
         "service",
         "role",
         "quantile",
+        "bind",  # portkit_unexpected_listener: a local listening address, never a remote one
     }
     # service and role are the registry's answers for a reported port: one series each.
     info = prom.query("portkit_port_info")
@@ -371,6 +383,7 @@ def test_alert_rules_from_the_docs_fire(lab: dict[str, Any]) -> None:
         "PortkitEphemeralPortsRunningOut",
         "PortkitEphemeralPortsExhaustedSoon",
         "PortkitRetransmitRatioHigh",
+        "PortkitUnexpectedListener",
     }
     want = {
         ("PortkitAcceptQueueFull", str(BACKLOG)),
@@ -379,6 +392,7 @@ def test_alert_rules_from_the_docs_fire(lab: dict[str, Any]) -> None:
         ("PortkitEphemeralPortsRunningOut", ""),
         ("PortkitEphemeralPortsExhaustedSoon", f"127.0.0.1:{CHURN}"),
         ("PortkitRetransmitRatioHigh", str(TRAFFIC)),
+        ("PortkitUnexpectedListener", str(CHURN)),  # not in the --baseline
     }
     end = time.monotonic() + DEADLINE
     pending: set[tuple[str, str]] = set()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from portkit.exporter._server import MetricsServer
     from portkit.exporter.snapshot import Snapshot
     from portkit.model import Endpoint, PortRange
+    from portkit.plan import Plan
 
 __all__ = [
     "DEFAULT_HOST",
@@ -50,6 +51,7 @@ __all__ = [
     "parse_destinations",
     "parse_listen",
     "serve_until_stopped",
+    "unexpected_family",
 ]
 
 
@@ -62,6 +64,8 @@ class SocketCollector:
         ports: per-port series only for these ports (None: every listening port).
         destinations: ``IP:PORT`` destinations to report ephemeral port use for.
         on_error: told the message of a failed reading (the CLI prints it once).
+        baseline: a baseline plan (``portkit plan snapshot``): export the listeners it
+            does not allow as ``portkit_unexpected_listener`` (:func:`unexpected_family`).
     """
 
     def __init__(
@@ -71,8 +75,10 @@ class SocketCollector:
         ports: tuple[PortRange, ...] | None = None,
         destinations: tuple[Endpoint, ...] = (),
         on_error: Callable[[str], None] | None = None,
+        baseline: Plan | None = None,
     ) -> None:
         self._snapshot = snapshot
+        self._baseline = baseline
         self._ports = ports
         self._destinations = destinations
         self._on_error = on_error
@@ -92,9 +98,10 @@ class SocketCollector:
         start = time.perf_counter()
         with self._lock:
             try:
-                fams = families(
-                    self._snapshot(), ports=self._ports, destinations=self._destinations
-                )
+                snap = self._snapshot()
+                fams = families(snap, ports=self._ports, destinations=self._destinations)
+                if self._baseline is not None:
+                    fams.append(unexpected_family(snap, self._baseline))
                 up, self.last_error = 1.0, None
             except (PortkitError, OSError) as exc:
                 fams, up = [], 0.0
@@ -119,6 +126,26 @@ class SocketCollector:
         # Registering must not take a snapshot (prometheus_client calls collect()
         # when a collector has no describe()).
         return []
+
+
+def unexpected_family(snap: Snapshot, baseline: Plan) -> Family:
+    """``portkit_unexpected_listener{port,protocol,bind} 1`` for every listener of the
+    snapshot that the baseline plan does not allow (:func:`portkit.plan.unexpected_listeners`:
+    a port it does not have, or a bind wider than it allows). Bounded by the listeners."""
+    from portkit._sockrow import LOCAL_IP, LOCAL_PORT, PROTOCOL, REMOTE_IP
+    from portkit.plan import unexpected_listeners
+
+    listening = [
+        (str(r[PROTOCOL]), r[LOCAL_IP], r[LOCAL_PORT]) for r in snap.rows if r[REMOTE_IP] is None
+    ]
+    fam = Family(
+        f"{PREFIX}_unexpected_listener",
+        "1 for a listener the --baseline plan does not allow (a new port, or bound wider).",
+        ("port", "protocol", "bind"),
+    )
+    for protocol, bind, port in unexpected_listeners(baseline, listening):
+        fam.add((str(port), protocol, bind), 1)
+    return fam
 
 
 def packaged(name: str) -> str:

@@ -90,6 +90,14 @@ Prometheus scrape config:
 @click.option(
     "--alert-rules", is_flag=True, help="Print portkit's Prometheus alerting rules (YAML) and exit."
 )
+@click.option(
+    "--baseline",
+    metavar="FILE",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="A baseline plan (portkit plan snapshot): export the listeners it does not allow "
+    "as portkit_unexpected_listener.",
+)
 def exporter_cmd(
     listen: tuple[str, int],
     ports: tuple[PortRange, ...] | None,
@@ -99,6 +107,7 @@ def exporter_cmd(
     once: bool,
     dashboard: bool,
     alert_rules: bool,
+    baseline: str | None,
 ) -> int:
     """Serve this host's sockets as Prometheus metrics (/metrics), read at scrape time.
 
@@ -124,6 +133,16 @@ def exporter_cmd(
     )
     from portkit.exporter.snapshot import Snapshot, provider
 
+    plan = None
+    if baseline is not None:
+        from portkit.plan import is_baseline, load_plan
+
+        plan = load_plan([baseline], format="plan")
+        if not is_baseline(plan):
+            raise UsageError(
+                f"--baseline {baseline}: not a baseline plan (baseline: true; "
+                "portkit plan snapshot writes one)"
+            )
     take = provider(traffic=True, netns=netns, pid_netns=pid_netns)
     # One reading now: a bad namespace or missing privilege fails here, as one line
     # and its exit code, not later as portkit_up 0.
@@ -137,6 +156,7 @@ def exporter_cmd(
         ports=ports,
         destinations=dest or (),
         on_error=lambda msg: err(f"portkit exporter: warning: {msg} (portkit_up 0)"),
+        baseline=plan,
     )
     if once:
         from prometheus_client import generate_latest
