@@ -7,10 +7,12 @@ and its target run in one, the clients in the other (no default route: nothing l
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import queue
 import re
+import select
 import shutil
 import signal
 import socket
@@ -266,6 +268,142 @@ def test_sigterm_grace_expires_and_cuts() -> None:
         assert fwd.popen.wait(15) == 0
         fwd.wait_line(r"closed-by=shutdown")
         client.close()
+
+
+# --- hostile environments: few descriptors, a signal during start-up (issue 14) ------------
+
+#: A prefix that runs the rest of the command line under RLIMIT_NOFILE = {nofile} (soft
+#: and hard alike: there is nothing left to raise).
+_LIMITED = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile}))
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def _limited(nofile: int) -> list[str]:
+    return [sys.executable, "-c", _LIMITED.format(nofile=nofile)]
+
+
+@pytest.mark.parametrize(
+    ("nofile", "args"),
+    [
+        (10, ["forward", "0:3000"]),
+        (10, ["forward", "0:53/udp"]),
+        (12, ["forward", "0:3000", "0:53/udp", "--log-format", "json"]),
+        (64, ["forward", *["0:3000"] * 100]),
+        (10, ["serve", "echo"]),
+    ],
+    ids=["tcp", "udp", "both", "100-listeners", "serve"],
+)
+def test_too_few_descriptors_is_one_line_and_exit_3(nofile: int, args: list[str]) -> None:
+    done = subprocess.run(
+        [*_limited(nofile), *PY, *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "too few file descriptors" in lines[0] and f"RLIMIT_NOFILE {nofile}" in lines[0]
+
+
+def test_just_enough_descriptors_forward_a_connection() -> None:
+    # 3 standard streams, the loop's 9, the listener, the epoll set, one connection: the
+    # limit the check asks for is one that works, not a guess on the safe side.
+    with running(["serve", "echo"]) as server:
+        tport = serve_ports(server)["tcp"]
+        with running(["forward", f"0:{tport}"], prefix=_limited(16)) as fwd:
+            port = listen_port(fwd)
+            fwd.wait_line(r"up to 1 TCP connections \(RLIMIT_NOFILE 16\)")
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"sixteen is enough\n")
+                c.shutdown(socket.SHUT_WR)
+                got = b""
+                while chunk := c.recv(100):
+                    got += chunk
+            assert got == b"sixteen is enough\n"
+            assert fwd.stop() == 0
+
+
+def _read_until_eof(fd: int, deadline: float) -> bytes:
+    """Everything a pipe gives until its writer is gone (fails after ``deadline`` s)."""
+    data = bytearray()
+    end = time.monotonic() + deadline
+    while True:
+        left = end - time.monotonic()
+        assert left > 0, f"the writer never finished: {bytes(data[-500:])!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return bytes(data)
+            data += chunk
+
+
+def test_sigterm_during_start_up_drains_the_accepted_connection() -> None:
+    """1,000 listeners whose lines go to a pipe nobody reads: the forwarder is stuck in its
+    start-up (the first listener bound and listening, nothing accepted yet) when a client
+    connects, starts an upload and SIGTERM arrives. The client's bytes must all come back
+    through the forwarder, which then exits 0."""
+    payload = os.urandom(2 * 1024 * 1024)
+    with running(["serve", "echo"]) as server:
+        tport = serve_ports(server)["tcp"]
+        r, w = os.pipe()
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)  # ~80 of the 1,000 "listening" lines
+        proc = subprocess.Popen(
+            [*PY, "forward", *[f"0:{tport}"] * 1000, "--grace", "60"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=w,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        os.close(w)
+        client: socket.socket | None = None
+        try:
+            first = b""
+            while b"\n" not in first:  # one line, no more: the pipe stays full
+                ready, _, _ = select.select([r], [], [], 30)
+                assert ready, "the forwarder printed nothing"
+                chunk = os.read(r, 100)
+                assert chunk, "the forwarder ended"
+                first += chunk
+            found = re.match(rb"listening 127\.0\.0\.1:(\d+)/tcp", first)
+            assert found, first
+            # The kernel completes the handshake; the forwarder, still writing its other
+            # 999 lines into the full pipe, has accepted nothing.
+            client = socket.create_connection(("127.0.0.1", int(found.group(1))), timeout=60)
+            echoed: list[bytes] = []
+
+            def talk(sock: socket.socket) -> None:
+                got = bytearray()
+                try:
+                    sock.sendall(payload)
+                    sock.shutdown(socket.SHUT_WR)
+                    while chunk := sock.recv(1 << 16):
+                        got += chunk
+                except OSError as exc:  # a reset: the forwarder died with it
+                    got[:] = repr(exc).encode()
+                echoed.append(bytes(got))
+
+            talker = threading.Thread(target=talk, args=(client,), daemon=True)
+            talker.start()
+            proc.send_signal(signal.SIGTERM)
+            log = (first + _read_until_eof(r, 90)).decode()
+            talker.join(30)
+            assert echoed == [payload], "the accepted connection was not relayed whole"
+            assert proc.wait(30) == 0, log[-2000:]
+            assert "stopping: no new connections; draining 1 " in log
+            assert re.search(rf"up={len(payload)} down={len(payload)} .* closed-by=client", log)
+        finally:
+            os.close(r)
+            if client is not None:
+                client.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
 
 
 # --- bounded memory with a stalled reader ----------------------------------------------------

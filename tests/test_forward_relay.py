@@ -436,6 +436,36 @@ async def _emfile_pauses_accepting_and_never_stops_it() -> None:
         w.close()
 
 
+async def _stop_accepting_takes_the_queued_clients() -> None:
+    def recv_all(sock: socket.socket) -> bytes:
+        data = b""
+        while chunk := sock.recv(1 << 16):
+            data += chunk
+        return data
+
+    logs: list[ConnLog] = []
+    async with target(echo) as tport:
+        fwd = Forwarder([f"0:127.0.0.1:{tport}"], on_close=logs.append)
+        await fwd.start()
+        port = fwd.bound[0].listen_port
+        # No await between the connects and stop_accepting(): the loop never saw these
+        # clients, only the kernel did (it completed their handshakes). A graceful stop
+        # takes them and relays them rather than resetting them with the listener.
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        for i, c in enumerate(clients):
+            c.sendall(b"queued %d" % i)
+            c.shutdown(socket.SHUT_WR)
+        fwd.stop_accepting()
+        assert fwd.stats.tcp_total == 3
+        closing = asyncio.ensure_future(fwd.close(grace=30))
+        loop = asyncio.get_running_loop()
+        for i, c in enumerate(clients):
+            assert await loop.run_in_executor(None, recv_all, c) == b"queued %d" % i
+            c.close()
+        assert await closing == 0  # every one drained within the grace period
+    assert len(logs) == 3 and all(log.bytes_up == log.bytes_down == 8 for log in logs)
+
+
 # --- PROXY protocol -------------------------------------------------------------------
 
 
@@ -653,6 +683,10 @@ def test_stalled_reader_keeps_buffers_bounded(run: Runner) -> None:
 
 def test_emfile_pauses_accepting_and_never_stops_it(run: Runner) -> None:
     run(_emfile_pauses_accepting_and_never_stops_it())
+
+
+def test_stop_accepting_takes_the_queued_clients(run: Runner) -> None:
+    run(_stop_accepting_takes_the_queued_clients())
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])

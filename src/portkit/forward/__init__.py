@@ -2,9 +2,11 @@
 
 Pure parts (no I/O): :mod:`.spec` (docker/ssh -L specs), :mod:`.access` (allow list,
 descriptor budget), :mod:`.proxy` (PROXY protocol headers), :mod:`.records`.
-I/O parts: :mod:`._engine` (the :class:`Forwarder`), :mod:`._tcp`, :mod:`._udp`,
-:mod:`.serve` (test servers), :mod:`.connect` (a netcat-like client), :mod:`.runner`
-(the command-line loop: uvloop, signals, counters).
+I/O parts: :mod:`._engine` (the :class:`Forwarder`: accept, limits, timeouts, log) and
+its data paths behind the interface :mod:`._path` declares (:mod:`._epoll` and
+:mod:`._tcp` for TCP, :mod:`._udp`); :mod:`._listen` (descriptors, listening sockets),
+:mod:`._resolve` (target names); :mod:`.serve` (test servers), :mod:`.connect` (a
+netcat-like client), :mod:`.runner` (the command-line loop: uvloop, signals, counters).
 
 Names are loaded on first use so that parsing a spec does not import asyncio.
 """

@@ -22,22 +22,24 @@ error on one side becomes a reset (SO_LINGER 0) on the other.
 from __future__ import annotations
 
 import _socket  # the C socket type: socket.socket's Python layer costs ~5 us a connection
+import asyncio
 import contextlib
 import errno
 import os
 import select
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
-from portkit.forward._tcp import READ_SIZE, reset_socket
+from portkit.forward._path import READ_SIZE, proxy_header, reset_socket
 
 if TYPE_CHECKING:
-    import asyncio
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from portkit.forward._engine import Forwarder, _TcpRoute
+    from portkit.forward._path import Engine, TcpRoute
+    from portkit.forward._resolve import Resolver
 
-__all__ = ["Pair", "Relay", "Side"]
+__all__ = ["EpollPath", "Pair", "Relay", "Side"]
 
 _IN, _OUT, _RDHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLRDHUP
 _ERR, _HUP = select.EPOLLERR, select.EPOLLHUP
@@ -185,11 +187,72 @@ class Relay:
         self.epoll.close()
 
 
-class Pair:
-    """One client connection and its target connection (the epoll data path).
+class EpollPath:
+    """The Linux data path (a :class:`~._path.TcpPath`): one epoll set, raw sockets.
 
-    Made when a client is accepted; :meth:`dial` starts the target connection, and the
-    relay starts when it is up. Ends in ``fwd._tcp_done(pair)`` exactly once.
+    Args:
+        engine: the Forwarder.
+        loop: the running loop; it watches the epoll set's descriptor only.
+        resolver: where targets named by DNS are looked up.
+    """
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop, resolver: Resolver) -> None:
+        self.engine = engine
+        self.loop = loop
+        self.resolver = resolver
+        self.relay = Relay(loop)
+        #: Accepted sockets are the C type only (socket.socket's Python __init__ and
+        #: close cost ~5 us per connection).
+        self.wrap: Callable[[int, int, int, int], Any] = _socket.socket
+        #: dials under way and when each gives up; the engine's sweeper ends them
+        self.connecting: dict[Pair, float] = {}
+        self.sweeps = True
+
+    def accepted(self, route: TcpRoute, sock: Any, addr: tuple[Any, ...]) -> Pair:
+        pair = Pair(self, route, sock, addr, time.time())
+        self.connecting[pair] = self.loop.time() + self.engine.connect_timeout
+        return pair
+
+    def sweep(self, now: float) -> None:
+        if self.connecting:
+            for pair, deadline in list(self.connecting.items()):
+                if deadline <= now:
+                    pair.error = f"no answer in {self.engine.connect_timeout} s"
+                    pair.fail("connect-timeout")
+
+    def finished(self, pair: Pair) -> None:
+        if self.connecting:
+            self.connecting.pop(pair, None)
+        self.engine.finished(pair)
+
+    def close(self) -> None:
+        self.relay.close()
+
+    async def resolve_then_dial(self, pair: Pair) -> None:
+        """A target named by DNS and not cached: resolve, then dial."""
+        mapping = pair.route.mapping
+        try:
+            addrs = await self.resolver.targets(mapping.target_host, mapping.target_port)
+        except OSError as exc:
+            pair.error = exc.strerror or str(exc)
+            pair.fail("connect-failed")
+            return
+        except asyncio.CancelledError:
+            pair.close("shutdown", abort=True)
+            raise
+        if not pair.done:
+            if addrs:
+                pair.dial(addrs, mapping.target_port)
+            else:
+                pair.error = "no address"
+                pair.fail("connect-failed")
+
+
+class Pair:
+    """One client connection and its target connection (a :class:`~._path.Relayed`).
+
+    Made when a client is accepted; :meth:`start` dials the target, and the relay starts
+    when it is up. Ends in ``engine.finished(pair)`` exactly once.
     """
 
     __slots__ = (
@@ -201,8 +264,8 @@ class Pair:
         "connecting",
         "done",
         "error",
-        "fwd",
         "idle",
+        "path",
         "port",
         "relay",
         "route",
@@ -213,15 +276,14 @@ class Pair:
 
     def __init__(
         self,
-        fwd: Forwarder,
-        relay: Relay,
-        route: _TcpRoute,
+        path: EpollPath,
+        route: TcpRoute,
         sock: _socket.socket,
         client_addr: tuple[Any, ...],
         started: float,
     ) -> None:
-        self.fwd = fwd
-        self.relay = relay
+        self.path = path
+        relay = self.relay = path.relay
         self.route = route
         self.client_addr = client_addr
         self.started = started
@@ -238,12 +300,20 @@ class Pair:
         self.port = 0
         relay.add(self.client)
 
-    # --- the interface the engine uses (shared with the transport path) ---------------
+    # --- the interface the engine uses (_path.Relayed) ---------------------------------
 
     @property
     def relaying(self) -> bool:
         """Both legs are up (idle timeouts apply from then on)."""
         return not self.connecting
+
+    def start(self) -> None:
+        route = self.route
+        addrs = route.addrs or self.path.resolver.cached(route.mapping.target_host)
+        if addrs:
+            self.dial(addrs, route.mapping.target_port)
+        else:
+            self.path.engine.spawn(self.path.resolve_then_dial(self))
 
     def buffered(self) -> int:
         """Bytes held in user space for either side (at most one read chunk each)."""
@@ -314,13 +384,11 @@ class Pair:
         if not events & _OUT:
             return False
         self.connecting = False
-        self.fwd._tcp_connected(self)
-        fwd = self.fwd
-        if fwd.proxy_protocol is not None:
-            from portkit.forward.proxy import build_header
-
-            dest = self.client.sock.getsockname()
-            header = build_header(fwd.proxy_protocol, self.client_addr[:2], dest[:2])
+        path = self.path
+        if path.connecting:
+            path.connecting.pop(self, None)
+        if self.route.proxy is not None:
+            header = proxy_header(self.route.proxy, self.client_addr, self.client.sock)
             try:
                 sent = side.sock.send(header, _DONTWAIT)
             except BlockingIOError:
@@ -476,4 +544,4 @@ class Pair:
             # No reference cycle left (side -> pair -> side), so reference counting frees
             # the connection at once and the cyclic collector never has to look at it.
             del side.pair
-        self.fwd._tcp_done(self)
+        self.path.finished(self)

@@ -5,43 +5,40 @@ serves systems without epoll and ``Forwarder(..., data_path="transports")``.
 
 Why Protocols and not streams: ``data_received -> peer.transport.write`` copies each
 chunk once and needs no task per direction; the StreamReader + ``await drain()`` loop
-measured below socat (shared/notes/forwarding.md). Flow control is the transports'
-own: when a leg's write buffer passes its high-water mark the transport calls
-``pause_writing`` and we pause *reading* on the other leg, so a stalled reader stops
-the writer and memory stays bounded (one read chunk + the high-water mark per leg).
+measured below socat (docs/forward.md). Flow control is the transports' own: when a
+leg's write buffer passes its high-water mark the transport calls ``pause_writing``
+and we pause *reading* on the other leg, so a stalled reader stops the writer and
+memory stays bounded (one read chunk + the high-water mark per leg).
 
 Half-close: ``eof_received`` returns True (keep the transport) and calls
 ``write_eof()`` on the peer, which shuts down writing only after its pending data is
 flushed; the other direction keeps flowing. Both legs close once both directions
 have ended. There is no fixed close delay (socat's 0.5 s ``-t``).
+
+Connecting is a Task per connection (:meth:`TransportPath.connect`): resolve, dial
+each address in turn under one timer, then wrap the client socket.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-import struct
+import time
 from typing import TYPE_CHECKING, Any
 
+from portkit.forward._path import READ_SIZE, proxy_header, reset_socket
+
 if TYPE_CHECKING:
-    from portkit.forward._engine import Forwarder, _TcpRoute
+    from collections.abc import Callable
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "READ_SIZE", "Conn", "Leg", "ReadBuffer", "reset_socket"]
+    from portkit.forward._path import Engine, TcpRoute
+    from portkit.forward._resolve import Resolver
 
-#: Bytes read per call: one shared buffer (see ReadBuffer), so its size costs nothing per
-#: connection.
-READ_SIZE = 256 * 1024
+__all__ = ["HIGH_WATER", "LOW_WATER", "Conn", "Leg", "ReadBuffer", "TransportPath"]
+
 #: Per-leg write buffer limits: above HIGH the other leg stops reading, below LOW it resumes.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
-_LINGER_RESET = struct.pack("ii", 1, 0)
-
-
-def reset_socket(sock: Any) -> None:
-    """Make the next close() send RST instead of FIN (SO_LINGER with a zero timeout)."""
-    with contextlib.suppress(OSError, AttributeError, ValueError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
 
 class ReadBuffer:
@@ -118,7 +115,7 @@ class Leg(asyncio.BufferedProtocol):
 
 
 class Conn:
-    """One client connection and its target connection."""
+    """One client connection and its target connection (a :class:`~._path.Relayed`)."""
 
     __slots__ = (
         "active",
@@ -127,25 +124,33 @@ class Conn:
         "closed_by",
         "early",
         "error",
-        "fwd",
         "idle",
         "lost",
+        "path",
         "route",
+        "sock",
         "started",
         "target_addr",
         "upstream",
     )
 
     def __init__(
-        self, fwd: Forwarder, route: _TcpRoute, client_addr: tuple[Any, ...], started: float
+        self,
+        path: TransportPath,
+        route: TcpRoute,
+        sock: socket.socket,
+        client_addr: tuple[Any, ...],
+        started: float,
     ) -> None:
-        self.fwd = fwd
+        self.path = path
         self.route = route
+        #: the client's socket until the client leg's transport owns it
+        self.sock: socket.socket | None = sock
         self.client_addr = client_addr
         self.target_addr: tuple[Any, ...] | None = None
         self.started = started
-        self.client = Leg(self, fwd.read_buffer)
-        self.upstream = Leg(self, fwd.read_buffer)
+        self.client = Leg(self, path.buffer)
+        self.upstream = Leg(self, path.buffer)
         self.client.peer = self.upstream
         self.upstream.peer = self.client
         self.closed_by = ""
@@ -155,12 +160,15 @@ class Conn:
         self.idle = 0.0
         self.lost = 0
 
-    # --- the interface the engine uses (shared with the epoll path) --------------------
+    # --- the interface the engine uses (_path.Relayed) ---------------------------------
 
     @property
     def relaying(self) -> bool:
         """Both legs are up (idle timeouts apply from then on)."""
         return self.client.transport is not None
+
+    def start(self) -> None:
+        self.path.engine.spawn(self.path.connect(self))
 
     def buffered(self) -> int:
         """Bytes held in user space for either leg (the transports' write buffers)."""
@@ -176,11 +184,32 @@ class Conn:
     def bytes_down(self) -> int:
         return self.upstream.nbytes
 
+    def close(self, reason: str = "", *, abort: bool = False) -> None:
+        """Close both legs (flushing pending data unless ``abort``)."""
+        if reason and not self.closed_by:
+            self.closed_by = reason
+        for leg in (self.client, self.upstream):
+            tr = leg.transport
+            if tr is not None and not tr.is_closing():
+                if abort:
+                    tr.abort()
+                else:
+                    tr.close()
+
+    # --- the legs' events ----------------------------------------------------------------
+
     def side(self, leg: Leg) -> str:
         return "client" if leg is self.client else "target"
 
+    def end(self, reason: str) -> None:
+        """Never relayed (the target is down, or the forwarder is closing): report it."""
+        if not self.closed_by:
+            self.closed_by = reason
+        self.path.engine.finished(self)
+
     def client_ready(self) -> None:
         """The client leg exists: deliver what the target said early, start relaying."""
+        self.sock = None
         client, upstream = self.client.transport, self.upstream.transport
         for chunk in self.early:
             client.write(chunk)
@@ -223,16 +252,94 @@ class Conn:
             else:
                 peer.close()
         if self.lost == 2 or (peer is None and leg is self.client):
-            self.fwd._tcp_done(self)
+            self.path.engine.finished(self)
 
-    def close(self, reason: str = "", *, abort: bool = False) -> None:
-        """Close both legs (flushing pending data unless ``abort``)."""
-        if reason and not self.closed_by:
-            self.closed_by = reason
-        for leg in (self.client, self.upstream):
-            tr = leg.transport
-            if tr is not None and not tr.is_closing():
-                if abort:
-                    tr.abort()
-                else:
-                    tr.close()
+
+class TransportPath:
+    """The portable data path (a :class:`~._path.TcpPath`): the loop's transports.
+
+    Args:
+        engine: the Forwarder.
+        loop: the running loop, whose transports relay.
+        resolver: where targets named by DNS are looked up.
+    """
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop, resolver: Resolver) -> None:
+        self.engine = engine
+        self.loop = loop
+        self.resolver = resolver
+        self.buffer = ReadBuffer()
+        self.wrap: Callable[[int, int, int, int], Any] = socket.socket
+        self.sweeps = False  # connect timeouts are timers of their own
+
+    def accepted(self, route: TcpRoute, sock: Any, addr: tuple[Any, ...]) -> Conn:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return Conn(self, route, sock, addr, time.time())
+
+    def sweep(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def connect(self, conn: Conn) -> None:
+        """Connect to the target, then wrap the client: both legs start relaying."""
+        loop = self.loop
+        sock = conn.sock
+        assert sock is not None
+        mapping = conn.route.mapping
+        port = mapping.target_port
+        upstream: Any = None
+        error: str | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        timeout = self.engine.connect_timeout
+        # A plain timer rather than asyncio.timeout(): a third of the cost per connection.
+        timer = loop.call_later(timeout, _connect_expired, conn, task)
+        try:
+            addrs = conn.route.addrs or await self.resolver.targets(mapping.target_host, port)
+            for _family, ip in addrs:
+                try:
+                    upstream, _ = await loop.create_connection(lambda: conn.upstream, ip, port)
+                    conn.target_addr = (ip, port)
+                    break
+                except OSError as exc:
+                    error = exc.strerror or type(exc).__name__
+        except OSError as exc:  # name resolution
+            error = exc.strerror or str(exc)
+        except asyncio.CancelledError:
+            if conn.closed_by != "connect-timeout":
+                timer.cancel()
+                sock.close()
+                if upstream is not None:
+                    upstream.abort()
+                conn.end("shutdown")
+                raise
+            task.uncancel()
+            error = f"no answer in {timeout} s"
+        timer.cancel()
+        if upstream is None:
+            # Target down: reset the client at once so it fails fast; keep serving.
+            reset_socket(sock)
+            sock.close()
+            conn.error = error
+            conn.end("connect-failed")
+            return
+        upstream.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if conn.route.proxy is not None:
+            upstream.write(proxy_header(conn.route.proxy, conn.client_addr, sock))
+        try:
+            await loop.connect_accepted_socket(lambda: conn.client, sock)
+        except (OSError, asyncio.CancelledError):
+            sock.close()
+            upstream.abort()
+            conn.end("shutdown")
+            raise
+
+
+def _connect_expired(conn: Conn, task: asyncio.Task[None]) -> None:
+    if not task.done():
+        conn.closed_by = "connect-timeout"
+        task.cancel()

@@ -2,7 +2,8 @@
 
 uvloop when it is installed (the ``fast`` extra), the standard loop otherwise. SIGTERM
 or SIGINT stops accepting and drains live connections for ``grace`` seconds; a second
-signal cuts them at once.
+signal cuts them at once. The handlers are in place before the first listener is
+bound, so a signal during start-up stops gracefully too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ import contextlib
 import gc
 import signal
 from typing import TYPE_CHECKING, Any
+
+from portkit.forward._listen import (
+    LOOP_DESCRIPTORS,
+    descriptors_needed,
+    ensure_descriptors,
+    raise_nofile,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -44,24 +52,21 @@ def run(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
-async def _until_signal(first: Callable[[], None] | None = None) -> asyncio.Event:
-    """Wait for SIGTERM/SIGINT; return an event that a *second* signal sets."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    again = asyncio.Event()
+class _Signals:
+    """SIGTERM/SIGINT on the running loop: the first sets :attr:`stop`, a second
+    :attr:`again`. Installed before anything is bound, so that a signal during a long
+    start-up (a thousand listeners, their lines on a slow stderr) is kept for the
+    graceful stop instead of killing the process with connections already accepted."""
 
-    def on_signal() -> None:
-        if stop.is_set():
-            again.set()
-        else:
-            stop.set()
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.again = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in _SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal)
 
-    for sig in _SIGNALS:
-        loop.add_signal_handler(sig, on_signal)
-    await stop.wait()
-    if first is not None:
-        first()
-    return again
+    def _on_signal(self) -> None:
+        (self.again if self.stop.is_set() else self.stop).set()
 
 
 async def _forward(
@@ -72,6 +77,7 @@ async def _forward(
     on_stop: Callable[[int, float], None] | None,
     on_ready: Callable[[Forwarder], None] | None,
 ) -> int:
+    signals = _Signals()
     await fwd.start()
     # What exists now (modules, tables) lives as long as the process: keep it out of the
     # cyclic collector's way; connections free themselves by reference counting.
@@ -87,12 +93,14 @@ async def _forward(
                 on_stats(fwd.stats.snapshot())
 
         ticker = asyncio.get_running_loop().create_task(tick())
-    again = await _until_signal()
+    await signals.stop.wait()
+    # Listeners close first (what the kernel queued on them is accepted and counted),
+    # then the drain is announced with the number it waits for.
+    fwd.stop_accepting()
     if on_stop is not None:
         on_stop(fwd.stats.tcp_active, grace)
-    fwd.stop_accepting()
     closing = asyncio.get_running_loop().create_task(fwd.close(grace))
-    waiter = asyncio.get_running_loop().create_task(again.wait())
+    waiter = asyncio.get_running_loop().create_task(signals.again.wait())
     await asyncio.wait({closing, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if not closing.done():  # a second signal: no more grace
         closing.cancel()
@@ -116,18 +124,30 @@ def run_forwarder(
     on_stop: Callable[[int, float], None] | None = None,
     on_ready: Callable[[Forwarder], None] | None = None,
 ) -> int:
-    """Start ``fwd``, report counters every ``stats_interval`` s, drain on SIGTERM."""
+    """Start ``fwd``, report counters every ``stats_interval`` s, drain on SIGTERM.
+
+    Raises:
+        ResourceExhausted: too few file descriptors for the event loop, the listeners
+            and one connection; checked before the loop is made, because an event
+            loop that meets EMFILE while setting itself up fails in ways no caller can
+            report in one line.
+    """
+    ensure_descriptors(descriptors_needed(fwd.mappings, loop=True), raise_nofile())
     return run(_forward(fwd, grace, stats_interval, on_stats, on_stop, on_ready))
 
 
 async def _serve(server: Server, on_ready: Callable[[Server], None] | None) -> int:
+    signals = _Signals()
     async with server:
         if on_ready is not None:
             on_ready(server)
-        await _until_signal()
+        await signals.stop.wait()
     return 0
 
 
 def run_server(server: Server, *, on_ready: Callable[[Server], None] | None = None) -> int:
-    """Serve until SIGTERM/SIGINT."""
+    """Serve until SIGTERM/SIGINT (refused at once without the descriptors for the loop,
+    the listeners and a client, as :func:`run_forwarder` is)."""
+    listeners = (server.tcp is not None) + (server.udp is not None)
+    ensure_descriptors(LOOP_DESCRIPTORS + listeners + 1, raise_nofile())
     return run(_serve(server, on_ready))

@@ -16,6 +16,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from portkit.errors import ForwardError, PermissionDenied, UsageError
+from portkit.forward._path import text
 from portkit.model import Endpoint, Protocol, _ip_literal
 
 if TYPE_CHECKING:
@@ -37,11 +38,6 @@ _MAX_HEAD = 64 * 1024
 _UDP_SEEN = 4096
 
 
-def _text(addr: tuple[Any, ...]) -> str:
-    host = str(addr[0])
-    return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-
-
 class _Base(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -51,7 +47,7 @@ class _Base(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        self.peer = _text(transport.get_extra_info("peername"))
+        self.peer = text(transport.get_extra_info("peername"))
         self.server._report(Protocol.TCP, self.peer, "connected")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -159,7 +155,7 @@ class _Datagrams(asyncio.DatagramProtocol):
             if len(self.seen) >= _UDP_SEEN:
                 self.seen.pop(next(iter(self.seen)))
             self.seen[addr] = None
-            self.server._report(Protocol.UDP, _text(addr), "first datagram")
+            self.server._report(Protocol.UDP, text(addr), "first datagram")
         if self.echo:
             self.transport.sendto(data, addr)
 

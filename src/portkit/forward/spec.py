@@ -132,6 +132,21 @@ class Mapping(_Record):
         """``localhost:3000`` (IPv6 in brackets)."""
         return _hostport(self.target_host, self.target_port)
 
+    def bound_to(self, host: str, port: int) -> Mapping:
+        """This mapping as bound: the address and port the OS gave its socket.
+
+        >>> Mapping(0, "localhost", 3000).bound_to("127.0.0.1", 41234).listen
+        '127.0.0.1:41234'
+        """
+        return Mapping(
+            port,
+            self.target_host,
+            self.target_port,
+            protocol=self.protocol,
+            listen_host=host,
+            explicit_bind=self.explicit_bind,
+        )
+
     def spec(self) -> str:
         """The ssh -L form, which parses back to an equal mapping.
 
