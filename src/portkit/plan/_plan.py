@@ -7,6 +7,7 @@ named ``targetPort`` values are resolved only once every file is read. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from portkit.model import PortRange
@@ -40,18 +41,40 @@ class Plan:
     def issues(self) -> tuple[Issue, ...]:
         return tuple(i for f in self.files for i in f.issues)
 
-    @property
+    @cached_property
     def services(self) -> list[KubeService]:
         return [s for f in self.files if f.kube is not None for s in f.kube.services]
 
-    @property
+    @cached_property
     def workloads(self) -> list[KubeWorkload]:
         return [w for f in self.files if f.kube is not None for w in f.kube.workloads]
+
+    @cached_property
+    def _selected(self) -> dict[int, list[KubeWorkload]]:
+        # Every Service's pods at once, through an index of the pod labels: the rules
+        # ask for each Service's pods, and one scan of every workload per Service
+        # made lint quadratic on big bundles.
+        index: dict[tuple[str, str], list[KubeWorkload]] = {}
+        for w in self.workloads:
+            for pair in w.labels.items():
+                index.setdefault(pair, []).append(w)
+        out: dict[int, list[KubeWorkload]] = {}
+        for svc in self.services:
+            if not svc.selector:
+                continue
+            first = next(iter(svc.selector.items()))
+            out[id(svc)] = selected_workloads(svc, index.get(first, []))
+        return out
+
+    def pods_of(self, service: KubeService) -> list[KubeWorkload]:
+        """The workloads a Service of this plan selects (see ``selected_workloads``)."""
+        found = self._selected.get(id(service))
+        return found if found is not None else selected_workloads(service, self.workloads)
 
 
 def build_plan(files: Sequence[PlanFile]) -> Plan:
     """Join the files: resolve every Service port's target against the selected pods."""
-    workloads = [w for f in files if f.kube is not None for w in f.kube.workloads]
+    pre = Plan(tuple(files), ())  # its Service -> pods index
     services = {
         (s.file, s.name, s.namespace): s
         for f in files
@@ -64,7 +87,7 @@ def build_plan(files: Sequence[PlanFile]) -> Plan:
             if m.origin == "service":
                 svc = services.get((m.file, m.service, m.namespace))
                 if svc is not None:
-                    pods = selected_workloads(svc, workloads)
+                    pods = pre.pods_of(svc)
                     number, cp = resolve_target(m.target_port, m.protocol.upper(), pods)
                     m = replace(
                         m,

@@ -16,7 +16,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from portkit.model import NODEPORT_RANGE, BindScope, PortRange, bind_scope
-from portkit.plan._model import Exposure, PortMapping, selected_workloads
+from portkit.plan._model import Exposure, PortMapping
 from portkit.plan._native import EXTERNAL, parse_target
 from portkit.registry import port_role
 
@@ -345,9 +345,8 @@ def _declared(pods: list[KubeWorkload]) -> str:
 
 
 def _target_hits(plan: Plan, numeric: bool) -> Iterator[Hit]:
-    workloads = plan.workloads
     for svc in plan.services:
-        pods = selected_workloads(svc, workloads)
+        pods = plan.pods_of(svc)
         if not pods:
             continue
         names = ", ".join(w.object for w in pods)
@@ -419,7 +418,7 @@ def _check_dangling_service(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
     if not workloads:
         return
     for svc in plan.services:
-        if svc.selector and not selected_workloads(svc, workloads):
+        if svc.selector and not plan.pods_of(svc):
             selector = ",".join(f"{k}={v}" for k, v in sorted(svc.selector.items()))
             yield (
                 svc.file,

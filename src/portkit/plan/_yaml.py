@@ -237,11 +237,12 @@ _ANCHOR = re.compile(r"&([^\s,\[\]{}]+)")
 class _Frame:
     """A mapping or sequence being converted: where its children go, what they cost."""
 
-    __slots__ = ("i", "key", "merges", "node", "out", "size")
+    __slots__ = ("i", "key", "merges", "node", "out", "seq", "size")
 
-    def __init__(self, node: Any, out: Any) -> None:
+    def __init__(self, node: Any, out: Any, seq: bool) -> None:
         self.node = node
         self.out = out
+        self.seq = seq
         self.i = 0
         self.size = 1
         self.key: Any = _NO_KEY
@@ -276,40 +277,74 @@ class _Converter:
     def value(self, root: yaml.Node) -> Any:
         import yaml
 
-        result, size = self._use(root)
+        scalar = yaml.ScalarNode
+        result, _ = self._use(root)
         if result is not _PENDING:
             return result
         stack: list[_Frame] = [self._open(root)]
-        while stack:
+        while True:
             frame = stack[-1]
-            node = frame.node
-            child: Any = None
-            if isinstance(node, yaml.SequenceNode):
-                if frame.i < len(node.value):
-                    child = node.value[frame.i]
-            elif frame.i < len(node.value):
-                key_node, child = node.value[frame.i]
-                if frame.key is _NO_KEY:
-                    merge = key_node.tag == _TAG_MERGE
-                    frame.key = _MERGE_PENDING if merge else self._key(key_node, frame)
-            if child is None:
-                stack.pop()
-                done = self._close(frame)
-                if not stack:
-                    return done
-                self._deliver(stack[-1], done, self.done[id(frame.node)][2])
-                continue
-            value, size = self._use(child)
-            if value is _PENDING:
-                stack.append(self._open(child))
+            items = frame.node.value
+            n = len(items)
+            i = frame.i
+            # Children in a tight loop; a mapping or sequence met for the first time
+            # is pushed, and its value delivered here when it is complete.
+            if frame.seq:
+                out, lines = frame.out, frame.out.item_lines
+                while i < n:
+                    child = items[i]
+                    if type(child) is scalar:
+                        value, size = _scalar(child), 1
+                    else:
+                        value, size = self._use(child)
+                        if value is _PENDING:
+                            break
+                    out.append(value)
+                    lines.append(child.start_mark.line + 1)
+                    frame.size += size
+                    i += 1
             else:
-                self._deliver(frame, value, size)
-        raise AssertionError("unreachable")  # pragma: no cover
+                while i < n:
+                    key_node, child = items[i]
+                    if frame.key is _NO_KEY:
+                        merge = key_node.tag == _TAG_MERGE
+                        frame.key = _MERGE_PENDING if merge else self._key(key_node, frame)
+                    if type(child) is scalar:
+                        value, size = _scalar(child), 1
+                    else:
+                        value, size = self._use(child)
+                        if value is _PENDING:
+                            break
+                    self._put(frame, key_node, child, value, size)
+                    i += 1
+            frame.i = i
+            if i < n:
+                child = items[i] if frame.seq else items[i][1]
+                stack.append(self._open(child))
+                continue
+            stack.pop()
+            done = self._close(frame)
+            if not stack:
+                return done
+            parent = stack[-1]
+            size = self.done[id(frame.node)][2]
+            if parent.seq:
+                parent.out.append(done)
+                parent.out.item_lines.append(frame.node.start_mark.line + 1)
+                parent.size += size
+            else:
+                key_node = parent.node.value[parent.i][0]
+                self._put(parent, key_node, frame.node, done, size)
+            parent.i += 1
 
     def _use(self, node: yaml.Node) -> tuple[Any, int]:
-        """The value of a node seen before (an alias), a scalar's, or _PENDING."""
+        """The value of a mapping or sequence seen before (an alias), or of a scalar
+        (converted again: an aliased scalar adds one node, and costs its own alias
+        token in the text), or _PENDING for a collection met for the first time."""
         import yaml
 
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(node), 1
         key = id(node)
         if key in self.done:
             _, value, size = self.done[key]
@@ -325,28 +360,24 @@ class _Converter:
             name = _ANCHOR.match(self.text, node.start_mark.index)
             anchor = f"anchor '{name.group(1)}'" if name else "an anchor"
             raise self._error(f"{anchor} value contains itself", node)
-        if isinstance(node, yaml.ScalarNode):
-            value = _scalar(node)
-            self.done[key] = (node, value, 1)
-            return value, 1
         return _PENDING, 0
 
     def _open(self, node: yaml.Node) -> _Frame:
         import yaml
 
-        out: YamlMap | YamlList
         line = node.start_mark.line + 1
-        out = YamlMap(line) if isinstance(node, yaml.MappingNode) else YamlList(line)
+        seq = isinstance(node, yaml.SequenceNode)
+        out: YamlMap | YamlList = YamlList(line) if seq else YamlMap(line)
         self.building.add(id(node))
-        return _Frame(node, out)
+        return _Frame(node, out, seq)
 
     def _key(self, key_node: yaml.Node, frame: _Frame) -> Any:
         import yaml
 
         if not isinstance(key_node, yaml.ScalarNode):
             raise self._error("invalid map key: a mapping or sequence", key_node)
-        key, size = self._use(key_node)
-        frame.size += size
+        key = _scalar(key_node)
+        frame.size += 1
         if isinstance(key, float) and key != key:  # NaN keys never compare equal
             key = str(key)
         out = frame.out
@@ -355,32 +386,24 @@ class _Converter:
             raise self._error(f'mapping key "{key}" already defined at line {first}', key_node)
         return key
 
-    def _deliver(self, frame: _Frame, value: Any, size: int) -> None:
+    def _put(self, frame: _Frame, key_node: Any, value_node: Any, value: Any, size: int) -> None:
+        """A mapping's value (or its merge key's source maps) in place."""
         frame.size += size
-        node = frame.node
-        out = frame.out
-        if isinstance(out, YamlList):
-            item = node.value[frame.i]
-            out.append(value)
-            out.item_lines.append(item.start_mark.line + 1)
+        if frame.key is _MERGE_PENDING:
+            sources = value if isinstance(value, list) else [value]
+            for source in sources:
+                if not isinstance(source, YamlMap):
+                    raise self._error(
+                        "map merge requires map or sequence of maps as the value", value_node
+                    )
+                if frame.merges is None:
+                    frame.merges = []
+                frame.merges.append(source)
         else:
-            key_node, value_node = node.value[frame.i]
-            if frame.key is _MERGE_PENDING:
-                sources = value if isinstance(value, list) else [value]
-                for source in sources:
-                    if not isinstance(source, YamlMap):
-                        raise self._error(
-                            "map merge requires map or sequence of maps as the value",
-                            value_node,
-                        )
-                    if frame.merges is None:
-                        frame.merges = []
-                    frame.merges.append(source)
-            else:
-                out[frame.key] = value
-                out.key_lines[frame.key] = key_node.start_mark.line + 1
-            frame.key = _NO_KEY
-        frame.i += 1
+            out = frame.out
+            out[frame.key] = value
+            out.key_lines[frame.key] = key_node.start_mark.line + 1
+        frame.key = _NO_KEY
 
     def _close(self, frame: _Frame) -> Any:
         out = frame.out
