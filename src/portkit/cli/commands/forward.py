@@ -14,7 +14,7 @@ from portkit.model import Endpoint, Protocol
 from portkit.render import Style, to_json, use_color
 
 if TYPE_CHECKING:
-    from portkit.forward._engine import Forwarder
+    from portkit.forward import Forwarder
     from portkit.forward.serve import Server
 
 #: Timeouts: 1 ms to a day (NaN and infinities refused); intervals at least 0.1 s, so
@@ -139,7 +139,7 @@ def forward_cmd(
     target, bytes each way, duration and who closed. SIGTERM stops accepting and
     drains live connections for --grace seconds.
     """
-    from portkit.forward._engine import Forwarder
+    from portkit.forward import Forwarder
     from portkit.forward.access import AllowList
     from portkit.forward.runner import loop_name, run_forwarder
     from portkit.forward.spec import parse_specs
