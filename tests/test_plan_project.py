@@ -193,6 +193,10 @@ def test_profile_on_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "compose.yaml").write_text(PROFILED)
     r = run_portkit("plan", "explain", str(tmp_path / "compose.yaml"), "--profile", "debug")
     assert r.returncode == 0 and "service debug" in r.stdout
+    r = run_portkit("plan", "explain", str(tmp_path / "compose.yaml"), env={"NO_COLOR": "1"})
+    assert "service debug (profiles: debug): --profile debug or COMPOSE_PROFILES=debug" in (
+        r.stdout
+    )
 
 
 # --- old file formats ------------------------------------------------------------------------

@@ -258,6 +258,15 @@ def explain_text(plan: Plan, style: Style, width: int | None = None) -> str:
                 for c in f.native.connections
             )
             blocks.append("\n".join(lines))
+    for f in plan.files:
+        if f.inactive:
+            lines = [style.bold("not started: no enabled profile") + style.dim(f"  ({f.path})")]
+            lines.extend(
+                f"  service {name} (profiles: {', '.join(profiles)}): "
+                f"--profile {profiles[0]} or COMPOSE_PROFILES={profiles[0]}"
+                for name, profiles in f.inactive.items()
+            )
+            blocks.append("\n".join(lines))
     if not blocks:
         blocks.append("no ports in these files")
     rows = host_port_rows(plan)
