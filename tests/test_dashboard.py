@@ -110,4 +110,4 @@ def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
         ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "4 rules found" in res.stdout
+    assert "5 rules found" in res.stdout
