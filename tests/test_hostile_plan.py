@@ -136,7 +136,15 @@ def _laughs(levels: int, fan: int = 9) -> str:
 def test_aliases_are_bounded(text: str, says: str, tmp_path: Path) -> None:
     path = tmp_path / "bomb.yaml"
     path.write_text(text)
-    _one_line_error(_portkit("plan", "lint", str(path)), says)
+    with pytest.raises(PlanError, match=says):
+        pp.load_plan([str(path)], environ={})
+
+
+def test_an_alias_bomb_stays_in_bounded_memory(tmp_path: Path) -> None:
+    """The same on the command line, under the address-space limit: one line, exit 2."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_laughs(8))
+    _one_line_error(_portkit("plan", "lint", str(path)), "document contains excessive aliasing")
 
 
 def test_alias_budget_is_generous_for_real_files() -> None:
@@ -188,18 +196,26 @@ def _compose_lines(entries: list[str]) -> str:
     ids=["entries", "services", "ranges", "pod"],
 )
 def test_conflicts_are_reported_once_per_port(text: str, tmp_path: Path) -> None:
-    path = tmp_path / "many.yaml"
-    path.write_text(text)
-    r = _portkit("plan", "lint", str(path), "--json")
-    assert r.returncode == 1, r.stderr[-2000:]
     import json
 
-    conflicts = [f for f in json.loads(r.stdout) if f["rule"] == "host-port-conflict"]
-    assert len(conflicts) == 1, [c["message"][:200] for c in conflicts[:5]]
-    assert len(r.stdout) < 1_000_000  # a few findings per entry at most, never one per pair
+    from portkit.render.plan import findings_json
+
+    findings = pp.lint(_load(tmp_path, text, "many.yaml"))
+    conflicts = [f for f in findings if f.rule == "host-port-conflict"]
+    assert len(conflicts) == 1, [c.message[:200] for c in conflicts[:5]]
+    # a few findings per entry at most, never one per pair
+    assert len(json.dumps(findings_json(findings))) < 1_000_000
     if "1-20000" not in text:
-        assert "1000 bindings of this port collide" in conflicts[0]["message"]
-        assert conflicts[0]["message"].endswith(" and 994 more")
+        assert "1000 bindings of this port collide" in conflicts[0].message
+        assert conflicts[0].message.endswith(" and 994 more")
+
+
+def test_a_crowded_port_on_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    path.write_text(_compose_lines([f"8080:{1000 + i}" for i in range(1000)]))
+    r = _portkit("plan", "lint", str(path))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stdout.count("host-port-conflict") == 2  # the finding and its hint
 
 
 def test_the_same_file_twice_is_read_once(tmp_path: Path) -> None:
@@ -225,11 +241,8 @@ def test_nested_defaults_3000_deep_are_an_error_not_a_recursion_error() -> None:
 
 def test_deep_defaults_in_a_compose_file_are_a_finding(tmp_path: Path) -> None:
     text = "services:\n  web:\n    ports: ['" + "${A:-" * 3000 + "80" + "}" * 3000 + ":80']\n"
-    path = tmp_path / "deep.yaml"
-    path.write_text(text)
-    r = _portkit("plan", "lint", str(path))
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "invalid-interpolation" in r.stdout
+    findings = pp.lint(_load(tmp_path, text, "deep.yaml"))
+    assert sorted(f.rule for f in findings) == ["invalid-interpolation", "invalid-port"]
 
 
 def test_interpolation_results_are_capped() -> None:
@@ -272,9 +285,15 @@ def compose(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("host", ["", "[]", "a b", "-x", "x" * 300, "host\n"])
+@pytest.mark.parametrize("host", ["", "[]", "a b", "-x", "x" * 300, "host\n", "a..b"])
 def test_check_host_must_be_a_name_or_an_address(host: str, compose: Path) -> None:
-    r = _portkit("plan", "check", str(compose), "--host", host)
+    plan = pp.load_plan([str(compose)], environ={})
+    with pytest.raises(UsageError, match="is not a host name or an IP address"):
+        pp.check(plan, host=host)
+
+
+def test_an_empty_host_on_the_command_line(compose: Path) -> None:
+    r = _portkit("plan", "check", str(compose), "--host", "")
     _one_line_error(r, "is not a host name or an IP address")
 
 
@@ -310,12 +329,6 @@ def test_env_file_may_be_a_pipe(compose: Path) -> None:
 )
 def test_conflicting_lint_flags_are_a_usage_error(args: list[str], says: str) -> None:
     _one_line_error(_portkit("plan", "lint", *args), says)
-
-
-def test_library_refuses_an_empty_host(compose: Path) -> None:
-    plan = pp.load_plan([str(compose)], environ={})
-    with pytest.raises(UsageError):
-        pp.check(plan, host="")
 
 
 # --- every reader validates types ----------------------------------------------------------
