@@ -387,7 +387,10 @@ def findings_text(
 
 
 def rules_text(rules: Sequence[Rule], style: Style, width: int | None = None) -> str:
-    rows = [(r.id, str(r.severity), r.title) for r in rules]
+    rows = [
+        (r.id, str(r.severity), r.title + ("" if r.default else " (off unless --enable)"))
+        for r in rules
+    ]
     return table(rows, ("RULE", "SEVERITY", "WHAT"), style=style, width=width)
 
 

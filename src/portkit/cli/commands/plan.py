@@ -71,13 +71,15 @@ Examples:
   portkit plan lint compose.yaml k8s/*.yaml --fail-on warning
   portkit plan lint deploy.yaml --sarif > portkit.sarif
   portkit plan check examples/web-stack/portkit-plan.yaml
-  portkit plan check compose.yaml --host 10.0.0.5""",
+  portkit plan check compose.yaml --host 10.0.0.5
+  portkit plan snapshot > host.plan.yaml && portkit plan check host.plan.yaml""",
 )
 def plan_group() -> None:
     """A stack's ports: docker compose files, Kubernetes manifests and portkit plans.
 
     explain says what every mapping means, lint finds mistakes before deploying,
-    check verifies the plan against this machine or a remote host.
+    check verifies the plan against this machine or a remote host, snapshot writes
+    what listens here as a baseline that check then holds the host to.
     """
 
 
