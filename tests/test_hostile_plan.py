@@ -275,6 +275,21 @@ def test_env_files_parse_in_linear_time(text: str) -> None:
     assert values
 
 
+def test_a_long_extends_chain_is_refused_without_recursion(tmp_path: Path) -> None:
+    text = "services:\n" + "".join(f"  s{i}: {{extends: s{i + 1}}}\n" for i in range(5000))
+    text += "  s5000: {image: x, ports: ['80:80']}\n"
+    with pytest.raises(PlanError, match="a chain of more than 64 services"):
+        _load(tmp_path, text)
+    short = "services:\n" + "".join(f"  s{i}: {{extends: s{i + 1}}}\n" for i in range(60))
+    plan = _load(tmp_path, short + "  s60: {image: x, ports: ['80:80']}\n")
+    assert len(plan.mappings) == 61
+
+
+def test_an_include_of_dev_zero_stops_at_the_cap(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="larger than 32 MB"):
+        _load(tmp_path, "include: [/dev/zero]\nservices: {}\n")
+
+
 # --- arguments ----------------------------------------------------------------------------
 
 

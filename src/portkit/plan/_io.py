@@ -118,8 +118,8 @@ def _compose_env(
     return values
 
 
-#: Keys a service of a Compose file format version 1 (services at the top level) has.
-_V1_KEYS = frozenset({"image", "build", "ports", "expose", "command", "links", "environment"})
+#: A service of the Compose file format version 1 (services at the top level) has one.
+_V1_KEYS = frozenset({"image", "build"})
 
 
 def is_compose_v1(doc: Any) -> bool:

@@ -268,10 +268,17 @@ class _Builder:
         if ext is None:
             return svc
         here = f"{name} in {path}"
-        if here in chain or len(chain) > _MAX_CHAIN:
+        if here in chain:
             cycle = " -> ".join([*chain, here])
             raise PlanError(
                 f"{path}:{line_of(svc, 'extends')}: circular reference with extends: {cycle}",
+                file=path,
+                line=line_of(svc, "extends"),
+            )
+        if len(chain) >= _MAX_CHAIN:
+            raise PlanError(
+                f"{path}:{line_of(svc, 'extends')}: services.{name}.extends: a chain of more "
+                f"than {_MAX_CHAIN} services (portkit's limit)",
                 file=path,
                 line=line_of(svc, "extends"),
             )
