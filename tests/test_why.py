@@ -186,6 +186,40 @@ def test_no_route(lab: WhyLab) -> None:
 
 
 @pytest.mark.netns
+@pytest.mark.parametrize(
+    ("port", "statement", "verdict", "probe"),
+    [
+        (7010, "drop", "drop", "no-response"),
+        (7011, "reject with tcp reset", "reject", "conn-refused"),
+    ],
+)
+def test_a_firewall_rule_on_the_target(
+    lab: WhyLab, port: int, statement: str, verdict: str, probe: str
+) -> None:
+    lab.serve(port)
+    lab.nft(
+        "table inet pkwfw {\n"
+        "  chain input { type filter hook input priority filter; policy accept;\n"
+        f"    tcp dport {port} {statement}\n"
+        "  }\n"
+        "}\n"
+    )
+    try:
+        code, doc = lab.why(f"db.why.test:{port}")  # a name from hosts, not "stale"
+        assert code == 1
+        _broken(doc, "firewall")
+        fw = _layer(doc, "firewall")
+        assert fw["verdict"] == verdict and str(port) in fw["text"], fw
+        assert fw["rule"] == "nft inet pkwfw input handle 2"
+        assert doc["probe"]["reason"] == probe, doc["probe"]
+        assert _layer(doc, "listener")["ok"] is True  # the service is there, behind it
+    finally:
+        lab.nft("delete table inet pkwfw\n")
+    code, doc = lab.why(f"{TARGET}:{port}")
+    assert code == 0 and _layer(doc, "firewall")["ok"] is True, doc
+
+
+@pytest.mark.netns
 def test_a_dnat_to_a_port_nothing_listens_on(lab: WhyLab) -> None:
     lab.nft(
         "table ip pkwhy {\n"

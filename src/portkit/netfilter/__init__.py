@@ -62,6 +62,7 @@ __all__ = [
     "parse_ruleset",
     "parse_save",
     "read_nat",
+    "read_rules",
     "read_ruleset",
     "ruleset_from_save",
     "traverse",
@@ -109,6 +110,54 @@ def read_ruleset(netns: str | None = None) -> Ruleset | None:
         return parse_ruleset(json.loads(text))
     except (ValueError, RecursionError) as exc:
         raise PortkitError(f"nft -j list ruleset wrote what portkit cannot read: {exc}") from None
+
+
+def _has_xt(ruleset: Ruleset) -> bool:
+    """Whether any rule carries iptables-nft's opaque ``xt`` expressions."""
+    return any(
+        isinstance(e, dict) and "xt" in e
+        for chain in ruleset.chains.values()
+        for rule in chain.rules
+        for e in rule.expr
+    )
+
+
+def read_rules(netns: str | None = None) -> Ruleset | None:
+    """The whole netfilter ruleset of a namespace, for :func:`traverse`: nftables, with
+    iptables-nft's tables read from ``iptables-nft-save`` where the JSON shows their
+    matches only as opaque ``xt``, and legacy x_tables (``iptables-legacy-save``) beside
+    them; None when no tool is installed.
+
+    Raises:
+        PermissionDenied: reading them needs CAP_NET_ADMIN.
+        PortkitError: a tool failed or wrote nonsense; no such namespace.
+        Unsupported: not Linux.
+    """
+    import shutil
+
+    from portkit.netfilter._read import legacy_tables, run_tool
+
+    parts: list[Ruleset] = []
+    ruleset = read_ruleset(netns)
+    if ruleset is not None:
+        parts.append(ruleset)
+    for family, tools in (
+        (4, ("iptables-nft-save", "iptables-save")),
+        (6, ("ip6tables-nft-save", "ip6tables-save")),
+    ):
+        if ruleset is None or _has_xt(ruleset):
+            tool = next((t for t in tools if shutil.which(t)), None)
+            text = run_tool([tool], netns) if tool is not None else None
+            if text:
+                parts.append(ruleset_from_save(text, family))
+    for family, tool in ((4, "iptables-legacy-save"), (6, "ip6tables-legacy-save")):
+        if legacy_tables(netns, family):
+            text = run_tool([tool], netns)
+            if text:
+                parts.append(ruleset_from_save(text, family, prefix="legacy-"))
+    if not parts:
+        return None
+    return combine(*parts) if len(parts) > 1 else parts[0]
 
 
 def _iptables(

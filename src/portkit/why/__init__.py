@@ -256,7 +256,16 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
             _layers.judge_source(f"{address}:{ep.port}", size, held, _layers.conntrack_fill(src))
         )
 
-    return _finish(label, src, checks, blind, address, ep, timeout, stale=answer.source == "hosts")
+    return _finish(
+        label,
+        src,
+        checks,
+        blind,
+        address,
+        ep,
+        timeout,
+        stale=answer.source == "hosts" and there is None,
+    )
 
 
 def _finish(

@@ -3,10 +3,10 @@ packet the client would send.
 
 What the packet is (:func:`packet_hook`: this host's own packet meets the ``output``
 hooks, one from elsewhere ``prerouting``; the interface it arrives on) and which DNAT
-takes it (:func:`pick_dnat`) are pure functions of data. The rules are read through
-:mod:`portkit.netfilter`'s public functions (``read_nat``, ``read_ruleset``) in the
-target's namespace; the verdict of the filter hooks comes from its evaluator
-(``portkit.netfilter.traverse``), which says "could not decide" rather than guess.
+takes it (:func:`pick_dnat`), and the firewall's verdict (:func:`judge_firewall`, over
+``portkit.netfilter.traverse``, which says "could not decide" rather than guess) are
+pure functions of data. The rules are read through :mod:`portkit.netfilter`'s public
+functions (``read_nat``, ``read_rules``) in the target's namespace.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from portkit.netfilter import NatMapping
     from portkit.why._context import Place
 
-__all__ = ["iif_matches", "netfilter_layers", "pick_dnat"]
+__all__ = ["iif_matches", "judge_firewall", "netfilter_layers", "pick_dnat"]
 
 
 def iif_matches(required: str | None, iif: str | None) -> bool:
@@ -150,73 +150,100 @@ def _firewall(
     hook: str,
     dnat: NatMapping | None,
 ) -> Check:
-    """The filter hooks' verdict for the packet, from the evaluator when this build
-    has it."""
-    import portkit.netfilter as nf
+    """The filter hooks' verdict for the packet on ``there`` (read, then judged)."""
+    from portkit.netfilter import read_rules
 
-    traverse: Any = getattr(nf, "traverse", None)
-    if traverse is None:
-        return Check("firewall", None, "the firewall evaluator is not in this build")
     try:
-        ruleset = nf.read_ruleset(there.path)
+        ruleset = read_rules(there.path)
     except PermissionDenied:
         return _unreadable(there)
     except PortkitError as exc:
         return Check("firewall", None, f"the firewall rules {_on(there)} could not be read: {exc}")
     if ruleset is None:
         return Check("firewall", None, f"nft is not installed {_on(there)}: rules not read")
-    return judge_firewall(traverse, ruleset, there, saddr, dest, proto, iif, hook)
+    from portkit.see._addrs import addresses
+
+    try:
+        local = tuple(a for _, a, _ in addresses(there.path))
+    except (PortkitError, OSError):
+        local = ()
+
+    def route(address: str) -> str | None:
+        from portkit.why._route import route_get
+
+        try:
+            found = route_get(address, there.path)
+        except (PortkitError, OSError):
+            return None
+        return found.dev if found.reachable else None
+
+    return judge_firewall(ruleset, there.label, saddr, dest, proto, iif, hook, local, route)
 
 
 def judge_firewall(
-    traverse: Any,
     ruleset: Any,
-    there: Place,
+    where: str,
     saddr: str,
     dest: tuple[str, int],
     proto: str,
     iif: str | None,
     hook: str,
+    local: tuple[str, ...],
+    route: Any = None,
 ) -> Check:
-    """The firewall check from the evaluator's decisions along the packet's hooks."""
-    import portkit.netfilter as nf
-    from portkit.see._addrs import addresses
+    """The firewall check of a ruleset for the client's packet (pure, given the
+    ``route`` lookup): the evaluator's decisions along the hooks the packet meets on
+    the target host; the first that does not accept it decides. The client's own port
+    is not known: rules on it are "could not decide" unless every port agrees."""
+    from portkit.netfilter import Packet, traverse
 
     address, port = dest
     family = 6 if ":" in address else 4
-    packet = nf.Packet(  # type: ignore[attr-defined,unused-ignore]
-        family=family,
-        protocol=proto,
-        saddr=saddr or ("::1" if family == 6 else "127.0.0.1"),
-        daddr=address,
-        sport=40000,
-        dport=port,
+    packet = Packet(
+        family,
+        proto,
+        saddr or ("::1" if family == 6 else "127.0.0.1"),
+        address,
+        None,
+        port,
         iif=iif,
-        oif=None,
     )
-    try:
-        local = tuple(a for _, a, _ in addresses(there.path))
-    except (PortkitError, OSError):
-        local = ()
-    decisions = traverse(ruleset, packet, local=True, local_addresses=local)
+    on = "here" if where == "host" else f"in {where}"
+    decisions = traverse(
+        ruleset, packet, local=True, local_addresses=local, own=hook == "output", route=route
+    )
     blocking = next((d for d in decisions if d.verdict != "accept"), None)
+    hooks = [d.hook for d in decisions]
     if blocking is None:
-        return Check("firewall", True, f"the rules {_on(there)} accept it", data={"hook": hook})
-    rule = getattr(blocking, "rule", None)
-    text = getattr(rule, "text", None) or str(rule) if rule is not None else "the chain policy"
+        return Check(
+            "firewall",
+            True,
+            f"the rules {on} accept it ({', '.join(hooks) or 'no chain sees it'})",
+            data={"hooks": hooks},
+        )
+    rule = blocking.rule
+    text = f"{rule.text} ({rule.where})" if rule is not None else "no rule"
     if blocking.verdict == "undecided":
         return Check(
             "firewall",
             None,
-            f"could not decide {_on(there)}: {blocking.reason} ({text})",
+            f"could not decide {on} on {blocking.hook}: {blocking.reason}"
+            + (f", at {rule.where}" if rule is not None else ""),
+            data={"hooks": hooks, "reason": blocking.reason},
         )
     return Check(
         "firewall",
         False,
-        f"{blocking.verdict} {_on(there)} by {text}",
-        f"allow it: a rule accepting {proto} dport {port} before that one (nft insert rule ...), "
-        "or remove the rule",
-        {"rule": text, "verdict": blocking.verdict},
+        f"{blocking.verdict} {on} on {blocking.hook} by {text}",
+        f"allow it: accept {proto} dport {port} before that rule ("
+        + (f"{rule.where}" if rule is not None else "the chain")
+        + "), or remove the rule",
+        {
+            "rule": rule.where if rule is not None else None,
+            "text": rule.text if rule is not None else None,
+            "verdict": blocking.verdict,
+            "hook": blocking.hook,
+        },
     )
 
 
