@@ -420,3 +420,55 @@ def test_a_plan_service_port_is_asked_where_the_plan_publishes_it(tmp_path: Any)
         assert other.returncode == 2 and "does not publish 81/tcp" in other.stderr
     finally:
         srv.close()
+
+
+@pytest.mark.netns
+def test_docker_user_drops_a_published_port_from_outside(docker_lab_noproxy: Any) -> None:
+    """A client namespace wired to the daemon's host namespace asks for a port that
+    NAT publishes (no userland proxy): DNAT into the container, then the forward path,
+    where a DOCKER-USER rule drops it; the host's INPUT never sees the packet."""
+    lab = docker_lab_noproxy
+    client = f"pkwd{os.getpid()}"
+
+    def in_lab(*argv: str) -> None:
+        done = lab.in_ns(*argv)
+        assert done.returncode == 0, done.stderr
+
+    subprocess.run(["ip", "netns", "add", client], check=True)
+    try:
+        subprocess.run(
+            ["ip", "link", "add", "pkdu0", "netns", client, "type", "veth",
+             "peer", "name", "pkdu1", "netns", lab.ns],
+            check=True,
+        )  # fmt: skip
+        subprocess.run(
+            ["ip", "-n", client, "addr", "add", "10.206.0.1/24", "dev", "pkdu0"], check=True
+        )
+        subprocess.run(["ip", "-n", client, "link", "set", "pkdu0", "up"], check=True)
+        in_lab("ip", "addr", "add", "10.206.0.2/24", "dev", "pkdu1")
+        in_lab("ip", "link", "set", "pkdu1", "up")
+        env = {"DOCKER_HOST": f"unix://{lab.sock}"}
+
+        def why() -> dict[str, Any]:
+            done = run_portkit(
+                "why", "10.206.0.2:18090", "--from", f"netns:{client}", "--json", env=env
+            )
+            assert done.returncode in (0, 1), done.stderr
+            (doc,) = json.loads(done.stdout)
+            return dict(doc)
+
+        healthy = why()
+        assert healthy["reachable"], json.dumps(healthy, indent=1)
+        nat = _layer(healthy, "nat")
+        assert nat["dnat"]["to"].endswith(":80") and nat["into"] == "container:pub"
+        assert "forward" in _layer(healthy, "firewall")["hooks"]
+        in_lab("iptables", "-I", "DOCKER-USER", "-p", "tcp", "--dport", "80", "-j", "DROP")
+        try:
+            doc = why()
+            _broken(doc, "firewall")
+            fw = _layer(doc, "firewall")
+            assert fw["hook"] == "forward" and "DOCKER-USER" in fw["rule"], fw
+        finally:
+            in_lab("iptables", "-D", "DOCKER-USER", "-p", "tcp", "--dport", "80", "-j", "DROP")
+    finally:
+        subprocess.run(["ip", "netns", "del", client], check=False)
