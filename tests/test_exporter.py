@@ -188,6 +188,151 @@ def test_no_remote_or_ephemeral_port_ever_becomes_a_label() -> None:
         assert not any(banned in v for v in values)
 
 
+# --- the container label -----------------------------------------------------------------
+
+
+def boxed(name: str, published: bool = False, **kw: Any) -> Any:
+    from portkit.containers import Container
+    from portkit.see import OwnerContainer
+
+    c = Container(name.encode().hex().ljust(64, "0")[:64], name, "docker", **kw)
+    return OwnerContainer(c, "proxy" if published else None, "172.17.0.2:80" if published else None)
+
+
+def test_container_label_on_listeners_and_port_info() -> None:
+    snap = fixed()
+    snap.port_containers = {
+        ("tcp", 80): (boxed("web", published=True),),
+        ("udp", 53): (boxed("coredns", pod="coredns-5d78", namespace="kube-system"),),
+        ("tcp", 5432): (boxed("db"), boxed("db-replica")),  # two addresses, two containers
+    }
+    m = by_name(families(snap, ports=parse_ports("80,53,5432,7000")))
+    assert m["portkit_listeners"] == {
+        ("tcp", "80", "web"): 2,
+        ("tcp", "5432", "db,db-replica"): 1,
+        ("tcp", "7000", ""): 0,  # nothing listens: no container
+        ("tcp", "53", ""): 0,
+        ("udp", "53", "kube-system/coredns-5d78"): 1,
+    }
+    info = {k[0:2]: k[4] for k in m["portkit_port_info"]}
+    assert info[("tcp", "80")] == "web" and info[("tcp", "7000")] == ""
+    # only the listener series and the info carry it; the rest keep their labels
+    assert ("tcp", "80") in m["portkit_accept_queue_limit"]
+    # none asked (a fixed snapshot, or --no-container-label): no label at all
+    assert by_name(families(fixed()))["portkit_listeners"][("tcp", "80")] == 2
+
+
+def test_container_label_is_bounded() -> None:
+    from portkit.exporter.metrics import MAX_CONTAINER_VALUES, container_values
+
+    many = {("tcp", 10000 + i): (boxed(f"c{i:03d}", published=True),) for i in range(250)}
+    values = container_values(many)
+    assert len(set(values.values())) == MAX_CONTAINER_VALUES + 1
+    assert values[("tcp", 10000)] == "c000" and values[("tcp", 10199)] == "c199"
+    assert {values[("tcp", 10000 + i)] for i in range(200, 250)} == {"other"}
+    snap = Snapshot.from_rows(
+        [rec(TCP, 4, S.LISTEN, "0.0.0.0", port, role="server") for _, port in many], EPH
+    )
+    snap.port_containers = many
+    got = {k[2] for k in by_name(families(snap))["portkit_listeners"]}
+    assert len(got) == MAX_CONTAINER_VALUES + 1 and "other" in got
+
+
+def fake_proc(root: Any, procs: dict[int, tuple[str, str]]) -> str:
+    """A /proc of ``{pid: (comm, cgroup path)}`` (cgroup v2 lines, as the kernel writes)."""
+    for pid, (comm, cgroup) in procs.items():
+        d = root / str(pid)
+        d.mkdir(exist_ok=True)
+        (d / "comm").write_text(comm + "\n")
+        (d / "cgroup").write_text(f"0::{cgroup}\n")
+        (d / "cmdline").write_bytes(comm.encode() + b"\0")
+    return str(root)
+
+
+def test_container_watch_renews_every_few_seconds_not_every_reading(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portkit.exporter._containers import ContainerWatch
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")  # no API: short ids
+    cid = "ab" * 32
+    procfs = fake_proc(
+        tmp_path,
+        {
+            4242: ("nginx", f"/system.slice/docker-{cid}.scope"),
+            812: ("sshd", "/system.slice/ssh.service"),
+        },
+    )
+    rows = [
+        rec(TCP, 4, S.LISTEN, "0.0.0.0", 80, role="server", pid=4242, process="nginx"),
+        rec(TCP, 4, S.LISTEN, "0.0.0.0", 22, role="server", pid=812, process="sshd"),
+    ]
+    now = [100.0]
+    watch = ContainerWatch(owners=True, procfs=procfs, renew=5.0, clock=lambda: now[0])
+    snap = Snapshot.from_rows(rows, EPH)
+    watch.annotate(snap)
+    assert snap.containers is not None and set(snap.containers) == {4242}
+    assert snap.containers[4242].container.name == cid[:12]
+    assert snap.port_containers == {("tcp", 80): (snap.containers[4242],)}
+    # the process moves to no container: a reading within the window still says nginx's
+    fake_proc(tmp_path, {4242: ("nginx", "/system.slice/nginx.service")})
+    now[0] += 4.9
+    again = Snapshot.from_rows(rows, EPH)
+    watch.annotate(again)
+    assert set(again.containers or {}) == {4242} and watch.renewals == 1
+    now[0] += 0.2  # past the window: asked again
+    last = Snapshot.from_rows(rows, EPH)
+    watch.annotate(last)
+    assert last.containers == {} and last.port_containers == {} and watch.renewals == 2
+
+
+def test_container_watch_without_owners_reads_nothing_more_without_containers(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exporter's gate: no container on the host, no listeners-only dump."""
+    from portkit.exporter import _containers
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    procfs = fake_proc(tmp_path, {812: ("sshd", "/system.slice/ssh.service")})
+    scans: list[Any] = []
+    import portkit.see
+
+    monkeypatch.setattr(portkit.see, "scan", lambda *a, **kw: scans.append(a) or None)
+    watch = _containers.ContainerWatch(procfs=procfs)
+    snap = fixed()
+    watch.annotate(snap)
+    assert snap.port_containers == {} and scans == []
+
+
+@pytest.mark.netns
+def test_container_label_with_a_real_daemon(docker_lab: Any) -> None:
+    """The exporter in the daemon's namespace names the container behind each
+    published port (docker-proxy's sockets), as ``docker ps`` does."""
+    env = {"DOCKER_HOST": f"unix://{docker_lab.sock}"}
+    r = run_portkit("exporter", "--once", "--netns", docker_lab.ns, env=env)
+    assert r.returncode == 0, r.stderr
+    got = {
+        (m["protocol"], m["port"]): m["container"]
+        for m in (
+            dict(re.findall(r'(\w+)="([^"]*)"', line))
+            for line in r.stdout.splitlines()
+            if line.startswith("portkit_listeners{")
+        )
+    }
+    assert got[("tcp", "18080")] == "web"  # -p 127.0.0.1:18080:80
+    assert got[("tcp", "18081")] == "web"  # -p 18081:80, v4 and v6 proxies
+    assert got[("tcp", "18082")] == "shop_web_1"  # compose
+    assert got[("tcp", "18083")] == "dangling"
+    assert got[("udp", "5353")] == "dns"
+    assert re.search(r'portkit_port_info\{container="web",port="18080"', r.stdout)
+    off = run_portkit(
+        "exporter", "--once", "--netns", docker_lab.ns, "--no-container-label", env=env
+    )
+    assert off.returncode == 0, off.stderr
+    assert 'portkit_listeners{port="18080",protocol="tcp"} 1.0' in off.stdout
+    assert "container=" not in off.stdout
+
+
 # --- the collector ---------------------------------------------------------------------
 
 
@@ -318,11 +463,16 @@ def test_cli_once_prints_one_scrape() -> None:
         lst.listen(5)
         port = lst.getsockname()[1]
         r = run_portkit("exporter", "--once", "--ports", str(port), "--dest", f"127.0.0.1:{port}")
+        bare = run_portkit("exporter", "--once", "--ports", str(port), "--no-container-label")
     assert r.returncode == 0, r.stderr
-    assert f'portkit_listeners{{port="{port}",protocol="tcp"}} 1.0' in r.stdout
+    # this test's own listener: no container (an empty label value, as if absent)
+    assert f'portkit_listeners{{container="",port="{port}",protocol="tcp"}} 1.0' in r.stdout
     assert f'portkit_accept_queue_limit{{port="{port}",protocol="tcp"}} 5.0' in r.stdout
     assert f'destination="127.0.0.1:{port}"' in r.stdout
     assert r.stderr == ""
+    assert bare.returncode == 0, bare.stderr
+    assert f'portkit_listeners{{port="{port}",protocol="tcp"}} 1.0' in bare.stdout
+    assert "container=" not in bare.stdout
 
 
 @pytest.mark.parametrize(
@@ -390,16 +540,18 @@ def test_docstring_examples() -> None:
 
     import portkit.exporter
     import portkit.exporter._config
+    import portkit.exporter._containers
     import portkit.exporter.metrics
     import portkit.exporter.snapshot
 
     for module in (
         portkit.exporter,
         portkit.exporter._config,
+        portkit.exporter._containers,
         portkit.exporter.metrics,
         portkit.exporter.snapshot,
     ):
-        assert doctest.testmod(module).failed == 0, module.__name__
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0, module.__name__
 
 
 def test_a_bug_in_collection_answers_500_and_keeps_serving(

@@ -363,6 +363,7 @@ def test_no_remote_addresses_or_ephemeral_ports_as_labels(lab: dict[str, Any]) -
         "role",
         "quantile",
         "bind",  # portkit_unexpected_listener: a local listening address, never a remote one
+        "container",  # a listening port's container: at most 200 names (empty: dropped)
     }
     # service and role are the registry's answers for a reported port: one series each.
     info = prom.query("portkit_port_info")

@@ -248,10 +248,10 @@ def test_spark_and_history() -> None:
 def test_listener_rows_group_by_port() -> None:
     rows = view.listener_rows(scene().stats, NAMES, scope)
     assert list(rows) == ["tcp 22", "udp 53", "tcp 80", "tcp 5432"]
-    text = {k: list(v[0])[:7] for k, v in rows.items()}  # the rate columns: tests/test_tui_rates
-    assert text["tcp 22"] == ["22", "tcp", "ssh", "all interfaces", "sshd/812", "1", "0/256"]
+    text = {k: list(v[0])[:8] for k, v in rows.items()}  # the rate columns: tests/test_tui_rates
+    assert text["tcp 22"] == ["22", "tcp", "ssh", "all interfaces", "sshd/812", "-", "1", "0/256"]
     assert text["tcp 80"][-1] == "3/511"
-    assert text["tcp 5432"][3:6] == ["loopback only", "postgres/901", "3"]
+    assert text["tcp 5432"][3:7] == ["loopback only", "postgres/901", "-", "3"]
     assert text["udp 53"][-2:] == ["-", "-"]
 
 
@@ -358,6 +358,8 @@ def _addr_key(text: str) -> tuple[int, ...]:
 def _column_x(table: Any, column: str) -> int:
     x = 0
     for (key, _, _), width in zip(table.columns, table._widths, strict=True):
+        if key in table.hidden:
+            continue
         if key == column:
             return x
         x += width + 2
@@ -543,8 +545,9 @@ async def test_real_namespace_through_the_snapshot_provider() -> None:
             row = list(listeners.row("tcp 8080")[0])
             assert row[3] == "loopback only"
             assert row[4] == f"python3/{proc.pid}" or row[4].endswith(f"/{proc.pid}")
+            assert row[5] == "-"  # no container
             # one accepted and one waiting in the queue (of 9): both established
-            assert row[5:7] == ["2", "1/9"]
+            assert row[6:8] == ["2", "1/9"]
             table = conns(app)
             assert table.row_count == 4
             # the queued connection has no owner yet: no process holds it before accept()

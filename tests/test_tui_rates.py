@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from portkit.tui.rates import RateTracker, human_rate, snapshot_rates
-from portkit.tui.view import listener_rows, process_rows
+from portkit.tui.view import LISTEN_COLUMNS, listener_rows, process_rows
 
 NS = f"pk16r-{os.getpid()}"
 PORT = 7116
@@ -121,7 +121,8 @@ def test_known_traffic_on_the_right_socket_port_and_process(ns: str) -> None:
         assert proc[0].startswith("python") and proc[1] == 2
         assert abs(moved(proc[2]) - N) <= N * 0.01 and abs(moved(proc[3]) - N) <= N * 0.01
         row = listener_rows(snap.stats, {}, lambda ips: "x", rates.ports)[f"tcp {PORT}"]
-        assert row[0][8] != "-"  # RECV/s of the listening port
+        keys = [key for key, _, _ in LISTEN_COLUMNS]
+        assert row[0][keys.index("received")] != "-"  # RECV/s of the listening port
 
         # it closes after moving N more bytes: the destroy events carry the last ones
         _send(helper, "close", N)

@@ -3,8 +3,10 @@
 The names follow https://prometheus.io/docs/practices/naming/: a ``portkit_`` prefix,
 snake_case, base units (seconds), no ``_total`` (every family here is a gauge) and
 bounded labels. ``port`` is only ever a listening port or one given with
-``--ports``; ``destination`` only one given with ``--dest``; remote addresses and
-ephemeral ports never become label values (their number has no bound).
+``--ports``; ``destination`` only one given with ``--dest``; ``container`` one of
+at most :data:`MAX_CONTAINER_VALUES` container names per scrape (then ``other``);
+remote addresses and ephemeral ports never become label values (their number has no
+bound).
 
     >>> from portkit.model import PortRange, Protocol, SocketRecord as R, TcpState as S
     >>> from portkit.exporter.snapshot import Snapshot
@@ -34,9 +36,23 @@ if TYPE_CHECKING:
     from portkit.exporter.snapshot import Snapshot
     from portkit.model import Endpoint, PortRange
 
-__all__ = ["CONNECTION_STATES", "Family", "families", "state_label"]
+__all__ = [
+    "CONNECTION_STATES",
+    "MAX_CONTAINER_VALUES",
+    "Family",
+    "container_values",
+    "families",
+    "state_label",
+]
 
 PREFIX = "portkit"
+
+#: Distinct ``container`` label values in one scrape at most; the ports of any
+#: further containers are labelled ``other`` (the label's cardinality stays bounded
+#: however many containers publish ports).
+MAX_CONTAINER_VALUES = 200
+#: The value for the ports of containers past :data:`MAX_CONTAINER_VALUES`.
+OTHER_CONTAINERS = "other"
 
 #: TCP states a connection on a listening port can be in: every state but LISTEN
 #: (the listener itself) and CLOSE (not a connection). Emitted even at 0, so that a
@@ -59,6 +75,39 @@ def state_label(state: TcpState) -> str:
     ('time_wait', 'fin_wait1')
     """
     return state.value.lower()
+
+
+def container_values(
+    port_containers: dict[tuple[str, int], tuple[Any, ...]],
+    limit: int = MAX_CONTAINER_VALUES,
+) -> dict[tuple[str, int], str]:
+    """The ``container`` label value of each listening ``(protocol, port)``: the name
+    of the container that listens there or that the port's publisher (docker-proxy,
+    dockerd, rootlessport, ...) publishes for (``namespace/pod`` for a Kubernetes
+    pod's; several, comma-separated, in name order); ports without one are left out
+    (their value is empty). The first ``limit`` distinct values in name order are
+    kept, every other one becomes ``other``.
+
+    >>> from portkit.containers import Container
+    >>> from portkit.see import OwnerContainer
+    >>> box = lambda name: (OwnerContainer(Container(name * 8, name, "docker"), None, None),)
+    >>> container_values({("tcp", 80): box("web"), ("tcp", 5432): box("db"),
+    ...                   ("udp", 53): box("dns")}, limit=2)
+    {('tcp', 80): 'other', ('tcp', 5432): 'db', ('udp', 53): 'dns'}
+    """
+    named = {}
+    for key, boxes in port_containers.items():
+        names = sorted({_container_name(b.container) for b in boxes if b.container is not None})
+        if names:
+            named[key] = ",".join(names)
+    kept = set(sorted(set(named.values()))[:limit])
+    return {k: v if v in kept else OTHER_CONTAINERS for k, v in named.items()}
+
+
+def _container_name(container: Any) -> str:
+    """A Kubernetes pod's ``namespace/pod``, else the container's name (no compose
+    suffix: a label value is matched, not read)."""
+    return str(container.label() if container.pod else container.name)
 
 
 class Family:
@@ -163,10 +212,16 @@ def families(
     tcp_ports = {port for proto, port in selected if proto is tcp}
 
     by_state = _port_states(snap.rows, tcp_ports)
+    # The container label only when the snapshot says which ports have one (a
+    # provider with containers=True); --no-container-label leaves it off entirely.
+    boxed = snap.port_containers is not None
+    in_box = container_values(snap.port_containers or {}) if boxed else {}
+    extra = ("container",) if boxed else ()
     listeners = Family(
         f"{PREFIX}_listeners",
-        "Listening sockets on the port (TCP LISTEN, bound UDP); 0: nothing listens.",
-        ("protocol", "port"),
+        "Listening sockets on the port (TCP LISTEN, bound UDP); 0: nothing listens"
+        + ("; container: the container that listens or is published there." if boxed else "."),
+        ("protocol", "port", *extra),
     )
     queue = Family(
         f"{PREFIX}_accept_queue_length",
@@ -185,8 +240,9 @@ def families(
     )
     info = Family(
         f"{PREFIX}_port_info",
-        "What the port is, by portkit's registry: its service name and role (always 1).",
-        ("protocol", "port", "service", "role"),
+        "What the port is, by portkit's registry: its service name and role (always 1)"
+        + ("; the container that listens or is published there." if boxed else "."),
+        ("protocol", "port", "service", "role", *extra),
     )
     names = {
         proto: service_names({port for p, port in selected if p is proto}, proto.value)
@@ -195,9 +251,10 @@ def families(
     for proto, port in selected:
         n, q, qmax = listen.get((proto, port), (0, 0, 0))
         labels = (proto.value, str(port))
-        listeners.add(labels, n)
+        box = (in_box.get((proto.value, port), ""),) if boxed else ()
+        listeners.add((*labels, *box), n)
         role = port_role(port, proto.value)
-        info.add((*labels, names[proto].get(port, ""), role.role if role else ""), 1)
+        info.add((*labels, names[proto].get(port, ""), role.role if role else "", *box), 1)
         if proto is not tcp:
             continue
         queue.add(labels, q)

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from portkit.exporter._containers import ContainerWatch
     from portkit.model import PortRange
-    from portkit.see import SocketStats
+    from portkit.see import OwnerContainer, SocketStats
 
 __all__ = ["Snapshot", "provider", "take_snapshot"]
 
@@ -46,6 +47,11 @@ class Snapshot:
         events: the destroy events (``see._events``) since the previous reading of
             the same provider, when it listens to them.
         events_lost: destroy events the kernel could not deliver to it so far.
+        containers: ``{pid or (pid, port, protocol): OwnerContainer}`` for the owners
+            that are containers or publish for one (:func:`portkit.see.owner_containers`),
+            from a provider with ``containers=True``; None when not asked.
+        port_containers: ``{(protocol, port): (OwnerContainer, ...)}``: the containers
+            behind each listening port (empty: none); None when not asked.
     """
 
     __slots__ = (
@@ -60,6 +66,8 @@ class Snapshot:
         "traffic",
         "events",
         "events_lost",
+        "containers",
+        "port_containers",
     )
 
     def __init__(
@@ -84,6 +92,8 @@ class Snapshot:
         self.traffic: dict[int, Any] | None = None
         self.events: list[Any] = []
         self.events_lost = 0
+        self.containers: dict[Any, OwnerContainer] | None = None
+        self.port_containers: dict[tuple[str, int], tuple[OwnerContainer, ...]] | None = None
 
     @classmethod
     def from_rows(
@@ -188,7 +198,9 @@ def _ephemeral(netns: str | None, pid_netns: int | None, procfs: str) -> PortRan
         return ephemeral_range(procfs)
 
 
-def provider(*, traffic: bool = False, **kwargs: Any) -> Callable[[], Snapshot]:
+def provider(
+    *, traffic: bool = False, containers: bool = True, **kwargs: Any
+) -> Callable[[], Snapshot]:
     """A zero-argument snapshot function bound to ``kwargs`` of :func:`take_snapshot`.
 
     With ``traffic``, every reading also carries each listening port's traffic
@@ -197,20 +209,38 @@ def provider(*, traffic: bool = False, **kwargs: Any) -> Callable[[], Snapshot]:
     connections that closed in between from the kernel's destroy events (heard on
     the sock_diag multicast groups in a background thread; without them, from the
     last reading that saw each connection).
+
+    With ``containers`` (the default), every reading also says which owners are
+    containers or publish for one (``Snapshot.containers``, ``port_containers``),
+    learnt from the container runtimes every few seconds
+    (:class:`~portkit.exporter._containers.ContainerWatch`), not on every reading.
     """
+    watch = None
+    if containers:
+        from portkit.exporter._containers import ContainerWatch
+
+        watch = ContainerWatch(
+            owners=bool(kwargs.get("owners")),
+            netns=kwargs.get("netns"),
+            pid_netns=kwargs.get("pid_netns"),
+            procfs=kwargs.get("procfs", "/proc"),
+        )
     if not traffic:
 
         def take() -> Snapshot:
-            return take_snapshot(**kwargs)
+            snap = take_snapshot(**kwargs)
+            if watch is not None:
+                watch.annotate(snap)
+            return snap
 
         return take
-    return _TrafficProvider(kwargs)
+    return _TrafficProvider(kwargs, watch)
 
 
 class _TrafficProvider:
     """``provider(traffic=True)``: readings with a ledger and destroy events."""
 
-    def __init__(self, kwargs: dict[str, Any]) -> None:
+    def __init__(self, kwargs: dict[str, Any], watch: ContainerWatch | None = None) -> None:
         from portkit.see._netlink import ntohs
         from portkit.see._traffic import Ledger
 
@@ -218,6 +248,7 @@ class _TrafficProvider:
         self.ledger = Ledger(ntohs)  # keyed by raw (network-order) ports, as the dump
         self.listener: _EventThread | None = None
         self.started = False
+        self.watch = watch
 
     def __call__(self) -> Snapshot:
         from portkit.see._traffic import counters_of, port_traffic, server_side
@@ -243,6 +274,8 @@ class _TrafficProvider:
         snap.traffic = port_traffic(totals, rtts)
         snap.events = events
         snap.events_lost = self.listener.lost if self.listener is not None else 0
+        if self.watch is not None:
+            self.watch.annotate(snap)
         return snap
 
 

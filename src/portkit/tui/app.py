@@ -43,6 +43,8 @@ __all__ = ["INTERVALS", "DetailsScreen", "TopApp"]
 
 #: The refresh intervals ``+`` and ``-`` step through, in seconds.
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: Where a connection's CONTAINER text sits among its cells.
+_CONTAINER = [key for key, _, _ in view.CONN_COLUMNS].index("container")
 
 
 def _default_scope(ips: Iterable[str]) -> str:
@@ -178,13 +180,18 @@ class TopApp(App[None]):
         self._busy = False
         self._timer: Any = None
         self.last_error: str | None = None
+        #: An owner was a container (or published for one): the CONTAINER columns are
+        #: shown from then on (not toggled with every refresh).
+        self.containers_seen = False
 
     # --- layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Static(self.header_title, id="head", markup=False)
         with Horizontal(id="upper"):
-            listeners = SocketTable(view.LISTEN_COLUMNS, sort="port", id="listeners")
+            listeners = SocketTable(
+                view.LISTEN_COLUMNS, sort="port", id="listeners", hidden=view.CONTAINER_COLUMNS
+            )
             listeners.border_title = "Listening"
             yield listeners
             with Vertical(id="side"):
@@ -195,7 +202,9 @@ class TopApp(App[None]):
                 eph.border_title = "Ephemeral ports"
                 yield eph
         with Horizontal(id="lower"):
-            conns = SocketTable(view.CONN_COLUMNS, sort="state", id="connections")
+            conns = SocketTable(
+                view.CONN_COLUMNS, sort="state", id="connections", hidden=view.CONTAINER_COLUMNS
+            )
             conns.border_title = "Connections"
             yield conns
             procs = SocketTable(view.PROC_COLUMNS, sort="sent", id="processes")
@@ -283,6 +292,10 @@ class TopApp(App[None]):
         self.history.add(snap.stats)
         self._names = self.names_for(service_ports(snap.rows))
         self.last_rates = self._rates(snap)
+        if snap.containers and not self.containers_seen:
+            self.containers_seen = True
+            for table in self.query(SocketTable):
+                table.show_columns(frozenset())
         self._show_listeners(snap)
         self._show_processes()
         self._show_connections()
@@ -326,7 +339,9 @@ class TopApp(App[None]):
     def _show_listeners(self, snap: Snapshot) -> None:
         table = self.query_one("#listeners", SocketTable)
         traffic = self.last_rates.ports if self.last_rates else None
-        rows = view.listener_rows(snap.stats, self._names, self.scope, traffic)
+        rows = view.listener_rows(
+            snap.stats, self._names, self.scope, traffic, snap.port_containers
+        )
         table.set_rows(rows)
         table.border_title = f"Listening ({len(rows)})"
 
@@ -336,16 +351,25 @@ class TopApp(App[None]):
         if self.snapshot is None:
             return
         table = self.query_one("#connections", SocketTable)
-        wanted = view.connection_rows(self.snapshot.rows, self.filter, self._names)
+        boxes = self.snapshot.containers
+        wanted = view.connection_rows(self.snapshot.rows, self.filter, self._names, boxes)
         seen, cells, names = self._shown, self._cells, self._names
         rates = self.last_rates.sockets if self.last_rates else {}
         seen_rates = self._shown_rates
         fresh: dict[str, view.Row] = {}
+        box = "-"
         for key, row in wanted.items():
             hit = cells.get(key)
             rate = rates.get(key)
-            if hit is None or seen.get(key) != row or seen_rates.get(key) != rate:
-                hit = view.connection_cells(row, names, rate)
+            if boxes:
+                box = view.owner_container(boxes, row)
+            if (
+                hit is None
+                or seen.get(key) != row
+                or seen_rates.get(key) != rate
+                or hit[0][_CONTAINER] != box
+            ):
+                hit = view.connection_cells(row, names, rate, box)
             fresh[key] = hit
         self._cells = fresh
         self._shown = wanted
@@ -402,8 +426,8 @@ class TopApp(App[None]):
         table.sort_by(column, reverse)
 
     def action_sort(self) -> None:
-        keys = [k for k, _, _ in view.CONN_COLUMNS]
         table = self.connections
+        keys = table.shown_columns
         table.sort_by(keys[(keys.index(table.sort_column) + 1) % len(keys)], False)
 
     def action_reverse(self) -> None:
@@ -471,6 +495,7 @@ class TopApp(App[None]):
 
     def _details(self, pid: int) -> list[str]:
         lines = list(self.details_for(pid))
+        lines += self._container_lines(pid)
         rows = self.snapshot.rows if self.snapshot else []
         mine = [r for r in rows if pid in (r[15] or ((r[12],) if r[12] else ()))]
         counts: dict[str, int] = {}
@@ -486,4 +511,17 @@ class TopApp(App[None]):
             )
         if len(mine) > 200:
             lines.append(f"  ... and {len(mine) - 200} more")
+        return lines
+
+    def _container_lines(self, pid: int) -> list[str]:
+        """What ``ls -p`` says of the process's container: the one it runs in, or each
+        one it publishes ports for, with where the traffic goes, and the image."""
+        boxes = (self.snapshot.containers if self.snapshot else None) or {}
+        found = [b for k, b in boxes.items() if (k[0] if isinstance(k, tuple) else k) == pid]
+        lines = []
+        for box in dict.fromkeys(found):
+            lines.append(f"container {safe(box.text())}")
+            image = box.container.image if box.container is not None else None
+            if image:
+                lines.append(f"image     {safe(image)}")
         return lines

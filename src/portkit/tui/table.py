@@ -46,6 +46,8 @@ class SocketTable(ScrollView, can_focus=True):
     Args:
         columns: ``(key, title, right-aligned)``, in display order.
         sort: the column to sort by first.
+        hidden: columns not shown (yet): rows still carry their cells, so showing
+            one (:meth:`show_columns`) needs no new rows.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -104,10 +106,13 @@ class SocketTable(ScrollView, can_focus=True):
         *,
         sort: str | None = None,
         id: str | None = None,
+        hidden: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(id=id)
         self.columns = tuple(columns)
         self._col_index = {key: i for i, (key, _, _) in enumerate(self.columns)}
+        self.hidden = frozenset(hidden)
+        self._shown = [i for i, (key, _, _) in enumerate(self.columns) if key not in self.hidden]
         self.sort_column = sort or self.columns[0][0]
         self.sort_reverse = False
         self._rows: dict[str, Row] = {}
@@ -154,6 +159,20 @@ class SocketTable(ScrollView, can_focus=True):
         if changed:
             self.refresh()
 
+    @property
+    def shown_columns(self) -> list[str]:
+        """The keys of the columns shown, in display order."""
+        return [self.columns[i][0] for i in self._shown]
+
+    def show_columns(self, hidden: frozenset[str]) -> None:
+        """Show every column but ``hidden`` (sorting by a hidden column goes on)."""
+        if frozenset(hidden) == self.hidden:
+            return
+        self.hidden = frozenset(hidden)
+        self._shown = [i for i, (key, _, _) in enumerate(self.columns) if key not in self.hidden]
+        self._resort()
+        self.refresh()
+
     def sort_by(self, column: str, reverse: bool = False) -> None:
         if column not in self._col_index:
             raise KeyError(column)
@@ -168,7 +187,7 @@ class SocketTable(ScrollView, can_focus=True):
         before = self.cursor - int(self.scroll_offset.y)
         self._order = sorted(rows, key=lambda k: (rows[k][1][i], k), reverse=self.sort_reverse)
         self._index = {k: n for n, k in enumerate(self._order)}
-        total = sum(self._widths) + _GAP * (len(self._widths) - 1)
+        total = sum(self._widths[i] for i in self._shown) + _GAP * (len(self._shown) - 1)
         self.virtual_size = Size(total, len(self._order) + 1)
         if self.cursor_key is not None and self.cursor_key in self._index:
             self.cursor = self._index[self.cursor_key]
@@ -220,7 +239,8 @@ class SocketTable(ScrollView, can_focus=True):
         if y == 0:
             x = offset.x + int(self.scroll_offset.x)
             edge = 0
-            for (key, _, _), width in zip(self.columns, self._widths, strict=True):
+            for i in self._shown:
+                key, width = self.columns[i][0], self._widths[i]
                 edge += width + _GAP
                 if x < edge:
                     self.post_message(self.HeaderClicked(self, key))
@@ -237,17 +257,18 @@ class SocketTable(ScrollView, can_focus=True):
 
     def _header_text(self) -> str:
         parts = []
-        for key, title, _ in self.columns:
+        for i in self._shown:
+            key, title, _ = self.columns[i]
             mark = ""
             if key == self.sort_column:
                 mark = "▼" if self.sort_reverse else "▲"
             parts.append(f"{title}{mark}")
-        return _join_header(parts, self._widths)
+        return _join_header(parts, [self._widths[i] for i in self._shown])
 
     def _line_text(self, texts: Sequence[str]) -> str:
         parts = []
-        for (_, _, right), width, text in zip(self.columns, self._widths, texts, strict=True):
-            text = text[:width]
+        for i in self._shown:
+            right, width, text = self.columns[i][2], self._widths[i], texts[i][: self._widths[i]]
             parts.append(text.rjust(width) if right else text.ljust(width))
         return (" " * _GAP).join(parts)
 

@@ -45,11 +45,11 @@ from portkit.render import safe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any
 
     from portkit.exporter.snapshot import Snapshot
-    from portkit.see import SocketStats
+    from portkit.see import OwnerContainer, SocketStats
 
     #: A table row: the texts shown and the keys each column sorts by (numbers as
     #: numbers, addresses by their bytes). Plain tuples of strings and numbers, which
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONN_COLUMNS",
+    "CONTAINER_COLUMNS",
     "FILTER_HELP",
     "LISTEN_COLUMNS",
     "PROC_COLUMNS",
@@ -65,8 +66,10 @@ __all__ = [
     "RowFilter",
     "address",
     "connection_rows",
+    "container_text",
     "ephemeral_lines",
     "listener_rows",
+    "owner_container",
     "process_rows",
     "row_key",
     "spark",
@@ -85,6 +88,7 @@ CONN_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("pid", "PID", True),
     ("process", "PROCESS", False),
     ("user", "USER", False),
+    ("container", "CONTAINER", False),
     ("sent", "SEND/s", True),
     ("received", "RECV/s", True),
     ("retrans", "RETR/s", True),
@@ -97,6 +101,7 @@ LISTEN_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("service", "SERVICE", False),
     ("bind", "BIND", False),
     ("owner", "OWNER", False),
+    ("container", "CONTAINER", False),
     ("conns", "CONNS", True),
     ("queue", "QUEUE", True),
     ("sent", "SEND/s", True),
@@ -113,12 +118,16 @@ PROC_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("retrans", "RETR/s", True),
 )
 
+#: The columns shown only once an owner is a container or publishes for one (as
+#: ``ls -p`` has a CONTAINER column only then).
+CONTAINER_COLUMNS = frozenset({"container"})
+
 #: A socket's rates: sent and received bytes/s, retransmits/s, RTT (s) or None.
 Rate = tuple[float, float, float, "float | None"]
 
 FILTER_HELP = (
     "a state (estab, time-wait, connected...), a port or range (8080, 8000-8100), text "
-    "in a process, address or service; state:/port:/proc:/pid: to be explicit"
+    "in a process, address, service or container; state:/port:/proc:/pid: to be explicit"
 )
 
 _SPARK = "▁▂▃▄▅▆▇█"
@@ -180,7 +189,7 @@ class RowFilter:
 
     A word is a state or state group (``estab``, ``time-wait``, ``connected``), a
     port or range matched on either side (``8080``, ``8000-8100``), or else text
-    found in the process name, an address or the service name. ``state:``,
+    found in the process name, an address, the service name or the container. ``state:``,
     ``port:``, ``proc:`` and ``pid:`` prefixes say which one is meant. Several
     states or ports mean any of them; the kinds, and the text words, must all match
     (``estab 80 443 nginx``: established, on port 80 or 443, of nginx).
@@ -244,8 +253,12 @@ class RowFilter:
             text, frozenset(states) if states else None, tuple(ports), process, pid, tuple(words)
         )
 
-    def matches(self, row: tuple[Any, ...], service: str | None = None) -> bool:
-        """Whether a socket row (:data:`~portkit.model.SOCKET_FIELDS` order) passes."""
+    def matches(
+        self, row: tuple[Any, ...], service: str | None = None, container: str | None = None
+    ) -> bool:
+        """Whether a socket row (:data:`~portkit.model.SOCKET_FIELDS` order) passes;
+        text words are looked for in its addresses, process, user, ``service`` and
+        ``container`` (:func:`container_text`)."""
         if self.states is not None and row[STATE] not in self.states:
             return False
         if self.ports:
@@ -259,7 +272,7 @@ class RowFilter:
         if self.process is not None and self.process not in (row[PROCESS] or "").lower():
             return False
         if self.words:
-            texts = (row[LOCAL_IP], row[REMOTE_IP], row[PROCESS], service, row[USER])
+            texts = (row[LOCAL_IP], row[REMOTE_IP], row[PROCESS], service, row[USER], container)
             hay = " ".join(t or "" for t in texts).lower()
             return all(w in hay for w in self.words)
         return True
@@ -328,11 +341,44 @@ def address(ip: str, port: int | None) -> str:
     return f"{host}:{'*' if port is None else port}"
 
 
+def container_text(box: OwnerContainer | None) -> str:
+    """The CONTAINER cell of an owner: ``web``, ``web (compose shop/web)``, or for a
+    publisher's socket ``published: web``; ``-`` for the host's own processes. The
+    words of ``ls -p``'s CONTAINER column, without where a proxy sends the traffic
+    (the details screen says it).
+
+    >>> from portkit.containers import Container
+    >>> from portkit.see import OwnerContainer
+    >>> web = Container("a" * 64, "web", "docker")
+    >>> container_text(OwnerContainer(web, "proxy", "172.17.0.2:80"))
+    'published: web'
+    >>> container_text(OwnerContainer(web, None, None)), container_text(None)
+    ('web', '-')
+    """
+    if box is None or box.container is None:
+        return "-"
+    label = safe(box.container.label())
+    return f"published: {label}" if box.published_by else label
+
+
+def owner_container(boxes: Mapping[Any, OwnerContainer] | None, row: tuple[Any, ...]) -> str:
+    """The CONTAINER cell of a socket row from a snapshot's ``containers``."""
+    if not boxes or row[PID] is None:
+        return "-"
+    from portkit.see._containers import box_of
+
+    return container_text(box_of(boxes, row[PID], row[LOCAL_PORT], _PROTO_TEXT[row[PROTOCOL]]))
+
+
 def connection_cells(
-    row: tuple[Any, ...], names: dict[str, dict[int, str]], rate: Rate | None = None
+    row: tuple[Any, ...],
+    names: dict[str, dict[int, str]],
+    rate: Rate | None = None,
+    container: str = "-",
 ) -> Row:
     """The texts and sort keys of one connection, in :data:`CONN_COLUMNS` order
-    (``rate``: its traffic since the last refresh, ``tui.rates``)."""
+    (``rate``: its traffic since the last refresh, ``tui.rates``; ``container``: its
+    owner's, :func:`owner_container`)."""
     server = row[ROLE] == "server"
     port = row[LOCAL_PORT] if server else row[REMOTE_PORT]
     service = names.get(row[PROTOCOL].value, {}).get(port) if port else None
@@ -349,6 +395,7 @@ def connection_cells(
         "-" if pid is None else str(pid),
         safe(process or "-"),
         safe(user or "-"),
+        container,
         *_rate_texts(rate),
     )
     keys = (
@@ -363,6 +410,7 @@ def connection_cells(
         -1 if pid is None else pid,
         process or "",
         user or "",
+        container,
         *_rate_keys(rate),
     )
     return texts, keys
@@ -413,18 +461,22 @@ def connection_rows(
     rows: Iterable[tuple[Any, ...]],
     flt: RowFilter,
     names: dict[str, dict[int, str]],
+    boxes: Mapping[Any, OwnerContainer] | None = None,
 ) -> dict[str, tuple[Any, ...]]:
-    """``{row key: socket row}`` of the connections (not listeners) that pass ``flt``,
-    first one kept when the kernel reports a key twice."""
+    """``{row key: socket row}`` of the connections (not listeners) that pass ``flt``
+    (its words are looked for in the owner's container too, from ``boxes``: a
+    snapshot's ``containers``), first one kept when the kernel reports a key twice."""
     out: dict[str, tuple[Any, ...]] = {}
     active = flt.active
+    boxed = bool(boxes) and bool(flt.words)
     for r in rows:
         if r[REMOTE_IP] is None:
             continue
         if active:
             server = r[ROLE] == "server"
             port = r[LOCAL_PORT] if server else r[REMOTE_PORT]
-            if not flt.matches(r, names.get(r[PROTOCOL].value, {}).get(port) if port else None):
+            service = names.get(r[PROTOCOL].value, {}).get(port) if port else None
+            if not flt.matches(r, service, owner_container(boxes, r) if boxed else None):
                 continue
         key = row_key(r)
         if key not in out:
@@ -437,10 +489,12 @@ def listener_rows(
     names: dict[str, dict[int, str]],
     scope: Callable[[Iterable[str]], str],
     rates: dict[int, list[float]] | None = None,
+    containers: Mapping[tuple[str, int], tuple[OwnerContainer, ...]] | None = None,
 ) -> dict[str, Row]:
     """``{"proto port": row}``: one row per listening (protocol, port), in
     :data:`LISTEN_COLUMNS` order, sorted by port; ``rates``: per TCP port, the bytes
-    a second sent and received and the retransmits a second of its connections."""
+    a second sent and received and the retransmits a second of its connections;
+    ``containers``: a snapshot's ``port_containers``."""
     groups: dict[tuple[str, int], list[Any]] = {}
     for ls in stats.listeners:
         groups.setdefault((ls.protocol.value, ls.port), []).append(ls)
@@ -457,6 +511,8 @@ def listener_rows(
         bind = scope(ls.ip for ls in items)
         traffic = (rates or {}).get(port) if tcp else None
         rate = None if traffic is None else (traffic[0], traffic[1], traffic[2], None)
+        boxes = (containers or {}).get((proto, port), ())
+        box = ", ".join(container_text(b) for b in boxes) or "-"
         out[f"{proto} {port}"] = (
             (
                 str(port),
@@ -464,6 +520,7 @@ def listener_rows(
                 service or "-",
                 bind,
                 owners or "-",
+                box,
                 str(conns) if tcp else "-",
                 f"{queue}/{qmax}" if tcp else "-",
                 *_rate_texts(rate)[:3],
@@ -474,6 +531,7 @@ def listener_rows(
                 service or "",
                 bind,
                 owners,
+                box,
                 conns if tcp else -1,
                 (queue / qmax if qmax else 0.0, queue),
                 *_rate_keys(rate)[:3],

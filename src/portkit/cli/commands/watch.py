@@ -98,6 +98,12 @@ Prometheus scrape config:
     help="A baseline plan (portkit plan snapshot): export the listeners it does not allow "
     "as portkit_unexpected_listener.",
 )
+@click.option(
+    "--no-container-label",
+    is_flag=True,
+    help="Leave the container label off portkit_listeners and portkit_port_info (and "
+    "never ask the container runtimes).",
+)
 def exporter_cmd(
     listen: tuple[str, int],
     ports: tuple[PortRange, ...] | None,
@@ -108,13 +114,16 @@ def exporter_cmd(
     dashboard: bool,
     alert_rules: bool,
     baseline: str | None,
+    no_container_label: bool,
 ) -> int:
     """Serve this host's sockets as Prometheus metrics (/metrics), read at scrape time.
 
     Per listening port: listeners, connections by state and the accept queue (now
     and its limit); totals by protocol and state; the ephemeral port range and its
-    use, overall and per --dest destination; the scrape's own duration. Remote
-    addresses never become labels. See docs/watch.md for every metric.
+    use, overall and per --dest destination; the scrape's own duration. A listening
+    port's container (one that listens there, or that its publisher publishes for)
+    is a label, at most 200 names. Remote addresses never become labels. See
+    docs/watch.md for every metric.
     """
     if dashboard or alert_rules:
         from portkit.exporter import packaged
@@ -143,7 +152,9 @@ def exporter_cmd(
                 f"--baseline {baseline}: not a baseline plan (baseline: true; "
                 "portkit plan snapshot writes one)"
             )
-    take = provider(traffic=True, netns=netns, pid_netns=pid_netns)
+    take = provider(
+        traffic=True, containers=not no_container_label, netns=netns, pid_netns=pid_netns
+    )
     # One reading now: a bad namespace or missing privilege fails here, as one line
     # and its exit code, not later as portkit_up 0.
     first = [take()]
