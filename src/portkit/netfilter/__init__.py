@@ -18,16 +18,7 @@ a ruleset (nftables, or ``iptables-save`` read by :func:`ruleset_from_save`) for
 from __future__ import annotations
 
 from portkit.model import _Record
-from portkit.netfilter._eval import (
-    Decision,
-    Packet,
-    RuleRef,
-    combine,
-    evaluate,
-    evaluate_save,
-    ruleset_from_save,
-    traverse,
-)
+from portkit.netfilter._eval import Decision, Packet, RuleRef, evaluate, traverse
 from portkit.netfilter._iptables import parse_iptables_save, parse_save
 from portkit.netfilter._nat import NatMapping
 from portkit.netfilter._nft import (
@@ -40,6 +31,7 @@ from portkit.netfilter._nft import (
     parse_nft,
     parse_ruleset,
 )
+from portkit.netfilter._save import combine, evaluate_save, ruleset_from_save
 
 __all__ = [
     "Chain",
