@@ -265,6 +265,102 @@ def test_ephemeral_lines() -> None:
     assert view.ephemeral_lines(Snapshot.from_rows([], EPH).stats)[2] == "no outgoing connections"
 
 
+# --- containers ------------------------------------------------------------------------
+
+PROXY, API = owner(3000, "docker-proxy", "root"), owner(3100, "httpd", "root")
+
+
+def container_scene(step: int = 0) -> Snapshot:
+    """The web host, plus ``web`` published on 8080 by docker-proxy (with a client
+    on it) and ``shop_api_1`` of compose project shop on the host network (9000)."""
+    from portkit.containers import Container
+    from portkit.exporter._containers import by_port
+    from portkit.see import OwnerContainer
+
+    rows = [
+        *scene(step).rows,
+        rec(TCP, 4, S.LISTEN, "0.0.0.0", 8080, send_q=4096, role="server", inode=500, **PROXY),
+        rec(
+            TCP,
+            4,
+            S.ESTABLISHED,
+            "192.0.2.10",
+            8080,
+            "203.0.113.90",
+            53000,
+            role="server",
+            inode=501,
+            **PROXY,
+        ),
+        rec(TCP, 4, S.LISTEN, "0.0.0.0", 9000, send_q=511, role="server", inode=502, **API),
+    ]
+    snap = Snapshot.from_rows(rows, EPH)
+    web = Container("ab" * 32, "web", "docker", image="nginx:1.27")
+    api = Container(
+        "cd" * 32, "shop_api_1", "docker", compose_project="shop", compose_service="api"
+    )
+    snap.containers = {
+        3000: OwnerContainer(web, "proxy", "172.17.0.2:80"),
+        3100: OwnerContainer(api, None, None),
+    }
+    listeners = [(ls.protocol.value, ls.port, ls.pid) for ls in snap.stats.listeners if ls.pid]
+    snap.port_containers = by_port(listeners, snap.containers)
+    return snap
+
+
+class ContainerScenes(Scenes):
+    def __call__(self) -> Snapshot:
+        self.calls += 1
+        snap = container_scene(self.step)
+        self.step += 1
+        return snap
+
+
+def test_container_cells() -> None:
+    snap = container_scene()
+    rows = view.listener_rows(snap.stats, NAMES, scope, None, snap.port_containers)
+    col = [key for key, _, _ in view.LISTEN_COLUMNS].index("container")
+    assert rows["tcp 8080"][0][col] == "published: web"
+    assert rows["tcp 9000"][0][col] == "shop_api_1 (compose shop/api)"
+    assert rows["tcp 22"][0][col] == "-"
+    client = next(r for r in snap.rows if r[6] == 53000)
+    assert view.owner_container(snap.containers, client) == "published: web"
+    assert view.owner_container(snap.containers, scene().rows[5]) == "-"
+    # the filter's words look in the container too
+    wanted = view.connection_rows(snap.rows, view.RowFilter.parse("web"), NAMES, snap.containers)
+    assert [r[6] for r in wanted.values()] == [53000]
+
+
+async def test_container_columns_appear_with_the_first_container() -> None:
+    app = make_app()
+    async with app.run_test(size=(180, 40)) as pilot:
+        assert "container" not in conns(app).shown_columns  # no container: as ls -p
+        app.provider = ContainerScenes()
+        app.refresh_now()
+        await pilot.pause()
+        listeners = app.query_one("#listeners")
+        assert "container" in listeners.shown_columns and "container" in conns(app).shown_columns
+        assert listeners.column_texts("container")[listeners.ordered_keys.index("tcp 8080")] == (
+            "published: web"
+        )
+        assert "published: web" in conns(app).column_texts("container")
+        app.provider = Scenes()  # the container goes: the columns stay (no jumping table)
+        app.refresh_now()
+        await pilot.pause()
+        assert "container" in conns(app).shown_columns
+        assert set(conns(app).column_texts("container")) == {"-"}
+
+
+async def test_details_say_the_container_and_where_it_publishes() -> None:
+    app = make_app(ContainerScenes())
+    async with app.run_test(size=(180, 40)) as pilot:
+        app.show_details(app.query_one("#listeners"), "tcp 8080")
+        await pilot.pause()
+        body = str(app.screen.query_one("#details-body").render())
+        assert "container published: web -> 172.17.0.2:80" in body
+        assert "image     nginx:1.27" in body
+
+
 # --- the app, driven by Pilot ----------------------------------------------------------
 
 
@@ -552,6 +648,33 @@ async def test_real_namespace_through_the_snapshot_provider() -> None:
             assert table.row_count == 4
             # the queued connection has no owner yet: no process holds it before accept()
             assert sorted(table.column_texts("pid")) == ["-"] + [str(proc.pid)] * 3
+
+
+@pytest.mark.netns
+async def test_real_containers_through_the_snapshot_provider(
+    docker_lab: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """top in the Docker daemon's namespace: docker-proxy's ports name the container
+    they publish (the runtime's API through DOCKER_HOST), as ls -p does."""
+    from portkit.exporter.snapshot import provider
+    from portkit.tui.app import DetailsScreen, TopApp
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{docker_lab.sock}")
+    app = TopApp(provider(owners=True, netns=docker_lab.ns), threaded=False, interval=3600)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.pause()
+        listeners = app.query_one("#listeners")
+        assert "container" in listeners.shown_columns
+        boxes = dict(zip(listeners.ordered_keys, listeners.column_texts("container"), strict=True))
+        assert boxes["tcp 18080"] == "published: web"
+        assert boxes["tcp 18082"] == "published: shop_web_1 (compose shop/web)"
+        assert boxes["udp 5353"] == "published: dns"
+        app.show_details(listeners, "tcp 18080")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailsScreen)
+        body = str(app.screen.query_one("#details-body").render())
+        ip = next(iter(docker_lab.inspect("web")["NetworkSettings"]["Networks"].values()))
+        assert f"container published: web -> {ip['IPAddress']}:80" in body
 
 
 def test_cli_top_runs_in_a_terminal_and_quits() -> None:

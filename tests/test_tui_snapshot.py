@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .test_tui import Scenes, make_app
+from .test_tui import ContainerScenes, Scenes, make_app
 
 SIZE = (140, 40)
 
@@ -43,3 +43,8 @@ def test_top_process_details(snap_compare: Any) -> None:
 def test_top_paused_small_terminal(snap_compare: Any) -> None:
     app = make_app(Scenes(1))
     assert snap_compare(app, terminal_size=(100, 24), press=["p"])
+
+
+def test_top_containers(snap_compare: Any) -> None:
+    app = make_app(ContainerScenes(1))
+    assert snap_compare(app, terminal_size=(180, 40), run_before=_with_history(app, 3))
