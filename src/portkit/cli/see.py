@@ -306,8 +306,8 @@ def _write_ls(
 
 class _NatRead:
     """The namespace's NAT rules, read in a thread while its sockets are dumped; then
-    the published ports that no socket holds (``ls -p`` with listeners: a port
-    published by NAT only is a row too)."""
+    the published ports that no socket holds (``ls -lp``: a port published by NAT only
+    is a row too)."""
 
     def __init__(self, path: str | None) -> None:
         import threading
@@ -324,7 +324,9 @@ class _NatRead:
             return None
         from portkit.model import TcpState
 
-        if not query.states & {TcpState.LISTEN, TcpState.CLOSE}:
+        # Listeners only (-l): a port NAT rules publish is a listening port of this
+        # host; a listing of connections (-a, the default) does not pay for the rules.
+        if not query.states <= {TcpState.LISTEN, TcpState.CLOSE}:
             return None
         from portkit.see import netns_path
 

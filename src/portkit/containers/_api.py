@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import time
 
 from portkit.containers._records import (
@@ -160,6 +159,8 @@ def request(
             serving it (ConnectionRefusedError), ``TimeoutError`` past the deadline.
         ParseError: the answer is larger than ``limit`` or is not HTTP.
     """
+    import socket  # here: a listing that meets no container never asks a runtime
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
 

@@ -14,7 +14,6 @@ hypothesis feeds them anything (a record, or a ParseError, nothing else).
 from __future__ import annotations
 
 import io
-import json
 
 from portkit.errors import ParseError
 from portkit.model import _Record
@@ -285,6 +284,8 @@ def decode_answer(status: int, body: bytes) -> Any:
     Raises:
         ParseError: another status (with the runtime's ``message``), or not JSON.
     """
+    import json  # here: reading /proc needs no JSON
+
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):

@@ -18,7 +18,6 @@ a ruleset (nftables, or ``iptables-save`` read by :func:`ruleset_from_save`) for
 from __future__ import annotations
 
 from portkit.model import _Record
-from portkit.netfilter._eval import Decision, Packet, RuleRef, evaluate, traverse
 from portkit.netfilter._iptables import parse_iptables_save, parse_save
 from portkit.netfilter._nat import NatMapping
 from portkit.netfilter._nft import (
@@ -31,7 +30,44 @@ from portkit.netfilter._nft import (
     parse_nft,
     parse_ruleset,
 )
-from portkit.netfilter._save import combine, evaluate_save, ruleset_from_save
+
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from portkit.netfilter._eval import Decision as Decision
+    from portkit.netfilter._eval import Packet as Packet
+    from portkit.netfilter._eval import RuleRef as RuleRef
+    from portkit.netfilter._eval import evaluate as evaluate
+    from portkit.netfilter._eval import traverse as traverse
+    from portkit.netfilter._save import combine as combine
+    from portkit.netfilter._save import evaluate_save as evaluate_save
+    from portkit.netfilter._save import ruleset_from_save as ruleset_from_save
+
+#: The evaluator's names, imported on first use (``ls -lp`` reads NAT rules only).
+_LAZY = {
+    "Decision": "portkit.netfilter._eval",
+    "Packet": "portkit.netfilter._eval",
+    "RuleRef": "portkit.netfilter._eval",
+    "evaluate": "portkit.netfilter._eval",
+    "traverse": "portkit.netfilter._eval",
+    "combine": "portkit.netfilter._save",
+    "evaluate_save": "portkit.netfilter._save",
+    "ruleset_from_save": "portkit.netfilter._save",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portkit.netfilter' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Chain",
@@ -128,6 +164,7 @@ def read_rules(netns: str | None = None) -> Ruleset | None:
     import shutil
 
     from portkit.netfilter._read import legacy_tables, run_tool
+    from portkit.netfilter._save import combine, ruleset_from_save
 
     parts: list[Ruleset] = []
     ruleset = read_ruleset(netns)
