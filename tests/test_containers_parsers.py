@@ -19,6 +19,7 @@ from portkit.containers import (
     Publication,
     Published,
     is_publisher,
+    may_be_container,
     parse_cgroup,
     parse_containers,
     parse_proxy_argv,
@@ -65,6 +66,7 @@ def test_every_cgroup_form(what: str, text: str, runtime: str, cid: str, uid: st
         return
     assert ref == ContainerRef(runtime, cid, None if uid == "-" else uid), what
     assert ref.short_id == cid[:12]
+    assert may_be_container(text), what  # the cheap test never hides a container
 
 
 def test_the_forms_file_covers_every_runtime() -> None:
@@ -98,6 +100,7 @@ def test_a_socket_cgroup_path_alone() -> None:
 @given(st.text(max_size=300))
 def test_any_cgroup_text_is_a_ref_or_none(text: str) -> None:
     found = parse_cgroup(text)
+    assert found is None or may_be_container(text)
     assert found is None or len(found.id) == 64
 
 

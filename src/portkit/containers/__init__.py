@@ -20,17 +20,58 @@ from __future__ import annotations
 
 import time
 
-from portkit.containers._api import Answer, Listing
-from portkit.containers._cgroup import ContainerRef, parse_cgroup, ref_of_path
-from portkit.containers._proxy import (
-    PUBLISHERS,
-    ProxyMapping,
-    is_publisher,
-    parse_proxy_argv,
-    publisher_kind,
-)
-from portkit.containers._records import Container, Publication, Published, parse_containers
-from portkit.containers._resolver import Resolver
+# Not `from typing import TYPE_CHECKING`: importing typing costs ~9 ms at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from portkit.containers._api import Answer as Answer
+    from portkit.containers._api import Listing as Listing
+    from portkit.containers._cgroup import ContainerRef as ContainerRef
+    from portkit.containers._cgroup import parse_cgroup as parse_cgroup
+    from portkit.containers._cgroup import ref_of_path as ref_of_path
+    from portkit.containers._proxy import PUBLISHERS as PUBLISHERS
+    from portkit.containers._proxy import ProxyMapping as ProxyMapping
+    from portkit.containers._proxy import is_publisher as is_publisher
+    from portkit.containers._proxy import parse_proxy_argv as parse_proxy_argv
+    from portkit.containers._proxy import publisher_kind as publisher_kind
+    from portkit.containers._records import Container as Container
+    from portkit.containers._records import Publication as Publication
+    from portkit.containers._records import Published as Published
+    from portkit.containers._records import parse_containers as parse_containers
+    from portkit.containers._resolver import Resolver as Resolver
+
+#: Names imported on first use: a listing whose owners are no container and no
+#: publisher (:func:`may_be_container`) never loads the parsers or the API client.
+_LAZY = {
+    "Answer": "portkit.containers._api",
+    "Listing": "portkit.containers._api",
+    "ContainerRef": "portkit.containers._cgroup",
+    "parse_cgroup": "portkit.containers._cgroup",
+    "ref_of_path": "portkit.containers._cgroup",
+    "PUBLISHERS": "portkit.containers._proxy",
+    "ProxyMapping": "portkit.containers._proxy",
+    "is_publisher": "portkit.containers._proxy",
+    "parse_proxy_argv": "portkit.containers._proxy",
+    "publisher_kind": "portkit.containers._proxy",
+    "Container": "portkit.containers._records",
+    "Publication": "portkit.containers._records",
+    "Published": "portkit.containers._records",
+    "parse_containers": "portkit.containers._records",
+    "Resolver": "portkit.containers._resolver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portkit.containers' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MAX_AGE",
@@ -47,6 +88,7 @@ __all__ = [
     "container_pid",
     "containers",
     "is_publisher",
+    "may_be_container",
     "parse_cgroup",
     "parse_containers",
     "parse_proxy_argv",
@@ -64,23 +106,44 @@ MAX_AGE = 2.0
 _shared: Resolver | None = None
 
 
-def _resolver() -> Resolver:
+def _shared_resolver() -> Resolver:
     global _shared
     if _shared is None or time.monotonic() - _shared.created > MAX_AGE:
+        from portkit.containers._resolver import Resolver
+
         _shared = Resolver()
     return _shared
+
+
+#: Characters that separate the words of a cgroup path (``docker-<id>.scope``).
+_CGROUP_SEPARATORS = str.maketrans("-._:\n", "/////")
+
+
+def may_be_container(cgroup_text: str) -> bool:
+    """Whether a process's ``/proc/PID/cgroup`` text can name a container at all: every
+    form :func:`parse_cgroup` reads carries a 64-character id as a word of the path, so
+    a text without one is a host process's (pure; the cheap test before the parsers).
+
+    >>> may_be_container("0::/user.slice/user-1000.slice/session-2.scope\\n")
+    False
+    >>> may_be_container("0::/system.slice/docker-" + "ab" * 32 + ".scope\\n")
+    True
+    """
+    return any(len(word) >= 64 for word in cgroup_text.translate(_CGROUP_SEPARATORS).split("/"))
 
 
 def containers(with_pids: bool = False, cgroup_only: bool = True) -> list[Container]:
     """Every running container the local runtimes (Docker, Podman) report, asked now,
     then those only the processes' cgroups show (:meth:`Resolver.containers`);
     ``with_pids``: with each reported one's main process."""
+    from portkit.containers._resolver import Resolver
+
     return Resolver().containers(with_pids, cgroup_only)
 
 
 def container_of(pid: int) -> Container | None:
     """The container process ``pid`` runs in, or None for a host process."""
-    return _resolver().of_pid(pid)
+    return _shared_resolver().of_pid(pid)
 
 
 def published_by(
@@ -89,12 +152,12 @@ def published_by(
     """What the socket ``[ip]:port/protocol`` of publisher process ``pid`` (``name``,
     its comm; None: read it) publishes; None when ``pid`` is no publisher
     (:meth:`Resolver.publication`)."""
-    return _resolver().publication(pid, name, port, protocol, ip)
+    return _shared_resolver().publication(pid, name, port, protocol, ip)
 
 
 def publisher_of(pid: int, name: str | None, port: int, protocol: str = "tcp") -> Container | None:
     """The container a publisher process holds ``port`` for, or None."""
-    return _resolver().publisher_of(pid, name, port, protocol)
+    return _shared_resolver().publisher_of(pid, name, port, protocol)
 
 
 def container_pid(name: str) -> int:
@@ -103,6 +166,7 @@ def container_pid(name: str) -> int:
     Raises:
         ParseError: no such running container (with the runtimes' notes, if any).
     """
+    from portkit.containers._resolver import Resolver
     from portkit.errors import ParseError
 
     resolver = Resolver()

@@ -26,8 +26,6 @@ to a container, never to them, and ``who --kill`` must not signal them.
 
 from __future__ import annotations
 
-import ipaddress
-
 from portkit.errors import ParseError
 from portkit.model import _Record, parse_port
 
@@ -113,6 +111,8 @@ class ProxyMapping(_Record):
 
 
 def _address(value: str, flag: str, argv: str) -> str:
+    import ipaddress  # here: naming a publisher needs no address parsing
+
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

@@ -81,8 +81,13 @@ def owner_containers(
     ``(pid, port, protocol)`` instead (see :func:`box_of`). Processes of the host map
     to nothing.
     """
-    from portkit.containers import Resolver as _Resolver
     from portkit.containers import is_publisher
+
+    if resolver is None and not any(
+        is_publisher(info[0]) or _in_container(pid) for pid, info in owners.items()
+    ):
+        return {}  # a host with no container: the parsers and the API stay unloaded
+    from portkit.containers import Resolver as _Resolver
 
     resolver = resolver or _Resolver()
     out: dict[Any, OwnerContainer] = {}
@@ -105,6 +110,18 @@ def owner_containers(
         else:
             out.update(found)
     return out
+
+
+def _in_container(pid: int) -> bool:
+    """Whether process ``pid``'s cgroup can name a container (the cheap test)."""
+    from portkit.containers import may_be_container
+
+    try:
+        with open(f"/proc/{pid}/cgroup", "rb") as f:
+            text = f.read(8192).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return may_be_container(text)
 
 
 def box_of(boxes: Mapping[Any, OwnerContainer], pid: int, port: int, protocol: str) -> Any:
