@@ -531,3 +531,8 @@ def test_ls_all_netns_names_every_namespace(cli: Runner, lab: dict[str, Any]) ->
     )
     both = cli("ls", "--all-netns", "--netns", lab["ns"])
     assert both.returncode == 2 and "--all-netns" in both.stderr
+    # without owners, each block is the namespace's own plain listing (from raw rows)
+    plain = cli("ls", "--all-netns", "-tln")
+    block = plain.stdout.split(f"netns:{lab['ns']}", 1)[1].split("\n\n", 1)[0]
+    alone = cli("ls", "--netns", lab["ns"], "-tln").stdout
+    assert block.split("\n", 1)[1].rstrip("\n") == alone.rstrip("\n")

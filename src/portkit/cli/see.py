@@ -445,6 +445,8 @@ def _write_every_namespace(
 ) -> int:
     """``ls --all-netns``: one block per namespace (a heading, then its listing); in
     JSON and CSV one list, each socket with its namespace."""
+    if not (as_json or as_csv or sort or extended or query.owners):
+        return _write_every_namespace_plain(query, numeric=numeric, asked=asked)
     from portkit.cli._output import out, stdout_style
     from portkit.render.sockets import every_namespace_csv, every_namespace_json, ls_text
     from portkit.see import scan_every_namespace
@@ -468,9 +470,7 @@ def _write_every_namespace(
         for ns, rows in found:
             if not rows:
                 continue
-            who = f"; pids {', '.join(map(str, ns.pids[:5]))}" if ns.pids and not ns.own else ""
-            count = f"{len(rows)} socket{'s' if len(rows) != 1 else ''}"
-            head = style.bold(f"{ns.label}") + f" ({count}{who})"
+            head = _namespace_head(ns, len(rows), style)
             body = ls_text(
                 rows,
                 names=None if numeric else names,
@@ -483,6 +483,53 @@ def _write_every_namespace(
         out("\n\n".join(blocks) if blocks else "no sockets in any namespace")
     _note_hidden(query.owners, hidden)
     return 1 if asked and not any(rows for _, rows in found) else 0
+
+
+def _namespace_head(ns: Any, count: int, style: Any) -> str:
+    who = f"; pids {', '.join(map(str, ns.pids[:5]))}" if ns.pids and not ns.own else ""
+    label: str = style.bold(f"{ns.label}")
+    return label + f" ({count} socket{'s' if count != 1 else ''}{who})"
+
+
+def _write_every_namespace_plain(query: Any, *, numeric: bool, asked: bool) -> int:
+    """``ls --all-netns`` without owners, sorting or JSON: each namespace's table
+    straight from the kernel's raw rows, as the plain ``ls`` writes it (nothing
+    decoded: over 50 namespaces of 1,000 sockets the decoding and the decoded rows'
+    table were about half of the time); the same bytes as the general path."""
+    from portkit.cli._output import out, stdout_style
+    from portkit.registry import service_name
+    from portkit.render.sockets import ls_text, ls_text_raw
+    from portkit.see import scan_namespaces
+
+    style = stdout_style()
+    colour = style if style.color else None
+    write = sys.stdout.write
+    shown = 0
+    try:
+        for ns, found in scan_namespaces(query):
+            count = len(found)
+            if not count:
+                continue
+            write(("\n\n" if shown else "") + _namespace_head(ns, count, style) + "\n")
+            shown += 1
+            if found.batches is not None:
+                names = None if numeric else service_name
+                blocks = ls_text_raw(found.batches, found.listen_ports, names=names, style=colour)
+                write("\n".join(blocks))
+            else:  # the /proc/net fallback: rows the kernel could not filter
+                rows = found.rows
+                names_of = None if numeric else names_for(rows)
+                write(ls_text(rows, names=names_of, owners=False, style=colour))
+        if shown:
+            write("\n")
+    except BrokenPipeError:  # the reader went away (``| head``): not an error
+        from portkit.cli._output import discard_stdout
+
+        discard_stdout()
+        return 0
+    if not shown:
+        out("no sockets in any namespace")
+    return 1 if asked and not shown else 0
 
 
 def _write_blocks(blocks: Iterator[str], between: str) -> None:

@@ -20,7 +20,7 @@ overview); its functions are re-exported as ``portkit.sockets()`` and
 from __future__ import annotations
 
 from portkit._sockrow import INODE, REMOTE_IP
-from portkit.see._backend import BACKEND, scan, scan_every_namespace
+from portkit.see._backend import BACKEND, scan, scan_every_namespace, scan_namespaces
 from portkit.see._scan import GcPaused, Scan
 
 TYPE_CHECKING = False
@@ -76,6 +76,7 @@ __all__ = [
     "run_in_netns",
     "scan",
     "scan_every_namespace",
+    "scan_namespaces",
     "socket_stats",
     "sockets",
     "who",
