@@ -997,7 +997,7 @@ def _check_target_not_exposed(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
 
 
 def _check_depends_on(plan: Plan, opts: LintOptions) -> Iterator[Hit]:
-    """depends_on that starts the dependant before the dependency is ready."""
+    """depends_on that starts the dependent before the dependency is ready."""
     by_name = {s.name: s for s in _compose_services(plan)}
     ports: dict[str, str] = {}
     for m in plan.mappings:
@@ -1322,7 +1322,7 @@ RULES: tuple[Rule, ...] = (
         _check_depends_on,
         "depends_on that does not wait for the dependency to be ready",
         "Give the dependency a healthcheck and use depends_on: {db: {condition: "
-        "service_healthy}}, or wait for its port in the dependant's entrypoint: "
+        "service_healthy}}, or wait for its port in the dependent's entrypoint: "
         "portkit wait db:5432 -- CMD.",
     ),
     Rule(
