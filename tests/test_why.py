@@ -325,14 +325,28 @@ def test_text_output_is_a_checklist_with_the_fix(lab: WhyLab) -> None:
 def test_a_port_published_on_loopback_only_asked_from_another_container(
     docker_lab: Any,
 ) -> None:
+    # A decoy namespace carrying the bridge's address too (a stopped daemon's namespace
+    # left behind, another daemon): the packet goes where the container's veth leads.
     gateway = docker_lab.inspect("hidden")["NetworkSettings"]["Gateway"]
-    done = run_portkit(
-        "why", f"{gateway}:18080", "--from", "container:hidden", "--json",
-        env={"DOCKER_HOST": f"unix://{docker_lab.sock}"},
-    )  # fmt: skip
+    decoy = f"pkdecoy{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", decoy], check=True)
+    try:
+        for cmd in (
+            ("link", "add", "d0", "type", "veth", "peer", "name", "d1"),
+            ("addr", "add", f"{gateway}/16", "dev", "d0"),
+            ("link", "set", "d0", "up"),
+        ):
+            subprocess.run(["ip", "-n", decoy, *cmd], check=True)
+        done = run_portkit(
+            "why", f"{gateway}:18080", "--from", "container:hidden", "--json",
+            env={"DOCKER_HOST": f"unix://{docker_lab.sock}"},
+        )  # fmt: skip
+    finally:
+        subprocess.run(["ip", "netns", "del", decoy], check=True)
     assert done.returncode == 1, done.stderr
     (doc,) = json.loads(done.stdout)
     _broken(doc, "listener")
+    assert f"netns:{docker_lab.ns}" in _layer(doc, "nat")["evidence"]
     assert "container web's port, published on 127.0.0.1 only" in doc["verdict"]
     assert "-p 18080:80" in doc["fix"]
 

@@ -195,7 +195,7 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
     if route.kind == "local":
         there: Place | None = src
     else:
-        there = place_of_address(address, exclude=src.path)
+        there = place_of_address(address, exclude=src.path, near=src.path)
     if there is None:
         for layer in ("firewall", "nat", "listener"):
             checks.append(

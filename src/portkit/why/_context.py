@@ -93,13 +93,19 @@ def parse_from(text: str | None) -> Place:
     return _of_origin(parse_origin(text))
 
 
-def place_of_address(address: str, exclude: str | None = None) -> Place | None:
+def place_of_address(
+    address: str, exclude: str | None = None, near: str | None = None
+) -> Place | None:
     """The namespace on this machine whose interfaces carry ``address`` (not the one at
     path ``exclude``), or None: the address belongs to another machine.
 
     Several namespaces may carry the same address (two Docker daemons' bridges, lab
-    namespaces): one whose container a runtime names wins over one known by its
-    cgroup only, then the first found.
+    namespaces, a stopped daemon's namespace left behind). The packet goes where the
+    links of the namespace it leaves (``near``: a path, None for the caller's) lead:
+    that namespace itself wins, then one at the other end of one of its veth pairs,
+    then one that shares such a neighbour with it (two containers on one bridge); then
+    one whose container a runtime names over one known by its cgroup only; then the
+    first found.
     """
     import ipaddress
 
@@ -108,8 +114,9 @@ def place_of_address(address: str, exclude: str | None = None) -> Place | None:
     from portkit.see._addrs import addresses
 
     want = ipaddress.ip_address(address)
-    found: list[tuple[int, Place]] = []
-    for ns in namespaces():
+    every = namespaces()
+    found: list[tuple[int, int, Place]] = []
+    for ns in every:
         if ns.own or ns.path == exclude:
             continue
         try:
@@ -122,12 +129,40 @@ def place_of_address(address: str, exclude: str | None = None) -> Place | None:
         place = _of_origin(parse_origin(text))
         box = _container_of(ns.pids)
         if box is None:
-            found.append((1, place))
+            found.append((ns.inode, 1, place))
             continue
         name, named = box
         label = f"container:{name}"
-        found.append((0 if named else 2, Place(label, place.netns, place.pid_netns, place.origin)))
-    return min(found, key=lambda f: f[0])[1] if found else None
+        place = Place(label, place.netns, place.pid_netns, place.origin)
+        found.append((ns.inode, 0 if named else 2, place))
+    if len(found) > 1:
+        hops = _hops({ns.inode: ns.path for ns in every}, near, [f[0] for f in found])
+        hops.update((ns.inode, -1) for ns in every if near is not None and ns.path == near)
+        found.sort(key=lambda f: (hops.get(f[0], 2), f[1]))
+    else:
+        found.sort(key=lambda f: f[1])
+    return found[0][2] if found else None
+
+
+def _hops(paths: dict[int, str], near: str | None, inodes: list[int]) -> dict[int, int]:
+    """For each namespace inode of ``inodes``: 0 when a veth pair joins it to the
+    namespace at ``near``, 1 when both have a neighbour in common (absent otherwise)."""
+    from portkit.see._addrs import neighbours
+
+    try:
+        first = neighbours(paths, near)
+    except (PortkitError, OSError):
+        return {}
+    out = {inode: 0 for inode in inodes if inode in first}
+    for inode in inodes:
+        if inode in out:
+            continue
+        try:
+            if neighbours(paths, paths[inode]) & first:
+                out[inode] = 1
+        except (PortkitError, OSError):
+            continue
+    return out
 
 
 def _container_of(pids: tuple[int, ...] | list[int]) -> tuple[str, bool] | None:

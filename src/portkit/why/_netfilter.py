@@ -126,7 +126,7 @@ def netfilter_layers(
         if to_addr is not None:
             from portkit.why._context import place_of_address
 
-            final_place = place_of_address(to_addr) or there
+            final_place = place_of_address(to_addr, near=there.path) or there
         nat = Check(
             "nat",
             True,
