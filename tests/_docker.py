@@ -117,6 +117,37 @@ class HostState:
         return changed
 
 
+def sweep_left_behind(run_dir: str = "/run/netns") -> list[str]:
+    """Clear what a killed test run's labs left (``pkdock<pid>``/``pkdockn<pid>`` whose
+    pytest is gone): their processes, mounts, namespace, socket and directory. A
+    namespace left behind carries the bridge's addresses and would confuse the next
+    run's namespaces. Returns the names cleared."""
+    import glob
+    import re
+
+    cleared = []
+    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        match = re.fullmatch(r"pkdockn?(\d+)", name)
+        if match is None or os.path.exists(f"/proc/{match.group(1)}"):
+            continue
+        roots = glob.glob(os.path.join(tempfile.gettempdir(), f"{name}-*"))
+        for root in roots:
+            lab = DockerLab.__new__(DockerLab)
+            lab.tmp, lab.proc = root, None
+            for pid in lab._ours():
+                lab._kill(pid, 5)
+            with open("/proc/self/mounts") as f:
+                mounts = [line.split()[1] for line in f if root in line]
+            for point in sorted(mounts, key=len, reverse=True):
+                _sh("umount", "-l", point, check=False)
+            shutil.rmtree(root, ignore_errors=True)
+        _sh("ip", "netns", "del", name, check=False)
+        with contextlib.suppress(OSError):
+            os.unlink(f"/run/{name}.sock")
+        cleared.append(name)
+    return cleared
+
+
 class DockerLab:
     """One dockerd in network namespace ``name``; ``docker(...)`` talks to it."""
 
@@ -150,6 +181,7 @@ class DockerLab:
         for tool in ("dockerd", "containerd", "runc", "docker", "busybox", "nsenter"):
             if shutil.which(tool) is None:
                 raise DockerError(f"{tool} is not installed (scripts/system-packages.txt)")
+        sweep_left_behind()
         self.host = HostState()
         _sh("ip", "netns", "add", self.ns)
         _sh("ip", "-n", self.ns, "link", "set", "lo", "up")
