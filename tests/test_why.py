@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from portkit.netfilter import NatMapping, parse_iptables_save
+from portkit.netfilter import NatMapping, parse_iptables_save, ruleset_from_save
 from portkit.why._layers import judge_listener, judge_source
-from portkit.why._netfilter import iif_matches, pick_dnat
+from portkit.why._netfilter import iif_matches, judge_firewall, pick_dnat
 from tests.conftest import run_portkit
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "netfilter")
@@ -349,6 +349,62 @@ def test_a_port_published_on_loopback_only_asked_from_another_container(
     assert f"netns:{docker_lab.ns}" in _layer(doc, "nat")["evidence"]
     assert "container web's port, published on 127.0.0.1 only" in doc["verdict"]
     assert "-p 18080:80" in doc["fix"]
+
+
+@pytest.mark.netns
+def test_containers_on_two_networks_are_kept_apart(docker_lab: Any) -> None:
+    """From the default bridge to a compose network's container: the packet goes via
+    the bridge host, whose forward path drops it (Docker's isolation chains); the
+    target's own rules accept it, and the probe agrees."""
+    (net,) = docker_lab.inspect("shop_web_1")["NetworkSettings"]["Networks"].values()
+    done = run_portkit(
+        "why", f"{net['IPAddress']}:80", "--from", "container:hidden", "--json",
+        env={"DOCKER_HOST": f"unix://{docker_lab.sock}"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    (doc,) = json.loads(done.stdout)
+    _broken(doc, "firewall")
+    firewall = _layer(doc, "firewall")
+    assert firewall["hook"] == "forward" and "DOCKER-ISOLATION-STAGE-2" in firewall["rule"]
+    assert f"in netns:{docker_lab.ns}" in firewall["evidence"]
+    assert "docker network connect" in doc["fix"]
+    assert _layer(doc, "probe")["ok"] is False
+
+
+@pytest.mark.netns
+def test_containers_on_one_bridge_pass_its_forward_path(docker_lab: Any) -> None:
+    address = docker_lab.inspect("web")["NetworkSettings"]["IPAddress"]
+    done = run_portkit(
+        "why", f"{address}:80", "--from", "container:hidden", "--json",
+        env={"DOCKER_HOST": f"unix://{docker_lab.sock}"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    (doc,) = json.loads(done.stdout)
+    firewall = _layer(doc, "firewall")
+    assert firewall["ok"] and firewall["through"]["where"] == f"netns:{docker_lab.ns}"
+    assert f"the rules in netns:{docker_lab.ns} forward it" in firewall["evidence"]
+    assert "forward" in firewall["through"]["hooks"]
+
+
+def test_a_forwarded_packet_meets_the_forward_hook() -> None:
+    """Judged on a host that forwards it (pure, over the captured Docker ruleset): from
+    docker0 into another network is dropped by isolation, within docker0 accepted."""
+    with open(os.path.join(DATA, "docker-iptables-save.txt")) as f:
+        ruleset = ruleset_from_save(f.read())
+    local = ("172.17.0.1", "172.18.0.1")
+
+    def judge(oif: str) -> Any:
+        return judge_firewall(
+            ruleset, "netns:docker", "172.17.0.4", ("172.18.0.3", 80), "tcp",
+            "docker0", "prerouting", local, lambda _a: oif, through=True,
+        )  # fmt: skip
+
+    apart = judge("br-059f5cb2d6f7")
+    assert apart.ok is False and apart.data["hook"] == "forward"
+    assert "DOCKER-ISOLATION-STAGE-2" in apart.data["rule"]
+    assert "docker network connect" in (apart.fix or "")
+    together = judge("docker0")
+    assert together.ok is True and "forward" in together.data["hooks"]
 
 
 @pytest.mark.netns

@@ -191,11 +191,14 @@ def links(netns: str | None = None) -> list[tuple[int, str, int, int]]:
     return run_in_netns(netns, _links)
 
 
-def neighbours(others: dict[int, str], netns: str | None = None) -> set[int]:
+def neighbours(
+    others: dict[int, str], netns: str | None = None, dev: str | None = None
+) -> set[int]:
     """Which of ``others`` (namespace inode -> a path to it) the interfaces of the
     namespace at ``netns`` (None: the caller's) lead into: the namespaces at the other
     end of its veth pairs (a container's, from its bridge host; the bridge host's, from
-    a container). Namespaces that cannot be opened are left out."""
+    a container); only interface ``dev``'s with ``dev``. Namespaces that cannot be
+    opened are left out."""
     fds: dict[int, int] = {}
     for inode, path in others.items():
         try:
@@ -205,7 +208,11 @@ def neighbours(others: dict[int, str], netns: str | None = None) -> set[int]:
     try:
 
         def look() -> set[int]:
-            ids = {peer_ns for _i, _n, _p, peer_ns in _links() if peer_ns >= 0}
+            ids = {
+                peer_ns
+                for _i, name, _p, peer_ns in _links()
+                if peer_ns >= 0 and (dev is None or name == dev)
+            }
             if not ids:
                 return set()
             found: set[int] = set()

@@ -13,9 +13,9 @@ a ruleset without privileges), it says so instead of guessing.
 from __future__ import annotations
 
 from portkit.model import Endpoint, _Record
-from portkit.why._context import Place, parse_from, place_of_address
+from portkit.why._context import Place, next_hop, parse_from, place_of_address
 from portkit.why._layers import Check
-from portkit.why._netfilter import netfilter_layers
+from portkit.why._netfilter import netfilter_layers, transit_firewall
 from portkit.why._targets import parse_target
 
 TYPE_CHECKING = False
@@ -204,9 +204,15 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
     else:
         # 3-4. firewall and NAT on the target host (and the container a DNAT leads to)
         dest = (address, ep.port)
+        hop = next_hop(src, route.dev, route.gateway, there)
         fw, nat, final_place, dest, denied = netfilter_layers(
             src, there, route.src or "", dest, proto
         )
+        if hop is not None:  # a bridge host forwards it first: its rules come first
+            passing = transit_firewall(
+                hop, route.src or "", (address, ep.port), proto, not route.gateway
+            )
+            fw = _through(hop, passing, fw)
         checks += [fw, nat]
         if denied:
             blind += ["firewall", "nat"]
@@ -265,6 +271,28 @@ def _walk(label: str, ep: Endpoint, src: Place, timeout: float) -> WhyResult:
         ep,
         timeout,
         stale=answer.source == "hosts" and there is None,
+    )
+
+
+def _through(hop: Place, passing: Check, there: Check) -> Check:
+    """One firewall check for a packet that a host between forwards (``passing``: its
+    rules) before the target's rules (``there``) see it: the first that does not
+    accept it speaks; both accepting, both are said."""
+    if passing.ok is not True:
+        return passing
+    if there.ok is not True:
+        return Check(
+            there.layer,
+            there.ok,
+            f"forwarded by {hop.label}; {there.evidence}",
+            there.fix,
+            {**there.data, "through": {"where": hop.label, **passing.data}},
+        )
+    return Check(
+        "firewall",
+        True,
+        f"{passing.evidence.replace('accept it', 'forward it', 1)}; {there.evidence}",
+        data={**there.data, "through": {"where": hop.label, **passing.data}},
     )
 
 

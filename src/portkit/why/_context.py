@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from portkit.probe import Origin
 
-__all__ = ["HOST", "Place", "parse_from", "place_of_address"]
+__all__ = ["HOST", "Place", "next_hop", "parse_from", "place_of_address"]
 
 
 class Place(_Record):
@@ -109,7 +109,6 @@ def place_of_address(
     """
     import ipaddress
 
-    from portkit.probe import parse_origin
     from portkit.see import namespaces
     from portkit.see._addrs import addresses
 
@@ -125,16 +124,8 @@ def place_of_address(
             continue
         if not any(ipaddress.ip_address(a) == want for _, a, _ in held):
             continue
-        text = f"netns:{ns.names[0]}" if ns.names else f"pid:{ns.pids[0]}"
-        place = _of_origin(parse_origin(text))
-        box = _container_of(ns.pids)
-        if box is None:
-            found.append((ns.inode, 1, place))
-            continue
-        name, named = box
-        label = f"container:{name}"
-        place = Place(label, place.netns, place.pid_netns, place.origin)
-        found.append((ns.inode, 0 if named else 2, place))
+        place, named = _place_of(ns)
+        found.append((ns.inode, {None: 1, True: 0, False: 2}[named], place))
     if len(found) > 1:
         hops = _hops({ns.inode: ns.path for ns in every}, near, [f[0] for f in found])
         hops.update((ns.inode, -1) for ns in every if near is not None and ns.path == near)
@@ -142,6 +133,57 @@ def place_of_address(
     else:
         found.sort(key=lambda f: f[1])
     return found[0][2] if found else None
+
+
+def _place_of(ns: Any) -> tuple[Place, bool | None]:
+    """A namespace as a Place (``container:NAME`` when it is a container's), and
+    whether a runtime named that container (None: not a container)."""
+    from portkit.probe import parse_origin
+
+    text = f"netns:{ns.names[0]}" if ns.names else f"pid:{ns.pids[0]}"
+    place = _of_origin(parse_origin(text))
+    box = _container_of(ns.pids)
+    if box is None:
+        return place, None
+    name, named = box
+    return Place(f"container:{name}", place.netns, place.pid_netns, place.origin), named
+
+
+def next_hop(src: Place, dev: str | None, gateway: str | None, there: Place) -> Place | None:
+    """The namespace on this machine that forwards the client's packet to ``there``
+    when it is neither of them: the one holding the ``gateway`` (a container's packet
+    to another network goes through the bridge host), or, on-link, the one at the
+    other end of the client's interface ``dev`` that ``there`` is joined to as well (a
+    bridge host between two containers of one network). None: the packet goes
+    straight there, or leaves this machine."""
+    target = _inode(there.path)
+    if target == _inode(src.path):
+        return None  # the client's own namespace: nothing between
+    if gateway:
+        hop = place_of_address(gateway, exclude=src.path, near=src.path)
+        return None if hop is None or _inode(hop.path) == target else hop
+    if src.path is None or there.path is None or dev is None:
+        return None  # the host's own packet: its output path, not a forward one
+    from portkit.see import namespaces
+    from portkit.see._addrs import neighbours
+
+    every = [ns for ns in namespaces() if ns.inode != target]
+    try:
+        ends = neighbours({ns.inode: ns.path for ns in every}, src.path, dev)
+        joined = neighbours({ns.inode: ns.path for ns in every if ns.inode in ends}, there.path)
+    except (PortkitError, OSError):
+        return None
+    bridge = next((ns for ns in every if ns.inode in joined), None)
+    return None if bridge is None else _place_of(bridge)[0]
+
+
+def _inode(path: str | None) -> int | None:
+    import os
+
+    try:
+        return os.stat(path or "/proc/thread-self/ns/net").st_ino
+    except OSError:
+        return None
 
 
 def _hops(paths: dict[int, str], near: str | None, inodes: list[int]) -> dict[int, int]:

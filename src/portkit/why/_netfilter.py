@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     from portkit.netfilter import NatMapping
     from portkit.why._context import Place
 
-__all__ = ["iif_matches", "judge_firewall", "netfilter_layers", "pick_dnat"]
+__all__ = [
+    "iif_matches",
+    "judge_firewall",
+    "netfilter_layers",
+    "pick_dnat",
+    "transit_firewall",
+]
 
 
 def iif_matches(required: str | None, iif: str | None) -> bool:
@@ -149,6 +155,7 @@ def _firewall(
     iif: str | None,
     hook: str,
     dnat: NatMapping | None,
+    through: bool = False,
 ) -> Check:
     """The filter hooks' verdict for the packet on ``there`` (read, then judged)."""
     from portkit.netfilter import read_rules
@@ -177,7 +184,9 @@ def _firewall(
             return None
         return found.dev if found.reachable else None
 
-    return judge_firewall(ruleset, there.label, saddr, dest, proto, iif, hook, local, route)
+    return judge_firewall(
+        ruleset, there.label, saddr, dest, proto, iif, hook, local, route, through
+    )
 
 
 def judge_firewall(
@@ -190,10 +199,12 @@ def judge_firewall(
     hook: str,
     local: tuple[str, ...],
     route: Any = None,
+    through: bool = False,
 ) -> Check:
     """The firewall check of a ruleset for the client's packet (pure, given the
     ``route`` lookup): the evaluator's decisions along the hooks the packet meets on
-    the target host; the first that does not accept it decides. The client's own port
+    the target host (``through``: on a host that forwards it, going out where
+    ``route`` says); the first that does not accept it decides. The client's own port
     is not known: rules on it are "could not decide" unless every port agrees."""
     from portkit.netfilter import Packet, traverse
 
@@ -207,10 +218,16 @@ def judge_firewall(
         None,
         port,
         iif=iif,
+        oif=route(address) if through and route is not None else None,
     )
     on = "here" if where == "host" else f"in {where}"
     decisions = traverse(
-        ruleset, packet, local=True, local_addresses=local, own=hook == "output", route=route
+        ruleset,
+        packet,
+        local=not through,
+        local_addresses=local,
+        own=hook == "output",
+        route=route,
     )
     blocking = next((d for d in decisions if d.verdict != "accept"), None)
     hooks = [d.hook for d in decisions]
@@ -231,13 +248,18 @@ def judge_firewall(
             + (f", at {rule.where}" if rule is not None else ""),
             data={"hooks": hooks, "reason": blocking.reason},
         )
+    fix = next(
+        (f for chain, f in _CHAIN_FIXES if rule is not None and chain in rule.where), None
+    ) or (
+        f"allow it: accept {proto} dport {port} before that rule ("
+        + (f"{rule.where}" if rule is not None else "the chain")
+        + "), or remove the rule"
+    )
     return Check(
         "firewall",
         False,
         f"{blocking.verdict} {on} on {blocking.hook} by {text}",
-        f"allow it: accept {proto} dport {port} before that rule ("
-        + (f"{rule.where}" if rule is not None else "the chain")
-        + "), or remove the rule",
+        fix,
         {
             "rule": rule.where if rule is not None else None,
             "text": rule.text if rule is not None else None,
@@ -245,6 +267,57 @@ def judge_firewall(
             "hook": blocking.hook,
         },
     )
+
+
+#: Chains whose drop has a better fix than a rule of one's own: Docker's isolation of
+#: its networks from each other (a container reaching into another network).
+_CHAIN_FIXES = (
+    (
+        "DOCKER-ISOLATION",
+        "Docker keeps its networks apart: put both containers on one network (docker "
+        "network connect NETWORK CONTAINER; compose: a network both services list), or "
+        "publish the port and reach it on the host's address",
+    ),
+)
+
+
+def transit_firewall(
+    hop: Place, saddr: str, dest: tuple[str, int], proto: str, bridged: bool
+) -> Check:
+    """The firewall check on a namespace that forwards the packet between client and
+    target (a Docker bridge host): its prerouting, forward and postrouting hooks, the
+    packet coming in by the route back to the client and going out by the route to the
+    target. A bridged packet (``bridged``: two containers of one network) meets them
+    only when the bridge passes its frames to netfilter (br_netfilter's
+    ``bridge-nf-call-iptables``, which Docker turns on)."""
+    address = dest[0]
+    if bridged and not _bridge_calls_netfilter(hop, 6 if ":" in address else 4):
+        return Check(
+            "firewall",
+            True,
+            f"bridged {_on(hop)} without netfilter (bridge-nf-call-iptables is off)",
+        )
+    return _firewall(hop, saddr, dest, proto, _arrives_on(hop, saddr), "prerouting", None, True)
+
+
+def _bridge_calls_netfilter(hop: Place, family: int) -> bool:
+    name = "bridge-nf-call-ip6tables" if family == 6 else "bridge-nf-call-iptables"
+
+    def read() -> bool:
+        try:
+            with open(f"/proc/sys/net/bridge/{name}") as f:
+                return f.read().strip() == "1"
+        except OSError:
+            return False  # br_netfilter not loaded: bridged frames skip netfilter
+
+    if hop.path is None:
+        return read()
+    from portkit.see import run_in_netns
+
+    try:
+        return bool(run_in_netns(hop.path, read))
+    except (PortkitError, OSError):
+        return True  # cannot tell: judge the rules
 
 
 def _unreadable(there: Place) -> Check:
