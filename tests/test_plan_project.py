@@ -319,11 +319,15 @@ def test_env_file_errors_stop_the_command(tmp_path: Path) -> None:
             {},
             "ok /non:-alphanumeric",
         ),  # TestNonAlphanumericDefault
-        # The first } closes: ${VAR:-{x}} leaves the second } as text, in compose-go
-        # (getFirstBraceClosingIndex counts only "${"), docker-compose 1.29, bash and
-        # dash alike. Issue 17 reported the "stray }" as portkit's: it is compose's.
-        ("${VAR:-{x}}", {"VAR": "1"}, "1}"),
+        # Braces balance (compose-go's getFirstBraceClosingIndex counts every "{" since
+        # it stopped counting only "${"; bash and docker-compose 1.29 close at the first
+        # "}" and leave a stray one): issue 17's ${VAR:-{x}}.
+        ("${VAR:-{x}}", {"VAR": "1"}, "1"),
         ("${VAR:-{x}}", {}, "{x}"),
+        ("${A:-{x}} and ${B:-y}", {}, "{x} and y"),
+        ("${A:-$${x}}", {}, "${x}"),  # "$$" is no escape to the brace count
+        ("${A:-{{x}", {}, "{{x"),  # never balanced: the line's last "}" closes
+        ("${A:-{}}", {"A": "v"}, "v"),
     ],
 )
 def test_interpolation_as_compose_go(text: str, env: dict[str, str], result: str) -> None:

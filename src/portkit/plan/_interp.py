@@ -84,23 +84,34 @@ def _name(text: str, i: int) -> int:
 
 
 def _closing(text: str, i: int) -> int:
-    """Index of the ``}`` closing a ``${`` whose argument starts at ``i``; -1 if none."""
+    """Index of the ``}`` closing a ``${`` whose argument starts at ``i``; -1 if none.
+
+    As compose-go's ``getFirstBraceClosingIndex`` counts (template.go, current v2):
+    every ``{`` opens a level and the character after it is skipped, every ``}``
+    closes one, so ``${VAR:-{x}}`` closes at the last brace. When the levels never
+    come back to zero, the last ``}`` of the line closes (where the template pattern's
+    greedy ``(.*)}`` ends); the pattern never crosses a line break.
+
+    >>> _closing("${A:-{x}}", 5), _closing("${A:-{{x}", 5), _closing("${A:-x\\n}", 5)
+    (8, 8, -1)
+    """
     depth = 0
-    while i < len(text):
+    last = -1
+    n = len(text)
+    while i < n:
         c = text[i]
-        if c == "$" and text.startswith("$$", i):
-            i += 2
-            continue
-        if c == "$" and text.startswith("${", i):
-            depth += 1
-            i += 2
-            continue
+        if c == "\n":
+            break
         if c == "}":
             if depth == 0:
                 return i
             depth -= 1
+            last = i
+        elif c == "{":
+            depth += 1
+            i += 1
         i += 1
-    return -1
+    return last
 
 
 def _expand(text: str, st: _State) -> str:
