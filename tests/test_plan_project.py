@@ -251,6 +251,8 @@ def test_version_1_files_have_services_at_the_top(tmp_path: Path) -> None:
         ("qux=thud thud # fred # other", {"qux": "thud thud"}),
         ("thud=fred#qux # other", {"thud": "fred#qux"}),
         ('baz="foo"#bar', {"baz": "foo"}),
+        ("tab=fred\t# other", {"tab": "fred"}),  # any blank before "#" (isSpace)
+        ("hash=#fred", {"hash": "#fred"}),
         # TestWhitespace
         (" A=a\n", {"A": "a"}),
         ("\tA=a\n", {"A": "a"}),

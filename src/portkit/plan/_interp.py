@@ -251,6 +251,8 @@ def interpolate(text: str, env: Mapping[str, str], where: str = "") -> Interpola
 #: compose-go ``isSpace``: blanks that are not a line break.
 _BLANKS = frozenset("\t\v\f\r \x85\xa0")
 _EXPORT = re.compile(r"export[\t\n\f\r ]")
+#: Where an unquoted value's comment starts: a "#" after one of those blanks.
+_COMMENT = re.compile("[\t\v\f\r \x85\xa0]#")
 #: compose-go ``escapeRegex``: the escapes a double-quoted value takes.
 _ESCAPE = re.compile(r'\\(?:[abfnrtv$"\\]|0[0-7]{0,3})')
 _ESCAPE_CHARS = {
@@ -387,7 +389,9 @@ def _env_value(
     if quote is None:
         nl = text.find("\n", pos)
         nl = n if nl < 0 else nl
-        value = text[pos:nl].split(" #", 1)[0].rstrip()
+        line = text[pos:nl]
+        comment = _COMMENT.search(line)  # the first "#" after a blank: compose-go's scan
+        value = (line[: comment.start()] if comment else line).strip("".join(_BLANKS))
         return _env_interpolate(value, env, out, start), nl
     chars: list[str] = []
     stop = re.compile(r"[\\" + quote + "]")
