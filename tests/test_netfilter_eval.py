@@ -262,11 +262,29 @@ def test_ufw_needs_the_hosts_addresses() -> None:
     assert "the host's addresses are not given" in d.reason
 
 
-def test_firewalld_ipv6_rpfilter_is_an_unknown() -> None:
+def test_firewalld_ipv6_rpfilter_needs_the_routes() -> None:
     d = evaluate(nft("eval/firewalld.json"), arriving(CLIENT6, HOST6, 22), "prerouting",
                  local_addresses=LOCAL)  # fmt: skip
     assert d.verdict == "undecided"
-    assert d.reason == "fib saddr . mark . iif oif"
+    assert d.reason == "fib saddr . mark . iif oif (routes are not given)"
+
+
+@pytest.mark.parametrize(
+    ("back", "verdict", "reason"),
+    [
+        ("eth1", "accept", None),  # the route back leaves by the interface it came in on
+        (None, "drop", None),  # no route back at all: "oif missing"
+        ("eth0", "undecided", "fib saddr . mark . iif oif"),  # another route by eth1?
+    ],
+)
+def test_firewalld_ipv6_rpfilter_with_the_routes(
+    back: str | None, verdict: str, reason: str | None
+) -> None:
+    d = evaluate(nft("eval/firewalld.json"), arriving(CLIENT6, HOST6, 22), "prerouting",
+                 local_addresses=LOCAL, route=lambda _addr: back)  # fmt: skip
+    assert (d.verdict, d.reason) == (verdict, reason)
+    if verdict == "drop":
+        assert d.rule is not None and "fib saddr . mark . iif oif missing" in d.rule.text
 
 
 def test_firewalld_forward_port_dnat() -> None:

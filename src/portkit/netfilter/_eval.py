@@ -16,8 +16,10 @@ x_tables, or iptables-nft whose matches libnftables shows only as opaque ``xt``)
 the same model, so one evaluator reads both.
 
 **Never a guess.** What the rules ask and the packet does not say (``meta skuid``,
-``ct mark``, an ``xt`` match, ``fib daddr type`` without the host's addresses, an
-interface not given) is an *unknown*: the evaluation is run for each way it could go
+``ct mark``, an ``xt`` match, ``fib daddr type`` without the host's addresses, a
+reverse-path lookup (``fib saddr . iif oif missing``) without routes or where the
+preferred route back leaves by another interface, an interface not given) is an
+*unknown*: the evaluation is run for each way it could go
 (it matches, it does not), and when they disagree the verdict is ``undecided``, naming
 what could not be known. When every way gives the same verdict, that verdict stands
 (an opaque ``conntrack`` match before a rule that accepts anyway does not matter). A
@@ -631,8 +633,14 @@ class _Context:
     """One call's ruleset, what the caller told about the host, the set indexes read
     so far and the work budget (shared by every way explored)."""
 
-    def __init__(self, ruleset: Ruleset, local_addresses: Iterable[str]) -> None:
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        local_addresses: Iterable[str],
+        route: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.ruleset = ruleset
+        self.route = route
         addrs = set()
         for text in local_addresses:
             parsed = _address(text)
@@ -1139,6 +1147,12 @@ def _payload(run: _Run, body: Any, depth: int) -> Any:
 _NOT_LOCAL_TYPES = ("unicast", "broadcast", "unreachable", "blackhole", "prohibit", "throw")
 
 
+#: The flags of a reverse-path lookup (``fib saddr . mark . iif oif missing drop``,
+#: firewalld's and Fedora's rpfilter): a route back to the source, by the interface the
+#: packet came in on when ``iif`` is among them.
+_RPFILTER_FLAGS = frozenset(("saddr", "iif", "mark"))
+
+
 def _fib(run: _Run, body: Any, depth: int) -> Any:
     if not isinstance(body, dict):
         return _Unknown("fib")
@@ -1147,6 +1161,13 @@ def _fib(run: _Run, body: Any, depth: int) -> Any:
     label = f"fib {' . '.join(map(str, flags)) if isinstance(flags, list) else flags} " + str(
         body.get("result")
     )
+    if (
+        body.get("result") == "oif"
+        and isinstance(flags, list)
+        and "saddr" in flags
+        and set(flags) <= _RPFILTER_FLAGS
+    ):
+        return _fib_back(run, label, "iif" in flags)
     if body.get("result") != "type" or flags not in (["daddr"], ["saddr"]):
         return _Unknown(label)
     addr = run.state.daddr if flags == ["daddr"] else run.state.saddr
@@ -1163,6 +1184,29 @@ def _fib(run: _Run, body: Any, depth: int) -> Any:
     if addr == (4, 0xFFFFFFFF):
         return ("text", "broadcast")
     return _Unknown(label, tuple(("text", t) for t in _NOT_LOCAL_TYPES))
+
+
+def _fib_back(run: _Run, label: str, by_iif: bool) -> Any:
+    """Whether a route leads back to the packet's source (``oif`` found: True, missing:
+    False), from the caller's route lookup. Only what the lookup proves is said: the
+    preferred route going out by the interface the packet came in on (or by any, without
+    ``iif``) is a route back; no route at all is none; a preferred route by another
+    interface leaves room for a second one by ``iif`` (and the mark may choose another
+    table), so that is an unknown."""
+    st = run.state
+    route = run.ctx.route
+    if route is None or st.saddr is None:
+        return _Unknown(f"{label} (routes are not given)")
+    family, number = st.saddr
+    text = str(ipaddress.IPv4Address(number) if family == 4 else ipaddress.IPv6Address(number))
+    back = route(text)
+    if back is None:
+        return ("bool", False)
+    if not by_iif:
+        return ("bool", True)
+    if st.iif is None:
+        return _unknown_device("iif")
+    return ("bool", True) if back == st.iif else _Unknown(label)
 
 
 def _concat(run: _Run, body: Any, depth: int) -> Any:
@@ -1665,7 +1709,12 @@ def _merge(hook: str, pairs: list[tuple[_Out, _Run]]) -> Decision:
 
 
 def evaluate(
-    ruleset: Ruleset, packet: Packet, hook: str, *, local_addresses: Iterable[str] = ()
+    ruleset: Ruleset,
+    packet: Packet,
+    hook: str,
+    *,
+    local_addresses: Iterable[str] = (),
+    route: Callable[[str], str | None] | None = None,
 ) -> Decision:
     """The verdict of one hook's base chains for one packet.
 
@@ -1675,6 +1724,8 @@ def evaluate(
         hook: ``prerouting``, ``input``, ``forward``, ``output`` or ``postrouting``.
         local_addresses: the host's addresses, for ``fib daddr type local`` (and
             iptables' ``-m addrtype``); none given: such a match is an unknown.
+        route: the outgoing interface for an address (``ip route get``), for a
+            reverse-path lookup (``fib saddr . iif oif missing``); none: an unknown.
 
     Returns:
         The :class:`Decision`; ``accept`` with ``rule`` None when no base chain of the
@@ -1684,7 +1735,7 @@ def evaluate(
         ParseError: a hook or a local address that is not one.
     """
     _check_hook(hook)
-    ctx = _Context(ruleset, local_addresses)
+    ctx = _Context(ruleset, local_addresses, route)
     found = _explore(ctx, packet, lambda run: [run.hook(hook)])
     if found is None:
         return _too_complex(hook)
@@ -1774,13 +1825,14 @@ def traverse(
             DNAT's new destination is local (loopback always is).
         own: the packet is this host's own.
         route: the outgoing interface for an address (``ip route get``), for the
-            forward path after a DNAT; without it, ``packet.oif`` (or unknown once a
-            DNAT changed the destination).
+            forward path after a DNAT (without it, ``packet.oif``, or unknown once a
+            DNAT changed the destination) and for reverse-path lookups (``fib saddr .
+            iif oif missing``).
 
     Raises:
         ParseError: a local address that is not one.
     """
-    ctx = _Context(ruleset, local_addresses)
+    ctx = _Context(ruleset, local_addresses, route)
     found = _explore(ctx, packet, lambda run: _walk(run, local, own, route))
     if found is None:
         return (_too_complex("output" if own else "prerouting"),)

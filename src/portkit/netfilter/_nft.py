@@ -593,7 +593,8 @@ def _expr_text(e: Any) -> str:
             return f"meta {e['meta'].get('key')}"
         if "fib" in e and isinstance(e["fib"], dict):
             flags = e["fib"].get("flags")
-            return f"fib {' . '.join(flags) if isinstance(flags, list) else flags} type"
+            result = e["fib"].get("result", "type")
+            return f"fib {' . '.join(flags) if isinstance(flags, list) else flags} {result}"
         if "concat" in e and isinstance(e["concat"], list):
             return " . ".join(_expr_text(x) for x in e["concat"])
         if "set" in e and isinstance(e["set"], list):
@@ -634,7 +635,13 @@ def _stmt_text(s: Any) -> str:
         left = body.get("left")
         bits = isinstance(left, dict) and next(iter(left), "") in ("&", "|", "^", "<<", ">>")
         shown = "" if op in ("==", "in") and not bits else f"{op} "
-        return f"{_expr_text(left)} {shown}{_expr_text(body.get('right'))}"
+        right = body.get("right")
+        if isinstance(right, bool):  # nft's words for a presence test: oif missing
+            right_text = {(True, "=="): "exists", (False, "=="): "missing"}.get(
+                (right, op), f"{op} {str(right).lower()}"
+            )
+            return f"{_expr_text(left)} {right_text}"
+        return f"{_expr_text(left)} {shown}{_expr_text(right)}"
     if key in ("dnat", "snat") and isinstance(body, dict):
         fam = f" {body['family']}" if isinstance(body.get("family"), str) else ""
         addr = body.get("addr")
