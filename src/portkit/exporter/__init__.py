@@ -132,12 +132,10 @@ def unexpected_family(snap: Snapshot, baseline: Plan) -> Family:
     """``portkit_unexpected_listener{port,protocol,bind} 1`` for every listener of the
     snapshot that the baseline plan does not allow (:func:`portkit.plan.unexpected_listeners`:
     a port it does not have, or a bind wider than it allows). Bounded by the listeners."""
-    from portkit._sockrow import LOCAL_IP, LOCAL_PORT, PROTOCOL, REMOTE_IP
+    from portkit._sockrow import LOCAL_IP, LOCAL_PORT, PROTOCOL
     from portkit.plan import unexpected_listeners
 
-    listening = [
-        (str(r[PROTOCOL]), r[LOCAL_IP], r[LOCAL_PORT]) for r in snap.rows if r[REMOTE_IP] is None
-    ]
+    listening = [(str(r[PROTOCOL]), r[LOCAL_IP], r[LOCAL_PORT]) for r in snap.listening]
     fam = Family(
         f"{PREFIX}_unexpected_listener",
         "1 for a listener the --baseline plan does not allow (a new port, or bound wider).",

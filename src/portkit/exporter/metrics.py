@@ -211,7 +211,7 @@ def families(
     selected = _selected_ports(listen, ports)
     tcp_ports = {port for proto, port in selected if proto is tcp}
 
-    by_state = _port_states(snap.rows, tcp_ports)
+    by_state = _port_states(snap, tcp_ports)
     # The container label only when the snapshot says which ports have one (a
     # provider with containers=True); --no-container-label leaves it off entirely.
     boxed = snap.port_containers is not None
@@ -285,7 +285,7 @@ def families(
             " the kernel runs out per destination at portkit_ephemeral_port_range_size.",
             ("destination",),
         )
-        use = _destination_use(snap.rows, destinations, eph)
+        use = _destination_use(snap, destinations, eph)
         for ep in destinations:
             per_dest.add((ep.address,), use.get((ep.host, ep.port), 0))
         out.append(per_dest)
@@ -354,7 +354,7 @@ def _forecast_families(snap: Snapshot, destinations: tuple[Endpoint, ...]) -> li
     from portkit.see._forecast import forecasts
 
     wanted = {(ep.host, ep.port) for ep in destinations}
-    held = _destination_held(snap.rows, wanted, snap.stats.ephemeral)
+    held = _destination_held(snap, wanted, snap.stats.ephemeral)
     soonest: dict[tuple[str, int], Any] = {}
     ages = snap.time_wait or {}
     for f in forecasts(held, ages, snap.stats.ephemeral, limit=None, only=wanted):
@@ -401,13 +401,16 @@ def _sooner(a: Any, b: Any) -> bool:
     return b.seconds is None or a.seconds < b.seconds
 
 
-def _port_states(rows: list[tuple[Any, ...]], ports: set[int]) -> dict[int, dict[TcpState, int]]:
-    """``{local port: {state: n}}`` of TCP connections (not listeners) on ``ports``."""
+def _port_states(snap: Snapshot, ports: set[int]) -> dict[int, dict[TcpState, int]]:
+    """``{local port: {state: n}}`` of TCP connections (not listeners) on ``ports``:
+    from the snapshot's fold (the raw rows), else from its rows."""
     out: dict[int, dict[TcpState, int]] = {}
     if not ports:
         return out
+    if snap.fold is not None:
+        return snap.fold.port_states(ports)
     tcp = Protocol.TCP
-    for r in rows:
+    for r in snap.rows:
         if r[LOCAL_PORT] in ports and r[REMOTE_IP] is not None and r[PROTOCOL] is tcp:
             counts = out.get(r[LOCAL_PORT])
             if counts is None:
@@ -417,15 +420,18 @@ def _port_states(rows: list[tuple[Any, ...]], ports: set[int]) -> dict[int, dict
 
 
 def _destination_held(
-    rows: list[tuple[Any, ...]], wanted: set[tuple[str, int]], eph: PortRange
+    snap: Snapshot, wanted: set[tuple[str, int]], eph: PortRange
 ) -> dict[tuple[str, str, int], int]:
     """``{(source ip, destination ip, port): n}``: ephemeral ports each local address
-    holds towards the ``wanted`` destinations (as the rows spell the addresses)."""
+    holds towards the ``wanted`` destinations (as the rows spell the addresses): from
+    the snapshot's fold, else from its rows."""
+    if snap.fold is not None:
+        return snap.fold.destination_held(wanted)
     dports = {port for _, port in wanted}
     held: dict[tuple[str, str, int], int] = {}
     lo, hi = eph.start, eph.end
     tcp = Protocol.TCP
-    for r in rows:
+    for r in snap.rows:
         if (
             r[REMOTE_PORT] in dports
             and r[PROTOCOL] is tcp
@@ -438,13 +444,13 @@ def _destination_held(
 
 
 def _destination_use(
-    rows: list[tuple[Any, ...]], destinations: tuple[Endpoint, ...], eph: PortRange
+    snap: Snapshot, destinations: tuple[Endpoint, ...], eph: PortRange
 ) -> dict[tuple[str, int], int]:
     """``{(ip, port): n}``: the most ephemeral ports any one local address holds
     towards each destination (the kernel's limit is per source/destination pair)."""
     wanted = {(ep.host, ep.port) for ep in destinations}
     per_source: dict[tuple[str, int, str], int] = {}
-    for (src, ip, port), n in _destination_held(rows, wanted, eph).items():
+    for (src, ip, port), n in _destination_held(snap, wanted, eph).items():
         k = (_unmap(ip), port, _unmap(src))
         per_source[k] = per_source.get(k, 0) + n
     out: dict[tuple[str, int], int] = {}

@@ -1,11 +1,12 @@
 """One reading of the socket table, shared by ``portkit top`` and ``portkit exporter``.
 
 Both views are fed by the sockets capability's snapshot functions: one
-:func:`portkit.see.scan` (a single netlink dump of every TCP and UDP socket) and
-the pure :func:`~portkit.see.compute_stats` over the same rows, which is
-what :func:`portkit.socket_stats` computes. Scanning once and folding twice keeps a
-scrape of 100,000 sockets to one dump: the exporter's per-port and per-destination
-figures (:mod:`portkit.exporter.metrics`) fold over the same rows.
+:func:`portkit.see.scan` (a single netlink dump of every TCP and UDP socket) folded
+once into its :class:`~portkit.see.SocketStats`, what :func:`portkit.socket_stats`
+computes. The fold reads the kernel's raw replies a column at a time
+(``see._rawfold``): a scrape of 100,000 sockets never decodes a row, and the
+exporter's per-port and per-destination figures (:mod:`portkit.exporter.metrics`)
+come from the same fold. ``top`` reads :attr:`Snapshot.rows`, decoded on first use.
 
 Nothing here renders or serves; nothing here imports textual or prometheus_client.
 """
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from portkit.exporter._containers import ContainerWatch
     from portkit.model import PortRange
     from portkit.see import OwnerContainer, SocketStats
+    from portkit.see._rawfold import Fold
 
 __all__ = ["Snapshot", "provider", "take_snapshot"]
 
@@ -33,8 +35,12 @@ class Snapshot:
     Attributes:
         taken: wall-clock time of the reading (``time.time()``).
         rows: every socket as a :data:`~portkit.model.SOCKET_FIELDS` row tuple
-            (wrap one with :meth:`~portkit.model.SocketRecord.from_row`).
+            (wrap one with :meth:`~portkit.model.SocketRecord.from_row`), decoded
+            from the scan on first use.
         stats: the :class:`~portkit.see.SocketStats` of those rows.
+        fold: the ``see._rawfold.Fold`` the stats came from (the listeners, the
+            connections per listening port and state, per destination), or None
+            when they were computed from rows (fixed data, the /proc fallback).
         owners_hidden: processes whose sockets could not be attributed (not root).
         source: ``netlink``, ``proc`` or ``psutil``.
         duration: seconds the reading took.
@@ -56,8 +62,9 @@ class Snapshot:
 
     __slots__ = (
         "taken",
-        "rows",
+        "_rows",
         "stats",
+        "fold",
         "owners_hidden",
         "source",
         "duration",
@@ -73,17 +80,19 @@ class Snapshot:
     def __init__(
         self,
         taken: float,
-        rows: list[tuple[Any, ...]],
+        rows: list[tuple[Any, ...]] | None,
         stats: SocketStats,
         owners_hidden: int = 0,
         source: str = "",
         duration: float = 0.0,
         time_wait: dict[tuple[str, str, int], list[float]] | None = None,
         scan: Any = None,
+        fold: Fold | None = None,
     ) -> None:
         self.taken = taken
-        self.rows = rows
+        self._rows = rows
         self.stats = stats
+        self.fold = fold
         self.owners_hidden = owners_hidden
         self.source = source
         self.duration = duration
@@ -94,6 +103,22 @@ class Snapshot:
         self.events_lost = 0
         self.containers: dict[Any, OwnerContainer] | None = None
         self.port_containers: dict[tuple[str, int], tuple[OwnerContainer, ...]] | None = None
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            self._rows = self.scan.rows if self.scan is not None else []
+        return self._rows
+
+    @property
+    def listening(self) -> list[tuple[Any, ...]]:
+        """The rows without a remote end (TCP listeners, unconnected UDP sockets), in
+        the order read."""
+        if self.fold is not None:
+            return list(self.fold.listening)
+        from portkit._sockrow import REMOTE_IP
+
+        return [r for r in self.rows if r[REMOTE_IP] is None]
 
     @classmethod
     def from_rows(
@@ -143,12 +168,12 @@ def take_snapshot(
     """
     from portkit.see import Query, compute_stats, scan
     from portkit.see._forecast import time_wait_ages
+    from portkit.see._rawfold import fold
 
     start = time.perf_counter()
     taken = time.time()
-    # 100,000 new row tuples set off the cyclic garbage collector again and again,
-    # though rows hold no cycles: pausing it cuts a 100k-socket reading by about a
-    # fifth (measured: 0.63 -> 0.50 s on the loaded 2-core VM).
+    # The objects a reading makes hold no cycles: pausing the cyclic garbage
+    # collector keeps it from walking them again and again.
     paused = gc.isenabled()
     gc.disable()
     try:
@@ -159,20 +184,37 @@ def take_snapshot(
             procfs=procfs,
         )
         eph = _ephemeral(netns, pid_netns, procfs)
-        ages = time_wait_ages(found.batches, found.listen_ports, eph) if found.batches else None
-        stats = compute_stats(found.rows, eph, time_wait=ages)
+        folded = None
+        if found.batches is not None:
+            ages = time_wait_ages(found.batches, found.listen_ports, eph) if found.batches else None
+            # the raw replies, a column at a time: no row decoded (top decodes them
+            # when it shows them)
+            folded = fold(
+                found.batches,
+                found.listen_ports,
+                eph,
+                owners_hidden=0,
+                time_wait=ages,
+                owners=found.owners,
+                owner_names=found.owner_names,
+            )
+            stats = folded.stats
+        else:
+            ages = None
+            stats = compute_stats(found.rows, eph, time_wait=ages)
     finally:
         if paused:
             gc.enable()
     return Snapshot(
         taken,
-        found.rows,
+        None,
         stats,
         owners_hidden=found.owners_hidden,
         source=found.source,
         duration=time.perf_counter() - start,
         time_wait=ages,
         scan=found,
+        fold=folded,
     )
 
 
@@ -258,19 +300,21 @@ class _TrafficProvider:
             self.listener = _EventThread.start(
                 self.kwargs.get("netns"), self.kwargs.get("pid_netns"), self.kwargs.get("procfs")
             )
+        from portkit.see._netlink import htons
+        from portkit.see._scan import GcPaused
+
         events = self.listener.drain() if self.listener is not None else []
         snap = take_snapshot(**self.kwargs)
         found = snap.scan
-        current, rtts = server_side(found.batches or (), found.listen_ports)
-        from portkit.see._netlink import htons
-
-        listening = found.listen_ports.get(6, set())
-        closed = [
-            (e[7], htons(e[4]), c)
-            for e in events
-            if e[1] == 6 and (c := counters_of(e[8])) is not None
-        ]
-        totals = self.ledger.update(current, closed, listening)
+        with GcPaused():  # a connection's counters are a tuple: 50,000 of them, no cycle
+            current, rtts = server_side(found.batches or (), found.listen_ports)
+            listening = found.listen_ports.get(6, set())
+            closed = [
+                (e[7], htons(e[4]), c)
+                for e in events
+                if e[1] == 6 and (c := counters_of(e[8])) is not None
+            ]
+            totals = self.ledger.update(current, closed, listening)
         snap.traffic = port_traffic(totals, rtts)
         snap.events = events
         snap.events_lost = self.listener.lost if self.listener is not None else 0

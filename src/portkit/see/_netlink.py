@@ -59,6 +59,7 @@ __all__ = [
     "ntohs",
     "parse_attrs",
     "parse_chunk",
+    "strided",
 ]
 
 AF_INET = 2
@@ -379,6 +380,32 @@ class RawRows:
                     out.update(map(itemgetter(0), pick.iter_unpack(view)))
         out.update(ip4_key_bytes(k) for k in v4)
         return out
+
+
+_WIDTHS = {"B": 1, "H": 2, "I": 4, "Q": 8}
+
+
+def strided(view: memoryview, size: int, offset: int, code: str) -> memoryview | None:
+    """One field of every message of a uniform reply (``view``: whole messages of
+    ``size`` bytes) as a strided view, no object per message: the field at
+    ``offset`` in each message, read as struct ``code`` (``B``, ``H``, ``I``, ``Q``,
+    native order). A field whose offset is not a multiple of its width is read
+    through a view shifted to its alignment. None when ``size`` is not a multiple of
+    the width (no stride reaches every message).
+
+    >>> msgs = memoryview(bytes(range(8)) * 3)
+    >>> list(strided(msgs, 8, 2, "B")), len(strided(msgs, 8, 0, "Q"))
+    ([2, 2, 2], 3)
+    """
+    width = _WIDTHS[code]
+    if size % width or offset + width > size:
+        return None
+    shift = offset % width
+    usable = (len(view) - shift) // width * width
+    count = len(view) // size
+    cast: Any = view[shift : shift + usable].cast
+    col: memoryview = cast(code)[(offset - shift) // width :: size // width]
+    return col if len(col) == count else None
 
 
 class Columns:

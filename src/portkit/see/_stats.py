@@ -1,7 +1,9 @@
 """``portkit stats``: counts, listeners, accept queues, ephemeral port use. Pure.
 
-Everything is computed from decoded socket rows (``SocketRecord.row``) in one pass,
-so the exporter and the TUI can call it on every refresh.
+Everything is computed in one pass over the sockets, so the exporter and the TUI can
+call it on every refresh: :func:`compute_stats` over decoded socket rows
+(``SocketRecord.row``), ``_rawfold.fold`` over the kernel's raw rows a column at a
+time (no row decoded); both end in :func:`stats_of`.
 
 Ephemeral exhaustion happens per destination: Linux may reuse a local port for
 connections to different destinations, so one busy upstream (``10.0.0.5:5432``)
@@ -33,7 +35,14 @@ if TYPE_CHECKING:
 
     from portkit.see._forecast import Forecast
 
-__all__ = ["WARN_AT", "DestinationUse", "ListenerStats", "SocketStats", "compute_stats"]
+__all__ = [
+    "WARN_AT",
+    "DestinationUse",
+    "ListenerStats",
+    "SocketStats",
+    "compute_stats",
+    "stats_of",
+]
 
 #: Fill level (fraction) above which a warning is given.
 WARN_AT = 0.70
@@ -222,7 +231,7 @@ def compute_stats(
     dests: dict[tuple[str, str, int], int] = {}
     lo, hi = ephemeral.start, ephemeral.end
     total = 0
-    tcp, listen, tw = Protocol.TCP, TcpState.LISTEN, TcpState.TIME_WAIT
+    tcp, tw = Protocol.TCP, TcpState.TIME_WAIT
     for r in rows:
         total += 1
         key = (r[PROTOCOL], r[STATE])
@@ -240,6 +249,45 @@ def compute_stats(
             eph_ports.add(r[LOCAL_PORT])
             d = (r[LOCAL_IP], r[REMOTE_IP], r[REMOTE_PORT])
             dests[d] = dests.get(d, 0) + 1
+    return stats_of(
+        counts,
+        total,
+        listeners,
+        served,
+        len(eph_ports),
+        dests,
+        ephemeral,
+        owners_hidden,
+        time_wait,
+    )
+
+
+def stats_of(
+    counts: dict[tuple[Protocol, TcpState], int],
+    total: int,
+    listeners: Iterable[tuple[Any, ...]],
+    served: Mapping[tuple[int, str, int], int],
+    used: int,
+    dests: Mapping[tuple[str, str, int], int],
+    ephemeral: PortRange,
+    owners_hidden: int = 0,
+    time_wait: Mapping[tuple[str, str, int], list[float]] | None = None,
+) -> SocketStats:
+    """The :class:`SocketStats` of what one pass over the sockets gathered, however it
+    was read (:func:`compute_stats` from decoded rows, ``_rawfold.fold`` from the
+    kernel's raw rows).
+
+    Args:
+        counts: ``{(protocol, state): n}``, in the order the states first appear.
+        total: sockets seen.
+        listeners: the rows without a remote end (TCP listeners, unconnected UDP), in
+            the order read.
+        served: ``{(local port, local ip, family): n}`` of the TCP connections on a
+            listening port, TIME-WAIT left out.
+        used: distinct ephemeral-range local ports of the client TCP sockets.
+        dests: ``{(local ip, remote ip, remote port): n}`` of those client sockets.
+    """
+    tcp, listen, tw = Protocol.TCP, TcpState.LISTEN, TcpState.TIME_WAIT
     # A wildcard listener serves the connections of its own family on its port: with
     # 0.0.0.0:P and [::]:P (v6only) both listening, each connection is counted once.
     by_port: dict[tuple[int, int], int] = {}
@@ -275,7 +323,6 @@ def compute_stats(
     top = sorted(dests.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_DESTINATIONS]
     destinations = tuple(DestinationUse(s, ip, port, n, capacity) for (s, ip, port), n in top)
     warnings: list[str] = []
-    used = len(eph_ports)
     if used > WARN_AT * capacity:
         warnings.append(
             f"{used} of {capacity} ephemeral ports ({used / capacity:.0%}) are in use: "

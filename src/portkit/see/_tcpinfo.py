@@ -523,6 +523,25 @@ class _Layout:
             s = _PICKS[key] = Struct(f"{fmt}{self.size - pos}x")
         return s.iter_unpack(view)
 
+    def columns(self, view: memoryview, names: tuple[str, ...]) -> tuple[memoryview, ...] | None:
+        """The raw source port, the cookie and the tcp_info fields ``names`` of every
+        message as strided views of the reply (no object per message); None when the
+        tcp_info ends before one of them or a field cannot be strided."""
+        if self.info is None:
+            return None
+        off, n = self.info
+        size = self.size
+        out = [nl.strided(view, size, 16 + 4, "H"), nl.strided(view, size, 60, "Q")]
+        for name in names:
+            code = _CODES[name]
+            at = INFO_OFFSETS[name]
+            if at + _INFO_SIZES[code] > n:
+                return None
+            out.append(nl.strided(view, size, off + at, code))
+        if any(c is None for c in out):
+            return None
+        return tuple(c for c in out if c is not None)
+
     def column(self, view: memoryview, name: str) -> memoryview | None:
         """One tcp_info field of every message as a strided view of the reply (no
         objects made), or None when the field is past this kernel's struct or the
@@ -682,21 +701,29 @@ class HealthRows(nl.RawRows):
         fields = tuple((INFO_OFFSETS[n], codes[n]) for n in names)
         indexes = [TCP_INFO_FIELDS.index(n) for n in names]
         for part, entries in zip(self._parts, self._entries, strict=True):
+            yield _picked(part, entries, fields, indexes)
+
+    def info_columns(
+        self, names: tuple[str, ...]
+    ) -> tuple[list[tuple[memoryview, ...]], list[Iterable[tuple[Any, ...]]]]:
+        """What :meth:`pick_info` gives, column-wise where it can: ``(columns,
+        rest)``, ``columns`` holding for each uniform part with a long enough tcp_info
+        ``(raw source ports, cookies, *fields)`` as strided views
+        (:meth:`_Layout.columns`), ``rest`` the other parts' :meth:`pick_info` tuples."""
+        codes = dict(TCP_INFO_LAYOUT)
+        fields = tuple((INFO_OFFSETS[n], codes[n]) for n in names)
+        indexes = [TCP_INFO_FIELDS.index(n) for n in names]
+        columns: list[tuple[memoryview, ...]] = []
+        rest: list[Iterable[tuple[Any, ...]]] = []
+        for part, entries in zip(self._parts, self._entries, strict=True):
             if not isinstance(entries, list):
                 layout, view = entries
-                got = layout.pick(view, fields)
-                if got is not None:
-                    yield got
+                cols = layout.columns(view, names)
+                if cols is not None:
+                    columns.append(cols)
                     continue
-                entries = list(layout.entries(view))
-            rows = (
-                part if isinstance(part, list) else nl._uniform_struct(part[1]).iter_unpack(part[0])
-            )
-            yield [
-                (t[2], e[4], *(e[2][i] for i in indexes))
-                for t, e in zip(rows, entries, strict=True)
-                if e[2] is not None and e[2][indexes[-1]] is not None
-            ]
+            rest.append(_picked(part, entries, fields, indexes))
+        return columns, rest
 
     def columns(self, names: tuple[str, ...]) -> Iterator[tuple[list[Any], ...]]:
         """Per part, :func:`part_columns` of ``names``."""
@@ -730,6 +757,24 @@ class HealthRows(nl.RawRows):
 
 _TIME_WAIT = 6
 _TW_PICK: dict[int, Struct] = {}
+
+
+def _picked(
+    part: Any, entries: Any, fields: tuple[tuple[int, str], ...], indexes: list[int]
+) -> Iterable[tuple[Any, ...]]:
+    """One part's :meth:`HealthRows.pick_info` tuples."""
+    if not isinstance(entries, list):
+        layout, view = entries
+        got: Iterable[tuple[Any, ...]] | None = layout.pick(view, fields)
+        if got is not None:
+            return got
+        entries = list(layout.entries(view))
+    rows = part if isinstance(part, list) else nl._uniform_struct(part[1]).iter_unpack(part[0])
+    return [
+        (t[2], e[4], *(e[2][i] for i in indexes))
+        for t, e in zip(rows, entries, strict=True)
+        if e[2] is not None and e[2][indexes[-1]] is not None
+    ]
 
 
 def part_columns(entries: Any, names: tuple[str, ...]) -> tuple[list[Any], ...]:

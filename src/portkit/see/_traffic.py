@@ -27,7 +27,7 @@ from portkit.see import _tcpinfo as ti
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
     from typing import Any
 
 __all__ = [
@@ -72,32 +72,61 @@ def server_side(
     {port: [RTT seconds of its established connections]})``; the raw port is the
     network-order value (``_netlink.PORTS[raw]`` is the port). Listeners themselves
     count nothing (their counters are 0). Rows read without tcp_info are skipped.
+
+    Uniform replies are read a column at a time (``HealthRows.info_columns``: a
+    strided view per field, the listening ports' rows picked by a mask of bytes),
+    so only the connections on listening ports become objects.
     """
+    from itertools import chain, compress
     from operator import itemgetter
 
-    lp = listen_ports.get(nl.IPPROTO_TCP, ())
+    lp = frozenset(listen_ports.get(nl.IPPROTO_TCP, ()))
     current: dict[int, tuple[int, int, int, int, int]] = {}
     measured: list[tuple[int, int]] = []
     cookie_of, counts_of = itemgetter(1), itemgetter(0, 5, 6, 4, 7)
+    rtts: dict[int, list[float]] = {}
+    ports = nl.PORTS
     for _family, proto, raw in batches:
         if proto != nl.IPPROTO_TCP or not isinstance(raw, ti.HealthRows):
             continue
-        for part in raw.pick_info(PICKED):
+        columnar, rest = raw.info_columns(PICKED)
+        if columnar:
+            # (sport, cookie, state, rtt, retrans, acked, received, segs) per part
+            def col(i: int, columnar: list[Any] = columnar) -> Iterator[int]:
+                return chain.from_iterable(c[i] for c in columnar)
+
+            mask = bytes(map(lp.__contains__, col(0)))
+
+            def mine(i: int, mask: bytes = mask) -> Iterator[int]:
+                return compress(col(i), mask)
+
+            current.update(
+                zip(
+                    mine(1),
+                    zip(mine(0), mine(5), mine(6), mine(4), mine(7), strict=True),
+                    strict=True,
+                )
+            )
+            for sport, state, rtt in zip(mine(0), mine(2), mine(3), strict=True):
+                if state == _ESTABLISHED and rtt:
+                    got = rtts.get(sport)
+                    if got is None:
+                        rtts[sport] = [rtt / 1e6]
+                    else:
+                        got.append(rtt / 1e6)
+        for part in rest:
             # (sport, cookie, state, rtt, retrans, acked, received, segs): C speed
-            mine = [t for t in part if t[0] in lp]
-            current.update(zip(map(cookie_of, mine), map(counts_of, mine), strict=True))
-            measured += [(t[0], t[3]) for t in mine if t[2] == _ESTABLISHED and t[3]]
-    ports = nl.PORTS
-    rtts: dict[int, list[float]] = {}
+            picked = [t for t in part if t[0] in lp]
+            current.update(zip(map(cookie_of, picked), map(counts_of, picked), strict=True))
+            measured += [(t[0], t[3]) for t in picked if t[2] == _ESTABLISHED and t[3]]
     for sport, rtt in measured:
-        port = ports[sport]
-        got = rtts.get(port)
+        got = rtts.get(sport)
         if got is None:
-            rtts[port] = [rtt / 1e6]
+            rtts[sport] = [rtt / 1e6]
         else:
             got.append(rtt / 1e6)
     # the ledger keys ports by their raw value until the totals (few) are made
-    return current, rtts
+    return current, {ports[sport]: values for sport, values in rtts.items()}
 
 
 class Ledger:
