@@ -1,9 +1,11 @@
 """TCP health with known traffic, in network namespaces of this module's own.
 
 - ``pk16a-<pid>`` (10.216.0.1) and ``pk16b-<pid>`` (10.216.0.2) on a veth pair; B
-  drops about one TCP segment in 20 at random on input (nftables ``numgen``: this
-  kernel has no ``tc netem``), so the sender retransmits. A client in A pushes a
-  known number of bytes to a server in B and gets a known answer back: ``ls -tin``
+  drops every 20th TCP segment to the port on input, from the 11th on (nftables
+  ``numgen inc``: this kernel has no ``tc netem``; counted rather than random, so the
+  dropped ones are data segments, never only the SYN), so the sender retransmits data.
+  A client in A pushes a known number of bytes to a server in B and gets a known
+  answer back: ``ls -tin``
   and the exporter's per-port counters must say those bytes (within 1 %), on the
   right port and process, with retransmits, and keep them after the connection closed.
 - ``pk16c-<pid>``: an ephemeral range of 300 ports and no TIME-WAIT reuse; short
@@ -109,7 +111,7 @@ def veth() -> Iterator[None]:
             _run("ip", "-n", ns, "link", "set", "lo", "up")
         rules = (
             "table inet pk16 {\n chain input {\n  type filter hook input priority 0;\n"
-            f"  tcp dport {PORT} numgen random mod 20 == 0 drop\n }}\n}}\n"
+            f"  tcp dport {PORT} numgen inc mod 20 == 10 drop\n }}\n}}\n"
         )
         subprocess.run(
             ["ip", "netns", "exec", B, "nft", "-f", "-"],
@@ -151,7 +153,7 @@ def test_known_traffic_with_loss(veth: None) -> None:
         assert cli["pid"] == client.pid and cli["role"] == "client"
         assert cli["tcp_info"]["bytes_acked"] == UP + 1  # its SYN
         assert cli["tcp_info"]["bytes_received"] == DOWN
-        # One segment in 20 dropped on the way in: the client had to retransmit.
+        # Every 20th segment dropped on the way in: the client had to retransmit data.
         assert cli["tcp_info"]["total_retrans"] > 0
         assert cli["tcp_info"]["bytes_retrans"] > 0
 
