@@ -253,6 +253,11 @@ def socket_stats(
     found = scan(query, netns=netns, pid_netns=pid_netns, procfs=procfs)
     eph = ephemeral(netns, pid_netns, procfs)
     ages = time_wait_ages(found.batches, found.listen_ports, eph) if found.batches else None
+    if not owners and found.batches is not None:
+        from portkit.see._rawfold import fold
+
+        # the kernel's replies a column at a time, no row decoded (see._rawfold)
+        return fold(found.batches, found.listen_ports, eph, time_wait=ages).stats
     rows = found.rows
     hidden = 0
     if owners:
