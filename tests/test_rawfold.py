@@ -37,6 +37,8 @@ from portkit.see._forecast import time_wait_ages
 from portkit.see._rawfold import fold
 from portkit.see._rows import decode
 
+from .test_tcpinfo import _info, _message, infos, message_args
+
 pytestmark = [pytest.mark.netns]
 
 NS = f"pk12f-{os.getpid()}"
@@ -368,3 +370,36 @@ def test_fold_of_any_dump_is_compute_stats(
     assert got.port_states(ports) == _port_states(by_rows, ports)
     wanted = {("127.0.0.1", 80), ("10.0.0.5", 40005), ("::1", 22), ("10.0.0.5", 1000)}
     assert got.destination_held(wanted) == _destination_held(by_rows, wanted, eph)
+
+
+# --- replies mixing sizes (TIME-WAIT among full sockets) ---------------------------------
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.tuples(message_args, infos, st.booleans()), min_size=1, max_size=40),
+    st.sampled_from([1, 3, 4, 7]),
+    st.booleans(),
+)
+def test_mixed_replies_decode_like_message_by_message(
+    messages: list[tuple[dict[str, Any], list[int], bool]], want: int, done: bool
+) -> None:
+    """A reply mixing full sockets and TIME-WAIT ones: the commonest size decoded
+    together (``_walk_grouped``) gives exactly what the message walk gives."""
+    from portkit.see import _tcpinfo as ti
+
+    data = b"".join(
+        _message(**args, info=_info(values), skmem=bytes(36), cong=b"cubic\x00")
+        if full
+        else _message(**{**args, "state": 6, "inode": 0})
+        for args, values, full in messages
+    )
+    if done:
+        data += struct.pack("=IHHIIi", 20, nl.NLMSG_DONE, 2, 1, 0, 0)
+    rows, slow, walked_done = ti.walk_entries(data, want)
+    assert ti._walk_grouped(data, want) == (rows, slow, walked_done)
+    part, entries, chunk_done = ti.chunk_entries(data, want)
+    assert chunk_done == walked_done == done
+    got = list(entries) if isinstance(entries, list) else list(entries[0].entries(entries[1]))
+    assert got == slow
+    assert list(nl.RawRows([part])) == rows

@@ -39,6 +39,7 @@ all have one size and the same attributes at the same places, column-wise with o
 
 from __future__ import annotations
 
+from _bisect import bisect_right
 from _operator import itemgetter
 from _struct import Struct
 
@@ -285,13 +286,12 @@ def parse_tcp_info(data: bytes | memoryview) -> tuple[Any, ...]:
 
 
 def _info_count(size: int) -> int:
-    """How many :data:`TCP_INFO_LAYOUT` fields a struct of ``size`` bytes holds."""
-    count = 0
-    for end in _INFO_ENDS:
-        if end > size:
-            break
-        count += 1
-    return count
+    """How many :data:`TCP_INFO_LAYOUT` fields a struct of ``size`` bytes holds.
+
+    >>> _info_count(TCP_INFO_MIN), _info_count(TCP_INFO_MIN + 7), _info_count(1 << 12)
+    (32, 32, 59)
+    """
+    return bisect_right(_INFO_ENDS, size)  # the ends only grow
 
 
 _info_structs: dict[int, Struct] = {}
@@ -639,23 +639,88 @@ def chunk_entries(
     if n >= 20 and _HDR.unpack_from(data, n - 20)[:2] == (20, nl.NLMSG_DONE):
         body, done = n - 20, True
     if mtype == nl.SOCK_DIAG_BY_FAMILY and size >= _BASE and size % 4 == 0 and body:
-        count, extra = divmod(body, size)
         view = memoryview(data)
-        # every message has the first one's length, type and flags, and the wanted
-        # attributes' headers (length and type) at the same places: u32 columns
-        words = view[:body].cast("I")
-        step = size // 4
-        if not extra and all(
-            words[w::step].tobytes() == words[w : w + 1].tobytes() * count for w in (0, 1)
-        ):
-            layout, heads = _layout_of(view, size, want)
-            if layout is not None and all(
-                words[h // 4 :: step].tobytes() == words[h // 4 : h // 4 + 1].tobytes() * count
-                for h in heads
-            ):
-                part = view[:body]
-                return (part, size), (layout, part), done
-    rows, entries, done = walk_entries(data, want)
+        layout = _uniform_layout(view[:body], size, want)
+        if layout is not None:
+            part = view[:body]
+            return (part, size), (layout, part), done
+    rows, entries, done = _walk_grouped(data, want)
+    return rows, entries, done
+
+
+def _uniform_layout(view: memoryview, size: int, want: int) -> _Layout | None:
+    """The layout of whole messages of ``size`` bytes when every one has the first
+    one's length, type and flags, and the wanted attributes' headers (length and type)
+    at the same places (checked as u32 columns); else None."""
+    count, extra = divmod(len(view), size)
+    if extra or size % 4 or size < _BASE:
+        return None
+    words = view.cast("I")
+    step = size // 4
+    if not all(words[w::step].tobytes() == words[w : w + 1].tobytes() * count for w in (0, 1)):
+        return None
+    layout, heads = _layout_of(view, size, want)
+    if layout is None or not all(
+        words[h // 4 :: step].tobytes() == words[h // 4 : h // 4 + 1].tobytes() * count
+        for h in heads
+    ):
+        return None
+    return layout
+
+
+#: Below this many messages of one size a mixed reply is simply walked.
+_GROUP_MIN = 8
+
+
+def _walk_grouped(data: bytes | memoryview, want: int) -> tuple[list[nl.RawRow], list[Entry], bool]:
+    """What :func:`walk_entries` gives, for a reply whose messages differ in size (the
+    TIME-WAIT sockets' carry no attributes, and a busy host has them everywhere in
+    its table): the messages of the commonest size are copied together and decoded
+    column-wise (:class:`_Layout`), the others one by one, and both put back in order.
+
+    Raises:
+        NetlinkError: the kernel answered with an error.
+    """
+    offsets: list[int] = []
+    lengths: list[int] = []
+    done = False
+    off, end = 0, len(data)
+    hdr = _HDR.unpack_from
+    while off + 16 <= end:
+        length, mtype = hdr(data, off)[:2]
+        if length < 16 or off + length > end:
+            break
+        if mtype == nl.SOCK_DIAG_BY_FAMILY and length >= _BASE:
+            offsets.append(off)
+            lengths.append(length)
+        elif mtype == nl.NLMSG_DONE:
+            done = True
+            break
+        elif mtype == nl.NLMSG_ERROR:
+            break  # walk_entries raises it, after the messages before it
+        off += (length + 3) & ~3
+    common = max(set(lengths), key=lengths.count) if lengths else 0
+    picked = [o for o, n in zip(offsets, lengths, strict=True) if n == common]
+    if len(picked) < _GROUP_MIN or (off + 16 <= end and not done):
+        return walk_entries(data, want)
+    view = memoryview(data)
+    joined = memoryview(b"".join([view[o : o + common] for o in picked]))
+    layout = _uniform_layout(joined, common, want)
+    if layout is None:
+        return walk_entries(data, want)
+    grouped_rows = nl._uniform_struct(common).iter_unpack(joined)
+    grouped = zip(grouped_rows, layout.entries(joined), strict=True)
+    rows: list[nl.RawRow] = []
+    entries: list[Entry] = []
+    unpack_msg = nl._MSG.unpack_from
+    for o, n in zip(offsets, lengths, strict=True):
+        if n == common:
+            row, entry = next(grouped)
+        else:
+            row = unpack_msg(data, o + 16)
+            entry = entry_of_message(data, o, n, want)
+        rows.append(row)
+        entries.append(entry)
     return rows, entries, done
 
 
