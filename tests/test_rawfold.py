@@ -23,6 +23,7 @@ import signal
 import struct
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,9 +161,18 @@ def _by_rows(found: Any, eph: PortRange, ages: Any) -> Any:
     return compute_stats(rows, eph, time_wait=ages)
 
 
+def _any_order(query: Query) -> Query:
+    from portkit.see._tcpinfo import WANT_ANY_ORDER
+
+    query.health |= WANT_ANY_ORDER
+    return query
+
+
 QUERIES = {
     "tcp_info": Query(all=True, timers=True, info=True),
+    "tcp_info, any order": _any_order(Query(all=True, timers=True, info=True)),
     "timers": Query(all=True, timers=True),
+    "timers, any order": _any_order(Query(all=True, timers=True)),
     "plain": Query(all=True),
 }
 
@@ -403,3 +413,9 @@ def test_mixed_replies_decode_like_message_by_message(
     got = list(entries) if isinstance(entries, list) else list(entries[0].entries(entries[1]))
     assert got == slow
     assert list(nl.RawRows([part])) == rows
+    # regrouped (WANT_ANY_ORDER): the same rows with the same entries, in some order
+    health = ti.HealthRows(want | ti.WANT_ANY_ORDER)
+    assert health.add_chunk(data) == done
+    assert Counter(zip(health, health.entries(), strict=True)) == Counter(
+        zip(rows, slow, strict=True)
+    )

@@ -169,6 +169,7 @@ def take_snapshot(
     from portkit.see import Query, compute_stats, scan
     from portkit.see._forecast import time_wait_ages
     from portkit.see._rawfold import fold
+    from portkit.see._tcpinfo import WANT_ANY_ORDER
 
     start = time.perf_counter()
     taken = time.time()
@@ -177,8 +178,12 @@ def take_snapshot(
     paused = gc.isenabled()
     gc.disable()
     try:
+        query = Query(all=True, owners=owners, timers=True, info=info)
+        # the views sort what they show: a reply's TIME-WAIT rows may come after its
+        # others, so that the rest is decoded column-wise (_tcpinfo.split_chunk)
+        query.health |= WANT_ANY_ORDER
         found = scan(
-            Query(all=True, owners=owners, timers=True, info=info),
+            query,
             netns=netns,
             pid_netns=pid_netns,
             procfs=procfs,

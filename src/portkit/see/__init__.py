@@ -250,6 +250,10 @@ def socket_stats(
 
     # timers: the TIME-WAIT sockets' ages give each destination's connection rate
     query = Query(tcp=tcp, udp=udp, all=True, families=families, timers=True)
+    if not owners:
+        from portkit.see._tcpinfo import WANT_ANY_ORDER
+
+        query.health |= WANT_ANY_ORDER  # counted, not listed: any order within a reply
     found = scan(query, netns=netns, pid_netns=pid_netns, procfs=procfs)
     eph = ephemeral(netns, pid_netns, procfs)
     ages = time_wait_ages(found.batches, found.listen_ports, eph) if found.batches else None

@@ -58,6 +58,7 @@ __all__ = [
     "TCP_INFO_FIELDS",
     "TCP_INFO_LAYOUT",
     "TIMER_NAMES",
+    "WANT_ANY_ORDER",
     "WANT_INFO",
     "WANT_MEMORY",
     "WANT_TIMERS",
@@ -68,12 +69,16 @@ __all__ = [
     "format_ms",
     "parse_skmeminfo",
     "parse_tcp_info",
+    "split_chunk",
     "timer_text",
     "walk_entries",
 ]
 
 # What a listing asks for (``ls -o``, ``-i``, ``-m``), as bits.
 WANT_TIMERS, WANT_INFO, WANT_MEMORY = 1, 2, 4
+#: For readers that only count (stats, the exporter): a reply's rows may be regrouped
+#: (:func:`split_chunk`) rather than kept in the kernel's order.
+WANT_ANY_ORDER = 8
 
 # Request extension bits: 1 << (INET_DIAG_x - 1) (linux/inet_diag.h).
 ATTR_MEMINFO, ATTR_INFO, ATTR_CONG, ATTR_SKMEMINFO = 1, 2, 4, 7
@@ -625,14 +630,25 @@ def chunk_entries(
     dump is done.
 
     A reply whose messages all have the first one's size, type and wanted attribute
-    headers is kept as bytes; anything else is walked (:func:`walk_entries`).
+    headers is kept as bytes; anything else is walked, the messages of its commonest
+    size decoded together (:func:`_walk_grouped`).
 
     Raises:
         NetlinkError: the kernel answered with an error.
     """
-    n = len(data)
-    if n < 16:
+    if len(data) < 16:
         return [], [], False
+    uniform = _uniform_reply(data, want)
+    if uniform is not None:
+        return uniform
+    return _walk_grouped(data, want)
+
+
+def _uniform_reply(
+    data: bytes | memoryview, want: int
+) -> tuple[Any, tuple[_Layout, memoryview], bool] | None:
+    """:func:`chunk_entries` of a reply whose messages all have one layout, else None."""
+    n = len(data)
     size, mtype = _HDR.unpack_from(data, 0)[:2]
     done = False
     body = n
@@ -644,8 +660,7 @@ def chunk_entries(
         if layout is not None:
             part = view[:body]
             return (part, size), (layout, part), done
-    rows, entries, done = _walk_grouped(data, want)
-    return rows, entries, done
+    return None
 
 
 def _uniform_layout(view: memoryview, size: int, want: int) -> _Layout | None:
@@ -672,6 +687,49 @@ def _uniform_layout(view: memoryview, size: int, want: int) -> _Layout | None:
 _GROUP_MIN = 8
 
 
+def _messages(data: bytes | memoryview) -> tuple[list[int], list[int], bool] | None:
+    """The offsets and lengths of a reply's socket messages and whether the dump is
+    done; None when the reply holds an error or ends in a truncated message (the
+    message walk says which)."""
+    offsets: list[int] = []
+    lengths: list[int] = []
+    off, end = 0, len(data)
+    hdr = _HDR.unpack_from
+    while off + 16 <= end:
+        length, mtype = hdr(data, off)[:2]
+        if length < 16 or off + length > end or mtype == nl.NLMSG_ERROR:
+            return None
+        if mtype == nl.SOCK_DIAG_BY_FAMILY and length >= _BASE:
+            offsets.append(off)
+            lengths.append(length)
+        elif mtype == nl.NLMSG_DONE:
+            return offsets, lengths, True
+        off += (length + 3) & ~3
+    return offsets, lengths, False
+
+
+def _grouped(
+    data: bytes | memoryview, want: int
+) -> tuple[list[int], list[int], int, memoryview, _Layout, bool] | None:
+    """A mixed reply's messages of the commonest size, copied together: ``(offsets,
+    lengths, size, joined, layout, done)``; None when there are too few of them or
+    they differ in their attributes."""
+    found = _messages(data)
+    if found is None:
+        return None
+    offsets, lengths, done = found
+    common = max(set(lengths), key=lengths.count) if lengths else 0
+    view = memoryview(data)
+    picked = [view[o : o + common] for o, n in zip(offsets, lengths, strict=True) if n == common]
+    if len(picked) < _GROUP_MIN:
+        return None
+    joined = memoryview(b"".join(picked))
+    layout = _uniform_layout(joined, common, want)
+    if layout is None:
+        return None
+    return offsets, lengths, common, joined, layout, done
+
+
 def _walk_grouped(data: bytes | memoryview, want: int) -> tuple[list[nl.RawRow], list[Entry], bool]:
     """What :func:`walk_entries` gives, for a reply whose messages differ in size (the
     TIME-WAIT sockets' carry no attributes, and a busy host has them everywhere in
@@ -681,33 +739,10 @@ def _walk_grouped(data: bytes | memoryview, want: int) -> tuple[list[nl.RawRow],
     Raises:
         NetlinkError: the kernel answered with an error.
     """
-    offsets: list[int] = []
-    lengths: list[int] = []
-    done = False
-    off, end = 0, len(data)
-    hdr = _HDR.unpack_from
-    while off + 16 <= end:
-        length, mtype = hdr(data, off)[:2]
-        if length < 16 or off + length > end:
-            break
-        if mtype == nl.SOCK_DIAG_BY_FAMILY and length >= _BASE:
-            offsets.append(off)
-            lengths.append(length)
-        elif mtype == nl.NLMSG_DONE:
-            done = True
-            break
-        elif mtype == nl.NLMSG_ERROR:
-            break  # walk_entries raises it, after the messages before it
-        off += (length + 3) & ~3
-    common = max(set(lengths), key=lengths.count) if lengths else 0
-    picked = [o for o, n in zip(offsets, lengths, strict=True) if n == common]
-    if len(picked) < _GROUP_MIN or (off + 16 <= end and not done):
+    got = _grouped(data, want)
+    if got is None:
         return walk_entries(data, want)
-    view = memoryview(data)
-    joined = memoryview(b"".join([view[o : o + common] for o in picked]))
-    layout = _uniform_layout(joined, common, want)
-    if layout is None:
-        return walk_entries(data, want)
+    offsets, lengths, common, joined, layout, done = got
     grouped_rows = nl._uniform_struct(common).iter_unpack(joined)
     grouped = zip(grouped_rows, layout.entries(joined), strict=True)
     rows: list[nl.RawRow] = []
@@ -724,6 +759,33 @@ def _walk_grouped(data: bytes | memoryview, want: int) -> tuple[list[nl.RawRow],
     return rows, entries, done
 
 
+def split_chunk(data: bytes | memoryview, want: int) -> tuple[list[tuple[Any, Any]], bool]:
+    """One ``recv`` of a dump as :class:`HealthRows` parts, ``[(part, entries)]``, for
+    readers that only count (``WANT_ANY_ORDER``): a mixed reply becomes a uniform part
+    of its commonest size, decoded column-wise, and a list part of the others (the
+    TIME-WAIT sockets, mostly) after it; every row is there, in another order than the
+    kernel's within the reply. Others as :func:`chunk_entries`.
+
+    Raises:
+        NetlinkError: the kernel answered with an error.
+    """
+    if len(data) < 16:
+        return [], False
+    uniform = _uniform_reply(data, want)
+    if uniform is not None:
+        return [(uniform[0], uniform[1])], uniform[2]
+    got = _grouped(data, want)
+    if got is None:
+        rows, entries, done = walk_entries(data, want)
+        return [(rows, entries)], done
+    offsets, lengths, common, joined, layout, done = got
+    unpack_msg = nl._MSG.unpack_from
+    others = [(o, n) for o, n in zip(offsets, lengths, strict=True) if n != common]
+    rows = [unpack_msg(data, o + 16) for o, _ in others]
+    odd = [entry_of_message(data, o, n, want) for o, n in others]
+    return [((joined, common), (layout, joined)), (rows, odd)], done
+
+
 class HealthRows(nl.RawRows):
     """:class:`~portkit.see._netlink.RawRows` that also keep each socket's entry, in
     the same order as the rows (:meth:`entries`, :meth:`entry_parts`)."""
@@ -737,11 +799,16 @@ class HealthRows(nl.RawRows):
 
     def add_chunk(self, data: bytes | memoryview) -> bool:
         """Add one ``recv`` of the dump; True when the dump is done."""
-        part, entries, done = chunk_entries(data, self.want)
-        before = len(self._parts)
-        self.add(part)
-        if len(self._parts) > before:
-            self._entries.append(entries)
+        if self.want & WANT_ANY_ORDER:
+            pieces, done = split_chunk(data, self.want)
+        else:
+            part, entries, done = chunk_entries(data, self.want)
+            pieces = [(part, entries)]
+        for part, entries in pieces:
+            before = len(self._parts)
+            self.add(part)
+            if len(self._parts) > before:
+                self._entries.append(entries)
         return done
 
     def entry_parts(self) -> Iterator[Iterable[Entry]]:
