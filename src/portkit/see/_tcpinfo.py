@@ -708,49 +708,54 @@ def _messages(data: bytes | memoryview) -> tuple[list[int], list[int], bool] | N
     return offsets, lengths, False
 
 
-def _grouped(
+def _groups(
     data: bytes | memoryview, want: int
-) -> tuple[list[int], list[int], int, memoryview, _Layout, bool] | None:
-    """A mixed reply's messages of the commonest size, copied together: ``(offsets,
-    lengths, size, joined, layout, done)``; None when there are too few of them or
-    they differ in their attributes."""
+) -> tuple[list[int], list[int], dict[int, tuple[memoryview, _Layout]], bool] | None:
+    """A mixed reply's messages, grouped by size: ``(offsets, lengths, {size:
+    (joined, layout)}, done)``, each group of at least :data:`_GROUP_MIN` messages
+    with one layout copied together (the others are left out); None when the reply
+    holds an error or a truncated message."""
     found = _messages(data)
     if found is None:
         return None
     offsets, lengths, done = found
-    common = max(set(lengths), key=lengths.count) if lengths else 0
     view = memoryview(data)
-    picked = [view[o : o + common] for o, n in zip(offsets, lengths, strict=True) if n == common]
-    if len(picked) < _GROUP_MIN:
-        return None
-    joined = memoryview(b"".join(picked))
-    layout = _uniform_layout(joined, common, want)
-    if layout is None:
-        return None
-    return offsets, lengths, common, joined, layout, done
+    groups: dict[int, tuple[memoryview, _Layout]] = {}
+    for size in sorted(set(lengths), key=lengths.count, reverse=True):
+        picked = [view[o : o + size] for o, n in zip(offsets, lengths, strict=True) if n == size]
+        if len(picked) < _GROUP_MIN:
+            break
+        joined = memoryview(b"".join(picked))
+        layout = _uniform_layout(joined, size, want)
+        if layout is not None:
+            groups[size] = (joined, layout)
+    return offsets, lengths, groups, done
 
 
 def _walk_grouped(data: bytes | memoryview, want: int) -> tuple[list[nl.RawRow], list[Entry], bool]:
     """What :func:`walk_entries` gives, for a reply whose messages differ in size (the
     TIME-WAIT sockets' carry no attributes, and a busy host has them everywhere in
-    its table): the messages of the commonest size are copied together and decoded
-    column-wise (:class:`_Layout`), the others one by one, and both put back in order.
+    its table): the messages of each common size are copied together and decoded
+    column-wise (:class:`_Layout`), the others one by one, and all put back in order.
 
     Raises:
         NetlinkError: the kernel answered with an error.
     """
-    got = _grouped(data, want)
-    if got is None:
+    got = _groups(data, want)
+    if got is None or not got[2]:
         return walk_entries(data, want)
-    offsets, lengths, common, joined, layout, done = got
-    grouped_rows = nl._uniform_struct(common).iter_unpack(joined)
-    grouped = zip(grouped_rows, layout.entries(joined), strict=True)
+    offsets, lengths, groups, done = got
+    decoded = {
+        size: zip(nl._uniform_struct(size).iter_unpack(joined), layout.entries(joined), strict=True)
+        for size, (joined, layout) in groups.items()
+    }
     rows: list[nl.RawRow] = []
     entries: list[Entry] = []
     unpack_msg = nl._MSG.unpack_from
     for o, n in zip(offsets, lengths, strict=True):
-        if n == common:
-            row, entry = next(grouped)
+        group = decoded.get(n)
+        if group is not None:
+            row, entry = next(group)
         else:
             row = unpack_msg(data, o + 16)
             entry = entry_of_message(data, o, n, want)
@@ -762,8 +767,8 @@ def _walk_grouped(data: bytes | memoryview, want: int) -> tuple[list[nl.RawRow],
 def split_chunk(data: bytes | memoryview, want: int) -> tuple[list[tuple[Any, Any]], bool]:
     """One ``recv`` of a dump as :class:`HealthRows` parts, ``[(part, entries)]``, for
     readers that only count (``WANT_ANY_ORDER``): a mixed reply becomes a uniform part
-    of its commonest size, decoded column-wise, and a list part of the others (the
-    TIME-WAIT sockets, mostly) after it; every row is there, in another order than the
+    per common size (the full sockets', the TIME-WAIT ones'), decoded column-wise, and
+    a list part of the few others; every row is there, in another order than the
     kernel's within the reply. Others as :func:`chunk_entries`.
 
     Raises:
@@ -774,16 +779,20 @@ def split_chunk(data: bytes | memoryview, want: int) -> tuple[list[tuple[Any, An
     uniform = _uniform_reply(data, want)
     if uniform is not None:
         return [(uniform[0], uniform[1])], uniform[2]
-    got = _grouped(data, want)
-    if got is None:
+    got = _groups(data, want)
+    if got is None or not got[2]:
         rows, entries, done = walk_entries(data, want)
         return [(rows, entries)], done
-    offsets, lengths, common, joined, layout, done = got
-    unpack_msg = nl._MSG.unpack_from
-    others = [(o, n) for o, n in zip(offsets, lengths, strict=True) if n != common]
-    rows = [unpack_msg(data, o + 16) for o, _ in others]
-    odd = [entry_of_message(data, o, n, want) for o, n in others]
-    return [((joined, common), (layout, joined)), (rows, odd)], done
+    offsets, lengths, groups, done = got
+    pieces: list[tuple[Any, Any]] = [
+        ((joined, size), (layout, joined)) for size, (joined, layout) in groups.items()
+    ]
+    others = [(o, n) for o, n in zip(offsets, lengths, strict=True) if n not in groups]
+    if others:
+        unpack_msg = nl._MSG.unpack_from
+        rows = [unpack_msg(data, o + 16) for o, _ in others]
+        pieces.append((rows, [entry_of_message(data, o, n, want) for o, n in others]))
+    return pieces, done
 
 
 class HealthRows(nl.RawRows):
