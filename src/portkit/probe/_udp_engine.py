@@ -35,7 +35,7 @@ from portkit.probe._records import PortState, Reason
 from portkit.probe._states import icmp_verdict, parse_extended_err, udp_errno_verdict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
 __all__ = ["udp_scan"]
 
@@ -51,6 +51,26 @@ class _UdpProbe:
         self.host = host
         self.tries = 0
         self.sent = 0.0
+
+
+def _overdue(loop: Any, now: float) -> Iterator[Any]:
+    """The probes whose answer is overdue, oldest first per host, each taken off its
+    host's queue (entries left by a probe sent again since are dropped); a host whose
+    queue empties leaves the loop's active set. Both UDP engines expire through it."""
+    for h in list(loop.active):
+        fifo = h.fifo
+        t = h.est.timeout
+        while fifo:
+            p, tries = fifo[0]
+            if p.tries != tries:
+                fifo.popleft()
+                continue
+            if now - p.sent < t:
+                break
+            fifo.popleft()
+            yield p
+        if not fifo:
+            loop.active.pop(h, None)
 
 
 def udp_scan(
@@ -206,26 +226,14 @@ def udp_scan(
         return True
 
     def expire(now: float) -> None:
-        for h in list(loop.active):
-            fifo = h.fifo
-            t = h.est.timeout
-            while fifo:
-                p, tries = fifo[0]
-                if p.tries != tries:
-                    fifo.popleft()
-                    continue
-                if now - p.sent < t:
-                    break
-                fifo.popleft()
-                p.tries += 1
-                if p.tries <= retries_n:
-                    pending.append(p)  # stays in flight: a late answer still counts
-                else:
-                    inflight.pop((p.ip, p.port), None)
-                    p.tries = -1
-                    report(p, PortState.OPEN_FILTERED, Reason.NO_RESPONSE, None, None)
-            if not fifo:
-                del loop.active[h]
+        for p in _overdue(loop, now):
+            p.tries += 1
+            if p.tries <= retries_n:
+                pending.append(p)  # stays in flight: a late answer still counts
+            else:
+                inflight.pop((p.ip, p.port), None)
+                p.tries = -1
+                report(p, PortState.OPEN_FILTERED, Reason.NO_RESPONSE, None, None)
 
     try:
         while True:
@@ -378,28 +386,16 @@ def _udp_connected(
 
     def expire(now: float) -> None:
         by_probe = {id(p): fd for fd, (p, _) in inflight.items()}
-        for h in list(loop.active):
-            fifo = h.fifo
-            t = h.est.timeout
-            while fifo:
-                p, tries = fifo[0]
-                if p.tries != tries:
-                    fifo.popleft()
-                    continue
-                if now - p.sent < t:
-                    break
-                fifo.popleft()
-                p.tries += 1
-                fd = by_probe.get(id(p))
-                if p.tries <= retries_n and fd is not None:
-                    if send(p, inflight[fd][1], now) == "done":
-                        end(fd)
-                else:
-                    if fd is not None:
-                        end(fd)
-                    report(p, PortState.OPEN_FILTERED, Reason.NO_RESPONSE, None, None)
-            if not fifo:
-                loop.active.pop(h, None)
+        for p in _overdue(loop, now):
+            p.tries += 1
+            fd = by_probe.get(id(p))
+            if p.tries <= retries_n and fd is not None:
+                if send(p, inflight[fd][1], now) == "done":
+                    end(fd)
+            else:
+                if fd is not None:
+                    end(fd)
+                report(p, PortState.OPEN_FILTERED, Reason.NO_RESPONSE, None, None)
 
     try:
         while True:
