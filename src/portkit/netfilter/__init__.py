@@ -263,19 +263,7 @@ def _unique(mappings: list[NatMapping]) -> list[NatMapping]:
     a rule of table ``ip nat`` that nft reads whole is iptables-nft-save's too."""
     seen: dict[tuple[object, ...], NatMapping] = {}
     for m in mappings:
-        key = (
-            m.family,
-            m.protocol,
-            m.daddr,
-            m.dport,
-            m.dport_end,
-            m.iifname,
-            m.kind,
-            m.to_addr,
-            m.to_port,
-            m.chain,
-        )
-        seen.setdefault(key, m)
+        seen.setdefault((*m.effect(), m.chain), m)
     return list(seen.values())
 
 

@@ -134,6 +134,21 @@ class NatMapping(_Record):
             return f"{self.origin} {self.table} {self.chain} rule {self.handle}"
         return f"{self.origin} {self.table} {self.chain} handle {self.handle}"
 
+    def effect(self) -> tuple[Any, ...]:
+        """What the mapping does: the packets it takes and where it sends them (the
+        key two copies of one rule, read twice, share)."""
+        return (
+            self.family,
+            self.protocol,
+            self.daddr,
+            self.dport,
+            self.dport_end,
+            self.iifname,
+            self.kind,
+            self.to_addr,
+            self.to_port,
+        )
+
     def covers(self, port: int, protocol: str, address: str | None = None) -> bool:
         """Whether a packet to ``address:port/protocol`` is taken by this mapping
         (``address`` None: any address the rule takes).
@@ -326,21 +341,7 @@ def dedupe(mappings: list[NatMapping]) -> list[NatMapping]:
     reached on several walks (PREROUTING and OUTPUT) merged into it."""
     out: dict[tuple[Any, ...], NatMapping] = {}
     for m in mappings:
-        key = (
-            m.family,
-            m.protocol,
-            m.daddr,
-            m.dport,
-            m.dport_end,
-            m.iifname,
-            m.kind,
-            m.to_addr,
-            m.to_port,
-            m.origin,
-            m.table,
-            m.chain,
-            m.handle,
-        )
+        key = (*m.effect(), m.origin, m.table, m.chain, m.handle)
         seen = out.get(key)
         if seen is None:
             out[key] = m
