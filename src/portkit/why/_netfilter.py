@@ -116,7 +116,7 @@ def netfilter_layers(
         return _unreadable(there), denied, there, dest, True
     except PortkitError as exc:
         unread = Check("nat", None, f"the NAT rules {_on(there)} could not be read: {exc}")
-        return _firewall(there, saddr, dest, proto, iif, hook, None), unread, there, dest, False
+        return _firewall(there, saddr, dest, proto, iif, hook), unread, there, dest, False
     found = pick_dnat(reading.mappings, proto, address, port, hook, iif)
     final_place, final = there, dest
     if found is None:
@@ -143,7 +143,7 @@ def netfilter_layers(
                 "into": final_place.label,
             },
         )
-    fw = _firewall(there, saddr, dest, proto, iif, hook, found)
+    fw = _firewall(there, saddr, dest, proto, iif, hook)
     return fw, nat, final_place, final, False
 
 
@@ -154,7 +154,6 @@ def _firewall(
     proto: str,
     iif: str | None,
     hook: str,
-    dnat: NatMapping | None,
     through: bool = False,
 ) -> Check:
     """The filter hooks' verdict for the packet on ``there`` (read, then judged)."""
@@ -297,7 +296,7 @@ def transit_firewall(
             True,
             f"bridged {_on(hop)} without netfilter (bridge-nf-call-iptables is off)",
         )
-    return _firewall(hop, saddr, dest, proto, _arrives_on(hop, saddr), "prerouting", None, True)
+    return _firewall(hop, saddr, dest, proto, _arrives_on(hop, saddr), "prerouting", True)
 
 
 def _bridge_calls_netfilter(hop: Place, family: int) -> bool:
