@@ -117,6 +117,18 @@ class HostState:
         return changed
 
 
+def _processes_naming(root: str) -> list[int]:
+    """Processes whose command line names ``root`` (a lab's directory)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as f:
+            if root.encode() in f.read():
+                found.append(int(entry))
+    return found
+
+
 def sweep_left_behind(run_dir: str = "/run/netns") -> list[str]:
     """Clear what a killed test run's labs left (``pkdock<pid>``/``pkdockn<pid>`` whose
     pytest is gone): their processes, mounts, namespace, socket and directory. A
@@ -132,10 +144,9 @@ def sweep_left_behind(run_dir: str = "/run/netns") -> list[str]:
             continue
         roots = glob.glob(os.path.join(tempfile.gettempdir(), f"{name}-*"))
         for root in roots:
-            lab = DockerLab.__new__(DockerLab)
-            lab.tmp, lab.proc = root, None
-            for pid in lab._ours():
-                lab._kill(pid, 5)
+            for pid in _processes_naming(root):  # orphans of a dead run: no grace due
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             with open("/proc/self/mounts") as f:
                 mounts = [line.split()[1] for line in f if root in line]
             for point in sorted(mounts, key=len, reverse=True):
@@ -218,14 +229,7 @@ class DockerLab:
 
     def _ours(self) -> list[int]:
         """Processes left that this lab started (their command line names its root)."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as f:
-                if self.tmp.encode() in f.read():
-                    found.append(int(entry))
-        return found
+        return _processes_naming(self.tmp)
 
     def _kill(self, pid: int | None, timeout: float = 30) -> None:
         if pid is None:
