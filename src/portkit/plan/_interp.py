@@ -249,10 +249,11 @@ def interpolate(text: str, env: Mapping[str, str], where: str = "") -> Interpola
 # the environment when interpolating. Hence this small port.
 
 #: compose-go ``isSpace``: blanks that are not a line break.
-_BLANKS = frozenset("\t\v\f\r \x85\xa0")
+_BLANK_CHARS = "\t\v\f\r \x85\xa0"
+_BLANKS = frozenset(_BLANK_CHARS)
 _EXPORT = re.compile(r"export[\t\n\f\r ]")
 #: Where an unquoted value's comment starts: a "#" after one of those blanks.
-_COMMENT = re.compile("[\t\v\f\r \x85\xa0]#")
+_COMMENT = re.compile(f"[{re.escape(_BLANK_CHARS)}]#")
 #: compose-go ``escapeRegex``: the escapes a double-quoted value takes.
 _ESCAPE = re.compile(r'\\(?:[abfnrtv$"\\]|0[0-7]{0,3})')
 _ESCAPE_CHARS = {
@@ -391,7 +392,7 @@ def _env_value(
         nl = n if nl < 0 else nl
         line = text[pos:nl]
         comment = _COMMENT.search(line)  # the first "#" after a blank: compose-go's scan
-        value = (line[: comment.start()] if comment else line).strip("".join(_BLANKS))
+        value = (line[: comment.start()] if comment else line).strip(_BLANK_CHARS)
         return _env_interpolate(value, env, out, start), nl
     chars: list[str] = []
     stop = re.compile(r"[\\" + quote + "]")
